@@ -1,0 +1,381 @@
+"""Run one command under a real PTY, synchronously, with a supervisor thread.
+
+Why a PTY: colours, progress bars and ``isatty`` checks must behave as in a terminal.
+Why its own session: abort/timeout must reach every process the command started
+(``killpg``), and the command must never share the operator's terminal or stdin.
+Why synchronous: the TUI calls this from a worker thread and the headless CLI calls it
+directly; neither needs an event loop. This module must never import Textual.
+"""
+
+from __future__ import annotations
+
+import codecs
+import errno
+import fcntl
+import os
+import selectors
+import signal
+import subprocess
+import termios
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+__all__ = ["DEFAULT_TERM", "ExitStatus", "PtyProcess", "run_command", "shell_argv"]
+
+DEFAULT_TERM = "xterm-256color"
+
+_CHUNK = 64 * 1024
+# After the leader exits, whatever still holds the PTY (background children) gets this long
+# of silence (and at most _DRAIN_MAX in total, in case it never goes quiet) before it is killed.
+_DRAIN_QUIET = 0.3
+_DRAIN_MAX = 2.0
+# After SIGKILLing the group, how long to wait for the PTY to report EOF. Only a process that
+# escaped the group (setsid) can keep it open longer; we stop reading rather than hang.
+_EOF_AFTER_KILL = 1.0
+# Poll interval for leader exit where pidfd is unavailable, and for abort_event in run_command.
+_POLL = 0.05
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """How a command ended."""
+
+    exit_code: int | None  # None when killed by a signal
+    signal: int | None  # signal number that killed the leader, else None
+    duration: float  # seconds (monotonic) from spawn until the leader exited
+    timed_out: bool = False
+    aborted: bool = False  # stopped by abort() (operator / app shutdown)
+
+    @property
+    def ok_code(self) -> int:
+        """Shell-style code for display: the exit code, or 128 + signal."""
+        if self.exit_code is not None:
+            return self.exit_code
+        return 128 + (self.signal or 0)
+
+
+def shell_argv(script: str, shell: str = "bash") -> list[str]:
+    """argv that runs ``script`` with ``shell`` and fails loudly.
+
+    ``pipefail`` so a failing producer is not hidden by ``| tee``; ``-e`` only for multi-line
+    scripts, where a failing line must not be silently followed by the next one. ``sh``/``dash``
+    get no ``pipefail`` (not portable there).
+    """
+    lines = [ln.strip() for ln in script.splitlines()]
+    code_lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    argv = [shell]
+    if len(code_lines) > 1:
+        argv.append("-e")
+    if os.path.basename(shell) not in ("sh", "dash"):
+        argv += ["-o", "pipefail"]
+    return argv + ["-c", script]
+
+
+def _child_env(env: Mapping[str, str] | None) -> dict[str, str]:
+    """Environment for the child: ``env`` as given, else ours minus what describes our terminal."""
+    if env is None:
+        merged = dict(os.environ)
+        # TERM/LINES/COLUMNS describe the terminal we run in, not the PTY the child gets.
+        for key in ("TERM", "LINES", "COLUMNS"):
+            merged.pop(key, None)
+    else:
+        merged = dict(env)
+    merged.setdefault("TERM", DEFAULT_TERM)
+    return merged
+
+
+def _take_controlling_tty() -> None:
+    """preexec_fn: make the PTY slave (already fd 1, after setsid) the controlling terminal.
+
+    Runs between fork and exec, so it does nothing but one ioctl with pre-imported modules.
+    """
+    fcntl.ioctl(1, termios.TIOCSCTTY, 0)
+
+
+def _open_pidfd(pid: int) -> int | None:
+    """A pidfd lets the supervisor sleep until the leader exits; fall back to polling."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+class PtyProcess:
+    """One command on its own PTY, in its own session and process group.
+
+    A single supervisor thread reads the PTY, calls ``on_output`` (always from that thread,
+    in order), notices the leader's exit, kills whatever is left in the group, reaps the
+    leader and closes every fd. Output is never accumulated here.
+    """
+
+    pid: int
+    pgid: int
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        master: int,
+        on_output: Callable[[str], None],
+        started: float,
+    ) -> None:
+        """Private: use :meth:`spawn`."""
+        self._popen = popen
+        self.pid = popen.pid
+        self.pgid = popen.pid  # setsid: the leader's pid is its session and group id
+        self._master = master
+        self._on_output = on_output
+        self._started = started
+        self._lock = threading.Lock()  # guards _reaped/_leader_exited/_aborted/_master close
+        self._leader_exited = False
+        self._reaped = False
+        self._aborted = False
+        self._error: BaseException | None = None
+        self._status: ExitStatus | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(
+            target=self._supervise, name=f"pty-reader-{self.pid}", daemon=True
+        )
+        self._thread.start()
+
+    @classmethod
+    def spawn(
+        cls,
+        argv: Sequence[str],
+        *,
+        on_output: Callable[[str], None],
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        rows: int = 40,
+        cols: int = 120,
+    ) -> PtyProcess:
+        """Start ``argv`` on a fresh PTY; stdin is /dev/null so nothing can wait for input.
+
+        ``env`` replaces the environment (like ``subprocess``); ``TERM`` defaults to
+        ``xterm-256color``. Raises ``OSError`` (e.g. ``FileNotFoundError``) if it cannot start.
+        """
+        if not argv:
+            raise ValueError("argv must not be empty")
+        master, slave = os.openpty()
+        try:
+            termios.tcsetwinsize(slave, (rows, cols))
+            started = time.monotonic()
+            popen = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=slave,
+                stderr=slave,
+                cwd=cwd,
+                env=_child_env(env),
+                start_new_session=True,
+                preexec_fn=_take_controlling_tty,
+                close_fds=True,
+            )
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)  # else we would hold the PTY open and never see EOF
+        return cls(popen, master, on_output, started)
+
+    # -- public API -------------------------------------------------------------------------
+
+    def wait(self, timeout: float | None = None) -> ExitStatus | None:
+        """Block until the leader exited and its output was drained; None if ``timeout`` ran out.
+
+        Re-raises an exception raised by ``on_output`` (after the process was fully cleaned up).
+        """
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("wait() must not be called from on_output")
+        if not self._done.wait(timeout):
+            return None
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._status
+
+    def abort(self, grace: float = 2.0) -> None:
+        """SIGINT, then SIGTERM, then SIGKILL to the whole group, ``grace`` seconds apart.
+
+        A no-op once the leader has exited (the supervisor cleans up the rest itself).
+        Safe to call from ``on_output``: the escalation then runs on a helper thread.
+        """
+        if threading.current_thread() is self._thread:
+            threading.Thread(target=self.abort, args=(grace,), daemon=True).start()
+            return
+        with self._lock:
+            if self._leader_exited:
+                return
+            self._aborted = True
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._signal(sig)
+            if self._done.wait(grace):
+                return
+        self._signal(signal.SIGKILL)
+        self._done.wait(grace)
+
+    def resize(self, rows: int, cols: int) -> None:
+        """Set the PTY window size; the kernel sends SIGWINCH to the foreground group."""
+        with self._lock:
+            if self._master < 0:
+                return
+            try:
+                termios.tcsetwinsize(self._master, (rows, cols))
+            except OSError:
+                pass  # the command is finishing; resizing it no longer matters
+
+    # -- supervisor thread ------------------------------------------------------------------
+
+    def _signal(self, sig: int) -> None:
+        """killpg, but never after reaping: until then the zombie leader keeps the pgid ours."""
+        with self._lock:
+            if self._reaped:
+                return
+            try:
+                os.killpg(self.pgid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def _leader_has_exited(self) -> bool:
+        """Check without reaping (WNOWAIT), so the pgid cannot be recycled under us."""
+        try:
+            flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+            return os.waitid(os.P_PID, self.pid, flags) is not None
+        except ChildProcessError:
+            return True  # reaped behind our back (e.g. SIGCHLD ignored)
+
+    def _emit(self, text: str) -> None:
+        """Hand text to on_output; after it fails once, keep draining but drop output."""
+        if not text or self._error is not None:
+            return
+        try:
+            self._on_output(text)
+        except BaseException as exc:  # must not kill the thread, or wait() would hang
+            self._error = exc
+
+    def _read_chunk(self, decoder: codecs.IncrementalDecoder) -> bool:
+        """Read one chunk and emit it; False at EOF (EIO on Linux once all slave fds closed)."""
+        try:
+            data = os.read(self._master, _CHUNK)
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise
+            data = b""
+        if not data:
+            return False
+        self._emit(decoder.decode(data))
+        return True
+
+    def _drain(self, sel: selectors.BaseSelector, decoder: codecs.IncrementalDecoder,
+               deadline: float, quiet: float | None) -> bool:
+        """Read until EOF (True), ``deadline``, or ``quiet`` seconds without output (False)."""
+        quiet_until = time.monotonic() + quiet if quiet is not None else deadline
+        while True:
+            remaining = min(deadline, quiet_until) - time.monotonic()
+            if remaining <= 0:
+                return False
+            if sel.select(remaining):
+                if not self._read_chunk(decoder):
+                    return True
+                if quiet is not None:
+                    quiet_until = time.monotonic() + quiet
+
+    def _supervise(self) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        sel = selectors.DefaultSelector()
+        pidfd = _open_pidfd(self.pid)
+        exited_at: float | None = None
+        try:
+            sel.register(self._master, selectors.EVENT_READ, "out")
+            if pidfd is not None:
+                sel.register(pidfd, selectors.EVENT_READ, "exit")
+            eof = False
+            # 1. Stream output until the leader exits (EOF alone is not the end: `exec >&-`).
+            while True:
+                for key, _ in sel.select(None if pidfd is not None else _POLL):
+                    if key.data == "out" and not self._read_chunk(decoder):
+                        eof = True
+                        sel.unregister(self._master)
+                if self._leader_has_exited():
+                    break
+            exited_at = time.monotonic()
+            with self._lock:
+                self._leader_exited = True
+            if pidfd is not None:
+                sel.unregister(pidfd)
+            # 2. Drain the tail; background children may hold the PTY open.
+            if not eof:
+                eof = self._drain(sel, decoder, exited_at + _DRAIN_MAX, _DRAIN_QUIET)
+            # 3. No orphan survives the command, whether or not it held the PTY.
+            self._signal(signal.SIGKILL)
+            if not eof:
+                self._drain(sel, decoder, time.monotonic() + _EOF_AFTER_KILL, None)
+        except BaseException as exc:
+            if self._error is None:
+                self._error = exc
+        finally:
+            if exited_at is None:  # we failed mid-run: don't leave the command running
+                self._signal(signal.SIGKILL)
+                exited_at = time.monotonic()
+            self._emit(decoder.decode(b"", final=True))
+            sel.close()
+            if pidfd is not None:
+                os.close(pidfd)
+            with self._lock:
+                returncode = self._popen.wait()
+                self._reaped = True
+                os.close(self._master)
+                self._master = -1
+                aborted = self._aborted
+            self._status = ExitStatus(
+                exit_code=returncode if returncode >= 0 else None,
+                signal=-returncode if returncode < 0 else None,
+                duration=exited_at - self._started,
+                aborted=aborted,
+            )
+            self._done.set()
+
+
+def run_command(
+    argv: Sequence[str],
+    *,
+    on_output: Callable[[str], None],
+    cwd: str | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    rows: int = 40,
+    cols: int = 120,
+    grace: float = 2.0,
+    abort_event: threading.Event | None = None,
+) -> ExitStatus:
+    """Spawn ``argv`` and wait; on ``timeout`` or ``abort_event``, abort with ``grace``.
+
+    If the caller itself is interrupted (e.g. KeyboardInterrupt), the command is aborted too.
+    """
+    proc = PtyProcess.spawn(argv, on_output=on_output, cwd=cwd, env=env, rows=rows, cols=cols)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    timed_out = False
+    try:
+        while True:
+            if abort_event is not None and abort_event.is_set():
+                proc.abort(grace)
+                break
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                timed_out = True
+                proc.abort(grace)
+                break
+            step = remaining
+            if abort_event is not None:
+                step = _POLL if remaining is None else min(remaining, _POLL)
+            if proc.wait(step) is not None:
+                break
+    except BaseException:
+        proc.abort(grace)
+        raise
+    status = proc.wait()
+    assert status is not None
+    if timed_out and status.aborted:
+        status = replace(status, aborted=False, timed_out=True)
+    return status
