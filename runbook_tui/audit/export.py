@@ -1,0 +1,406 @@
+"""Exports of a transcript: Markdown for release notes, JSON for tools, asciicast for replay.
+
+Every string read from the transcript passes through the optional `Redactor` before it is
+used (defence in depth: the transcript is redacted when written, but a secret registered later,
+or one whose escape sequences were stripped for Markdown, is caught here).
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Iterable, Iterator, Literal
+
+from .redact import Redactor
+from .transcript import TranscriptError, VerifyResult, parse_timestamp, read_events, verify
+
+Format = Literal["md", "json", "cast"]
+FAILURE_TAIL_LINES = 20
+CAST_SIZE = (120, 40)
+
+_TERMINAL_CONTROLS = re.compile(
+    r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC (titles, hyperlinks)
+    r"|\x1b[P^_X][^\x1b]*(?:\x1b\\)?"  # DCS, PM, APC, SOS
+    r"|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"  # CSI (colours, cursor moves)
+    r"|\x1b[ -/]*[0-~]"  # other escape sequences
+    r"|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"  # remaining control characters
+)
+_BARE_LF = re.compile(r"(?<!\r)\n")
+
+
+@dataclass
+class TaskRecord:
+    """What the transcript says about one task, folded over all its events."""
+
+    id: str
+    step_id: str | None = None
+    step_title: str | None = None
+    title: str | None = None
+    command: str | None = None
+    run_command: str | None = None
+    cwd: str | None = None
+    container: str | None = None
+    status: str = "unfinished"
+    reason: str | None = None
+    exit_code: int | None = None
+    signal: str | int | None = None
+    timed_out: bool = False
+    duration: float | None = None
+    attempts: int = 0
+    started: str | None = None
+    finished: str | None = None
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """The task as a reader knows it: its command, or the manual item / prompt."""
+        return self.command if self.command is not None else self.title or ""
+
+
+@dataclass
+class RunRecord:
+    """The run as a whole; `result` is "incomplete" when the transcript has no end event."""
+
+    title: str = ""
+    runbook: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None
+    tool_version: str | None = None
+    mode: str | None = None
+    operator: dict[str, Any] = field(default_factory=dict)
+    git: dict[str, Any] | None = None
+    variables: dict[str, Any] = field(default_factory=dict)
+    secrets: list[str] = field(default_factory=list)
+    started: str | None = None
+    finished: str | None = None
+    result: str = "incomplete"
+    reason: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    notes: list[dict[str, Any]] = field(default_factory=list)
+    tasks: dict[str, TaskRecord] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None or self.finished is None:
+            return None
+        return (parse_timestamp(self.finished) - parse_timestamp(self.started)).total_seconds()
+
+
+def export(path: str | os.PathLike[str], fmt: Format, redactor: Redactor | None = None) -> str:
+    """The transcript at `path` as a Markdown, JSON or asciicast v2 document."""
+    redact = redactor.redact if redactor is not None else _unchanged
+    events = _redacted_events(path, redact)
+    if fmt == "cast":
+        return _cast(events)
+    if fmt not in ("md", "json"):
+        raise ValueError(f"unknown export format {fmt!r} (md, json, cast)")
+    run = fold(events)
+    integrity = verify(path)
+    if fmt == "md":
+        return _markdown(run, integrity, os.path.basename(path), redact)
+    document = {
+        "run": _run_summary(run, integrity),
+        "tasks": [_task_summary(task) for task in run.tasks.values()],
+        "events": list(_redacted_events(path, redact)),
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def fold(events: Iterable[dict[str, Any]]) -> RunRecord:
+    """Fold a stream of events into the run and its tasks."""
+    run = RunRecord()
+    steps: dict[str, str] = {}
+    last_ts: str | None = None
+    for event in events:
+        kind, ts = event.get("type"), event.get("ts")
+        run.started = run.started or ts
+        last_ts = ts
+        if kind == "run.started":
+            run.run_id, run.tool_version = event.get("run_id"), event.get("tool_version")
+            run.mode, run.git = event.get("mode"), event.get("git")
+            run.runbook = event.get("runbook") or {}
+            run.operator = event.get("operator") or {}
+            run.variables = event.get("variables") or {}
+            run.secrets = event.get("secrets") or []
+        elif kind == "runbook.opened" and not run.runbook:
+            run.runbook = {key: event.get(key) for key in ("path", "sha256", "title")}
+        elif kind == "step.entered":
+            steps[event["step_id"]] = event.get("title", "")
+        elif kind == "note":
+            run.notes.append(event)
+        elif kind in ("run.finished", "run.aborted"):
+            run.finished = ts
+            run.result = event.get("result", "failed") if kind == "run.finished" else "aborted"
+            run.reason = event.get("reason")
+            run.summary = {
+                key: value
+                for key, value in event.items()
+                if key not in ("seq", "ts", "type", "prev", "hash", "result", "reason")
+            }
+        elif "task_id" in event:
+            _fold_task(run, steps, event)
+    run.title = run.runbook.get("title") or ""
+    if run.finished is None:
+        run.finished = last_ts
+    return run
+
+
+def _fold_task(run: RunRecord, steps: dict[str, str], event: dict[str, Any]) -> None:
+    task = run.tasks.setdefault(event["task_id"], TaskRecord(event["task_id"]))
+    kind = event["type"]
+    if event.get("step_id"):
+        task.step_id = event["step_id"]
+        task.step_title = steps.get(task.step_id, task.step_title)
+    if kind == "confirm.asked" and task.title is None:
+        task.title = event.get("prompt")
+    elif kind == "command.started":
+        task.attempts += 1
+        if task.attempts > 1:
+            task.output.append(f"\n--- attempt {task.attempts} ---\n")
+        task.command, task.run_command = event.get("command"), event.get("run_command")
+        task.cwd, task.container = event.get("cwd"), event.get("container")
+        task.started = task.started or event["ts"]
+    elif kind == "output":
+        task.output.append(event.get("text", ""))
+    elif kind == "command.finished":
+        task.exit_code, task.signal = event.get("exit_code"), event.get("signal")
+        task.timed_out = bool(event.get("timed_out"))
+        task.duration = (task.duration or 0.0) + (event.get("duration") or 0.0)
+    elif kind == "task.finished":
+        task.status, task.reason = event.get("status", task.status), event.get("reason")
+        task.title = event.get("title", task.title)
+        if event.get("exit_code") is not None:
+            task.exit_code = event["exit_code"]
+        task.finished = event["ts"]
+
+
+def plain_text(text: str) -> str:
+    """Terminal output as a reader of a document sees it: no escape sequences, `\\r` applied."""
+    lines = _TERMINAL_CONTROLS.sub("", text).replace("\r\n", "\n").split("\n")
+    return "\n".join(_overwrite(line) for line in lines)
+
+
+def _overwrite(line: str) -> str:
+    """A carriage return moves back to column 0: later text overwrites earlier (progress bars)."""
+    shown = ""
+    for segment in line.split("\r"):
+        shown = segment + shown[len(segment) :]
+    return shown
+
+
+def _markdown(run: RunRecord, integrity: VerifyResult, filename: str, redact: Callable[[str], str]) -> str:
+    out = [f"# Runbook run: {_inline(run.title or run.runbook.get('path') or 'untitled')}", ""]
+    out += _header(run, integrity, filename)
+    out += ["", "## Tasks", ""]
+    out += ["| ID | Step | Task | Status | Duration | Exit |", "|---|---|---|---|---|---|"]
+    for task in run.tasks.values():
+        cells = [
+            _cell(_inline(task.id)),
+            _cell(_inline(task.step_title or task.step_id or "")),
+            _cell(_label_markdown(task)),
+            _cell(_inline(task.status + (f" ({task.reason})" if task.reason else ""))),
+            _format_duration(task.duration),
+            _cell(_exit_text(task)),
+        ]
+        out.append("| " + " | ".join(cells) + " |")
+    if run.notes:
+        out += ["", "## Notes", ""]
+        for note in run.notes:
+            where = f" ({_inline(note['task_id'])})" if note.get("task_id") else ""
+            text = "\n  ".join(_inline(line) for line in note.get("text", "").splitlines())
+            out.append(f"- {_time_of_day(note['ts'])}{where}: {text}")
+    failed = [task for task in run.tasks.values() if task.status == "failed"]
+    if failed:
+        out += ["", "## Failures"]
+        for task in failed:
+            tail = _task_output(task, redact).rstrip("\n").split("\n")[-FAILURE_TAIL_LINES:]
+            out += ["", f"### {_inline(task.id)} {_label_markdown(task)}: {_exit_text(task) or task.status}", ""]
+            out += _fenced("\n".join(tail))
+    with_output = [task for task in run.tasks.values() if task.output]
+    if with_output:
+        out += ["", "## Output"]
+        for task in with_output:
+            label = html.escape(_first_line(task.label))
+            summary = f"{_inline(task.id)} <code>{label}</code>: {_inline(task.status)}"
+            out += ["", f"<details><summary>{summary}</summary>", ""]
+            out += _fenced(_task_output(task, redact).rstrip("\n"))
+            out += ["", "</details>"]
+    return "\n".join(out) + "\n"
+
+
+def _header(run: RunRecord, integrity: VerifyResult, filename: str) -> list[str]:
+    operator = run.operator
+    who = f"{operator.get('user', '?')}@{operator.get('host', '?')}"
+    extras = [f"tty {operator['tty']}" if operator.get("tty") else "", operator.get("git_user") or ""]
+    lines = [f"- **Result:** {_inline(run.result)}" + (f": {_inline(run.reason)}" if run.reason else "")]
+    lines.append(f"- **Operator:** {_inline(who)}" + _parenthesised(extras))
+    book = run.runbook
+    lines.append(f"- **Runbook:** {_code(book.get('path') or '?')}, SHA-256 {_code(book.get('sha256') or '?')}")
+    if run.git and run.git.get("head"):
+        git = run.git
+        where = f"{_code(git.get('branch') or 'detached HEAD')} at {_code(str(git['head'])[:12])}"
+        extras = ["dirty" if git.get("dirty") else "", f"tag {git['tag']}" if git.get("tag") else "",
+                  "runbook has uncommitted changes" if git.get("runbook_uncommitted") else ""]
+        lines.append(f"- **Git:** {where}" + _parenthesised(extras))
+    elif run.git:
+        lines.append(f"- **Git:** {_inline(run.git.get('note') or 'no commit')}")
+    if run.mode:
+        lines.append(f"- **Mode:** {_inline(run.mode)}")
+    lines.append(f"- **Started:** {_when(run.started)}")
+    unfinished = " (last event; the run did not finish)" if run.result == "incomplete" else ""
+    lines.append(f"- **Finished:** {_when(run.finished)}{unfinished}")
+    lines.append(f"- **Duration:** {_format_duration(run.duration)}")
+    if run.run_id:
+        lines.append(f"- **Run ID:** {_code(run.run_id)}, runbook-tui {_inline(run.tool_version or '?')}")
+    if run.variables:
+        values = ", ".join(_code(f"{name}={value}") for name, value in run.variables.items())
+        lines.append(f"- **Variables:** {values}")
+    if run.secrets:
+        lines.append(f"- **Secrets (names only):** {', '.join(_code(name) for name in run.secrets)}")
+    alarm = "" if integrity.ok else "**VERIFICATION FAILED**: "
+    lines.append(
+        f"- **Transcript:** {_code(filename)}, {alarm}{_inline(integrity.reason)};"
+        f" last hash {_code(integrity.last_hash)}"
+    )
+    return lines
+
+
+def _run_summary(run: RunRecord, integrity: VerifyResult) -> dict[str, Any]:
+    summary = asdict(run)
+    del summary["tasks"]
+    summary["duration"] = run.duration
+    summary["integrity"] = asdict(integrity)
+    return summary
+
+
+def _task_summary(task: TaskRecord) -> dict[str, Any]:
+    summary = asdict(task)
+    del summary["output"]
+    return summary
+
+
+def _cast(events: Iterator[dict[str, Any]]) -> str:
+    """asciicast v2: commands and their output as typed, a marker at every step."""
+    first = next(events, None)
+    if first is None:
+        raise TranscriptError("the transcript has no events")
+    start = parse_timestamp(first["ts"])
+    title = (first.get("runbook") or {}).get("title") or first.get("title") or ""
+    width, height = CAST_SIZE
+    header = {"version": 2, "width": width, "height": height, "timestamp": int(start.timestamp())}
+    lines = [json.dumps(header | {"title": title}, ensure_ascii=False)]
+    clock = 0.0
+    for event in itertools.chain([first], events):
+        kind = event.get("type")
+        if kind == "step.entered":
+            frame = ("m", f"{event['step_id']} {event.get('title', '')}")
+        elif kind == "command.started":
+            frame = ("o", f"$ {_crlf(event.get('command') or '')}\r\n")
+        elif kind == "output" and event.get("text"):
+            frame = ("o", _crlf(event.get("text", "")))
+        else:
+            continue
+        clock = max(clock, _seconds_since(start, event["ts"]))
+        lines.append(json.dumps([round(clock, 6), *frame], ensure_ascii=False))
+    return "\n".join(lines) + "\n"
+
+
+def _seconds_since(start: datetime, ts: str) -> float:
+    return (parse_timestamp(ts) - start).total_seconds()
+
+
+def _crlf(text: str) -> str:
+    """Bare newlines as CRLF, as a terminal needs them; PTY output already has CRLF."""
+    return _BARE_LF.sub("\r\n", text)
+
+
+def _redacted_events(path: str | os.PathLike[str], redact: Callable[[str], str]) -> Iterator[dict[str, Any]]:
+    return (_redact_strings(event, redact) for event in read_events(path))
+
+
+def _redact_strings(value: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redact_strings(item, redact) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redact_strings(item, redact) for item in value]
+    return value
+
+
+def _unchanged(text: str) -> str:
+    return text
+
+
+def _task_output(task: TaskRecord, redact: Callable[[str], str]) -> str:
+    """A task's whole output as plain text, redacted again now that chunks and escapes are joined."""
+    return redact(plain_text("".join(task.output)))
+
+
+def _label_markdown(task: TaskRecord) -> str:
+    label = _first_line(task.label)
+    return _code(label) if task.command is not None else _inline(label)
+
+
+def _exit_text(task: TaskRecord) -> str:
+    if task.timed_out:
+        return "timed out"
+    if task.signal:
+        return f"signal {task.signal}"
+    return "" if task.exit_code is None else f"exit {task.exit_code}"
+
+
+def _fenced(text: str) -> list[str]:
+    """A fenced code block no line of `text` can close early."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence, text, fence]
+
+
+def _code(text: str) -> str:
+    """An inline code span that survives backticks in `text`."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    ticks = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _inline(text: str) -> str:
+    """Free text on one line, with no HTML a renderer would act on."""
+    return html.escape(" ".join(text.split()), quote=False)
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines() or [""]
+    return lines[0] + (" …" if len(lines) > 1 else "")
+
+
+def _parenthesised(parts: list[str]) -> str:
+    kept = [_inline(part) for part in parts if part]
+    return f" ({', '.join(kept)})" if kept else ""
+
+
+def _when(ts: str | None) -> str:
+    return "—" if ts is None else parse_timestamp(ts).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _time_of_day(ts: str) -> str:
+    return parse_timestamp(ts).strftime("%H:%M:%S")
+
+
+def _format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
