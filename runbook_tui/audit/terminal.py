@@ -17,11 +17,16 @@ _SEQUENCE = re.compile(
     r"|\[(?P<params>[0-?]*)(?P<inter>[ -/]*)(?P<final>[@-~])"  # CSI
     r"|[ -/]*[0-~]"  # two-byte escapes (charset selection, keypad modes...)
     r")"
-    r"|[\x00-\x06\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]"  # C0 controls but BS, TAB, LF, CR, ESC
-    r"|[\x80-\x9f]"  # C1 controls (8-bit CSI/OSC)
+    r"|[\x00-\x07\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]"  # C0 controls but BS, TAB, LF, CR, ESC
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
+    r"|[\x90\x98\x9d\x9e\x9f][^\x07\x9c\x1b]*(?:\x07|\x9c|\x1b\\)?"  # 8-bit DCS/SOS/OSC/PM/APC
+    r"|[\x80-\x9f]"  # other C1 controls
     r"|\x1b"  # a lone ESC that starts nothing we know
 )
-_INCOMPLETE = re.compile(r"\x1b(?:[\]P_^X][^\x07\x1b]*(?:\x1b)?|\[[0-?]*[ -/]*|[ -/]*)?\Z")
+_INCOMPLETE = re.compile(
+    r"(?:\x1b(?:[\]P_^X][^\x07\x1b]*(?:\x1b)?|\[[0-?]*[ -/]*|[ -/]*)?"
+    r"|\x9b[0-?]*[ -/]*|[\x90\x98\x9d\x9e\x9f][^\x07\x9c\x1b]*\x1b?)\Z"
+)
 MAX_HELD = 4096  # an unterminated sequence longer than this is dropped, not held forever
 
 
