@@ -1,0 +1,91 @@
+"""Lint warnings for a parsed runbook: things that parse but deserve a second look before 3 a.m."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from runbook_tui.model import Runbook
+
+# (pattern, why) pairs; matched against each command, case-insensitively.
+DANGEROUS = (
+    (r"\brm\s+(-[a-z]*r[a-z]*f[a-z]*|-[a-z]*f[a-z]*r[a-z]*|--recursive\s+--force|--force\s+--recursive)\s+(/|/\*|~|\$HOME)(\s|$)",
+     "deletes a whole file system tree"),
+    (r"\b(curl|wget)\b[^|;&]*\|\s*(sudo\s+)?(ba|z|da)?sh\b", "pipes a download straight into a shell"),
+    (r"\bdrop\s+(database|schema)\b", "drops a database"),
+    (r"\btruncate\s+table\b", "empties a table"),
+    (r"\bmkfs(\.\w+)?\b", "formats a file system"),
+    (r"\bdd\b[^|;&]*\bof=/dev/", "writes raw bytes to a device"),
+    (r":\(\)\s*\{\s*:\|:&\s*\};:", "is a fork bomb"),
+    (r"\bchmod\s+(-R\s+)?777\s+/", "opens permissions on a system path"),
+    (r"\b(kubectl|oc)\s+delete\b[^|;&]*(--all\b|\bnamespace\b|\bns\b)", "deletes many cluster objects at once"),
+    (r"\bgit\s+push\b[^|;&]*(--force\b|-f\b)", "force-pushes"),
+    (r"\bdocker\s+system\s+prune\b", "removes all unused Docker data"),
+)
+_DANGEROUS = tuple((re.compile(pattern, re.IGNORECASE), why) for pattern, why in DANGEROUS)
+
+
+@dataclass(frozen=True)
+class Warning:
+    """One lint finding, printed like a compiler warning: `file:line:col: warning: message [code]`."""
+
+    path: str
+    line: int
+    column: int
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}: warning: {self.message} [{self.code}]"
+
+
+def dangerous_reason(command: str) -> str | None:
+    """Why a command is dangerous, or None."""
+    for pattern, why in _DANGEROUS:
+        if pattern.search(command):
+            return why
+    return None
+
+
+def lint(runbook: Runbook) -> list[Warning]:
+    """All warnings for a runbook, in file order."""
+    found: list[Warning] = []
+    path = runbook.path
+    required = set(runbook.required_variables)
+    names: dict[str, int] = {}
+    for step in runbook.steps():
+        if step.name:
+            _duplicate(found, names, step.name, path, step.line)
+        for task in step.tasks:
+            if task.name:
+                _duplicate(found, names, task.name, path, task.line)
+            if task.command is None:
+                continue
+            undefined = [v for v in task.variables if v in required]
+            if undefined:
+                listed = ", ".join(f"${v}" for v in undefined)
+                found.append(Warning(path, task.line, 1, "undefined-variable",
+                                     f"task {task.id} uses {listed}, which the runbook does not define; "
+                                     "the operator will be asked (or pass --var)"))
+            if task.placeholders:
+                found.append(Warning(path, task.line, 1, "placeholder",
+                                     f"task {task.id} has placeholders {', '.join(task.placeholders)} "
+                                     "that the operator must fill in"))
+            if (why := dangerous_reason(task.command)) is not None:
+                found.append(Warning(path, task.line, 1, "dangerous-command",
+                                     f"task {task.id} {why}: {task.command.splitlines()[0]}"))
+    base = Path(path).parent
+    for related in runbook.related:
+        if not (base / related.target).exists():
+            found.append(Warning(path, related.line, 1, "missing-related",
+                                 f"related runbook '{related.title}' points at {related.target}, which does not exist"))
+    return sorted(found, key=lambda w: (w.line, w.code))
+
+
+def _duplicate(found: list[Warning], names: dict[str, int], name: str, path: str, line: int) -> None:
+    if name in names:
+        found.append(Warning(path, line, 1, "duplicate-name",
+                             f"name '{name}' is already used on line {names[name]}"))
+    else:
+        names[name] = line

@@ -1,0 +1,650 @@
+"""Markdown runbooks: ordinary Markdown, as GitHub renders it, read into the runbook model.
+
+The rules (DESIGN.md, "Markdown: what becomes a command") in short: H1 is the title, `**Key:**
+value` lines are metadata, every H2 is a section. A section with an ordered list, a sub-heading
+or a command is procedural; its steps are the top-level ordered-list items and the sub-headings,
+and their bullets, code blocks and inline commands are the tasks. Commands outside any step get
+a step of their own, titled by the sentence that leads into them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import textwrap
+from dataclasses import dataclass, field, replace
+from typing import Iterable
+
+import yaml
+from markdown_it import MarkdownIt
+from markdown_it.tree import SyntaxTreeNode
+
+from runbook_tui.model import Related, Runbook, Section, Step, Task, TaskOptions, Variable
+from runbook_tui.parse.annotations import AnnotationError, options_from_mapping, parse_attributes
+from runbook_tui.parse.errors import RunbookError
+from runbook_tui.parse.settings import Settings, parse_settings
+from runbook_tui.parse.shellwords import (
+    KNOWN_PROGRAMS,
+    assignments,
+    command_placeholders,
+    command_variables,
+    looks_like_command,
+    placeholder_label,
+)
+
+SHELL_LANGUAGES = frozenset({"sh", "bash", "shell", "zsh", "ksh"})
+CONSOLE_LANGUAGES = frozenset({"console", "shell-session", "shellsession", "terminal"})
+# Sections that explain rather than instruct stay readable even when they quote a command.
+READING_TITLES = re.compile(
+    r"^(overview|meaning|impact|symptoms?|prevention|background|summary|description|"
+    r"related( resources| runbooks)?|references?|see also|links|notes?|contacts?)\b",
+    re.IGNORECASE,
+)
+OPTIONAL_TITLE = re.compile(r"\bif (?:needed|necessary)\b|\(optional\)|^optional\b", re.IGNORECASE)
+_ANNOTATION = re.compile(r"<!--\s*runbook:(.*?)-->", re.DOTALL)
+_METADATA_LINE = re.compile(r"^\s*\*\*([^*]+?):\*\*\s*(.*?)\s*$|^\s*\*\*([^*]+?)\*\*:\s*(.*?)\s*$")
+_PROMPT = re.compile(r"^(?P<prefix>\[[^\]]*\]|[\w.@:~/-]+)?(?P<sign>[$#])\s+(?P<cmd>\S.*)$")
+_HEREDOC = re.compile(r"<<-?\s*(['\"]?)([A-Za-z_]\w*)\1")
+_MENTION_AFTER = re.compile(r"^\s*(?:command|commands|subcommand|tool|binary|utility|output)\b", re.IGNORECASE)
+_RUNBOOK_LINK = re.compile(r"\.(?:md|markdown|ya?ml)(?:#.*)?$", re.IGNORECASE)
+_HUGO_REF = re.compile(r"\[([^\]]+)\]\(\{\{<\s*ref\s+\"([^\"]+)\"\s*>\}\}\)")
+_NOT_INSTRUCTION = frozenset("the a an this that these those it its there some all each".split())
+
+
+@dataclass
+class _Draft:
+    """A task before it gets its id."""
+
+    kind: str
+    text: str
+    line: int
+    command: str | None = None
+    language: str | None = None
+    options: TaskOptions = field(default_factory=TaskOptions)
+    expected_output: str | None = None
+
+
+def split_front_matter(text: str, path: str) -> tuple[str | None, int, str]:
+    """(front matter YAML or None, its first line number, body with the same line numbers)."""
+    lines = text.split("\n")
+    if not lines or lines[0].strip() != "---":
+        return None, 0, text
+    for index in range(1, len(lines)):
+        if lines[index].strip() in ("---", "..."):
+            front = "\n".join(lines[1:index])
+            body = "\n" * (index + 1) + "\n".join(lines[index + 1 :])
+            return front, 2, body
+    raise RunbookError("front matter starts with '---' but never ends (add a closing '---' line)", path, 1, 1)
+
+
+class MarkdownParser:
+    """One parse of one file; holds the source lines so positions can be reported."""
+
+    def __init__(self, text: str, path: str) -> None:
+        self.text = text
+        self.path = path
+        self.lines = text.split("\n")
+        self.variables: dict[str, Variable] = {}
+        # an annotation comment that precedes a loose block, kept until that block's tasks exist
+        self._pending_for_block: dict[int, TaskOptions] = {}
+
+    # ---- entry point -------------------------------------------------------------------
+    def parse(self) -> Runbook:
+        front, front_line, body = split_front_matter(self.text, self.path)
+        settings = self._front_matter(front, front_line) if front is not None else None
+        nodes = SyntaxTreeNode(MarkdownIt("commonmark").enable("table").parse(body)).children
+
+        title, metadata, rest = self._title_and_metadata(nodes)
+        sections, preamble_is_section = self._sections(rest, title)
+        meta = dict(settings.metadata) if settings else {}
+        meta.update(metadata)
+        title = title or (settings.title if settings and settings.title else None) or _stem(self.path)
+        declared = {v.name: v for v in (settings.variables if settings else ())}
+        for name, variable in self.variables.items():
+            declared.setdefault(name, variable)
+        return Runbook(
+            title=title,
+            path=self.path,
+            format="markdown",
+            sha256=hashlib.sha256(self.text.encode()).hexdigest(),
+            sections=tuple(sections),
+            metadata=tuple(meta.items()),
+            variables=tuple(declared.values()),
+            secrets=settings.secrets if settings else (),
+            watches=settings.watches if settings else (),
+            related=self._related(nodes, settings.related if settings else ()),
+            shell=settings.shell if settings else None,
+            cwd=settings.cwd if settings else None,
+            env=settings.env if settings else (),
+            description="" if preamble_is_section else self._preamble_text(rest),
+        )
+
+    def _front_matter(self, front: str, first_line: int) -> Settings | None:
+        try:
+            node = yaml.compose(front, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = first_line + (mark.line if mark else 0)
+            column = mark.column + 1 if mark else 1
+            raise RunbookError(f"front matter is not valid YAML: {getattr(exc, 'problem', exc)}", self.path, line, column) from None
+        if node is None:
+            return None
+        if not isinstance(node, yaml.MappingNode):
+            raise RunbookError("front matter must be a mapping of settings (key: value)", self.path, first_line, 1)
+        return parse_settings(node, self.path, allow_unknown=True, line_offset=first_line - 1)
+
+    # ---- title, metadata, sections -----------------------------------------------------
+    def _title_and_metadata(self, nodes: list[SyntaxTreeNode]) -> tuple[str | None, dict[str, str], list]:
+        title: str | None = None
+        metadata: dict[str, str] = {}
+        rest: list[SyntaxTreeNode] = []
+        for node in nodes:
+            if title is None and node.type == "heading" and node.tag == "h1":
+                title = _plain(node)
+                continue
+            if node.type == "paragraph" and not _h2_seen(rest) and (found := self._metadata(node)):
+                metadata.update(found)
+                continue
+            rest.append(node)
+        return title, metadata, rest
+
+    def _metadata(self, node: SyntaxTreeNode) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for line in self._source(node).splitlines():
+            match = _METADATA_LINE.match(line)
+            if not match:
+                return {}
+            key = (match.group(1) or match.group(3)).strip()
+            value = match.group(2) if match.group(1) else match.group(4)
+            found[re.sub(r"\W+", "_", key.lower()).strip("_")] = value
+        return found
+
+    def _preamble_text(self, nodes: list[SyntaxTreeNode]) -> str:
+        preamble = []
+        for node in nodes:
+            if node.type == "heading" and node.tag == "h2":
+                break
+            preamble.append(self._source(node))
+        return "\n\n".join(part for part in preamble if part.strip())
+
+    def _sections(self, nodes: list[SyntaxTreeNode], title: str | None) -> tuple[list[Section], bool]:
+        """Every H2 and its content; text before the first H2 is a section only if it holds commands."""
+        groups: list[tuple[SyntaxTreeNode | None, list[SyntaxTreeNode]]] = [(None, [])]
+        for node in nodes:
+            if node.type == "heading" and node.tag == "h2":
+                groups.append((node, []))
+            else:
+                groups[-1][1].append(node)
+        preamble_is_section = any(self._has_command(node) for node in groups[0][1])
+        if not preamble_is_section:
+            groups = groups[1:]
+        sections = [self._section(str(n), heading, body, title) for n, (heading, body) in enumerate(groups, start=1)]
+        return sections, preamble_is_section
+
+    def _section(self, sid: str, heading: SyntaxTreeNode | None, body: list, runbook_title: str | None) -> Section:
+        title = _plain(heading) if heading is not None else (runbook_title or _stem(self.path))
+        line = _line(heading) if heading is not None else (_line(body[0]) if body else 1)
+        markdown = self._slice(body)
+        reading = heading is not None and READING_TITLES.match(title) is not None
+        procedural = not reading and any(
+            (n.type == "heading" and n.tag not in ("h1", "h2")) or n.type == "ordered_list" or self._has_command(n)
+            for n in body
+        )
+        steps = self._steps(sid, title, body) if procedural else []
+        return Section(id=sid, title=title, line=line, steps=tuple(steps), markdown=markdown, procedural=bool(steps))
+
+    # ---- steps -------------------------------------------------------------------------
+    def _steps(self, sid: str, title: str, body: list[SyntaxTreeNode]) -> list[Step]:
+        steps: list[Step] = []
+        pending: TaskOptions | None = None
+        loose: list[SyntaxTreeNode] = []
+
+        def flush_loose() -> None:
+            steps.extend(self._implicit_steps(sid, len(steps), loose, title))
+            loose.clear()
+
+        index = 0
+        while index < len(body):
+            node = body[index]
+            if node.type == "html_block" and (opts := self._annotation(node)) is not None:
+                pending = opts
+                index += 1
+                continue
+            if node.type == "heading":
+                flush_loose()
+                end = index + 1
+                while end < len(body) and not (body[end].type == "heading"):
+                    end += 1
+                steps.append(self._heading_step(f"{sid}.{len(steps) + 1}", node, body[index + 1 : end], pending))
+                pending = None
+                index = end
+                continue
+            if node.type == "ordered_list":
+                flush_loose()
+                for item in node.children:
+                    steps.append(self._item_step(f"{sid}.{len(steps) + 1}", item, pending))
+                    pending = None
+                index += 1
+                continue
+            if pending is not None:
+                loose.append(node)  # the annotation goes with the block it precedes
+                self._pending_for_block[id(node)] = pending
+                pending = None
+            else:
+                loose.append(node)
+            index += 1
+        flush_loose()
+        return steps
+
+    def _item_step(self, step_id: str, item: SyntaxTreeNode, options: TaskOptions | None) -> Step:
+        children = list(item.children)
+        if not children or children[0].type != "paragraph":
+            raise RunbookError("this numbered step has no title (write the step's text after the number)",
+                               self.path, _line(item), 1)
+        title_node = children[0]
+        title = _plain(title_node)
+        drafts = self._inline_commands(title_node)
+        drafts += self._tasks(children[1:], every_bullet=True)
+        if not drafts:
+            drafts = [_Draft("manual", title, _line(title_node))]
+        description = "\n\n".join(_plain(n) for n in children[1:] if n.type == "paragraph")
+        return self._step(step_id, title, _line(item), drafts, options, self._source(item), description)
+
+    def _heading_step(self, step_id: str, heading: SyntaxTreeNode, body: list, options: TaskOptions | None) -> Step:
+        drafts = self._tasks(body, every_bullet=False)
+        description = "\n\n".join(_plain(n) for n in body if n.type == "paragraph")
+        markdown = self._source(heading) + ("\n\n" + self._slice(body) if body else "")
+        return self._step(step_id, _plain(heading), _line(heading), drafts, options, markdown, description)
+
+    def _implicit_steps(self, sid: str, count: int, nodes: list[SyntaxTreeNode], section_title: str) -> list[Step]:
+        """Commands outside any step: one step for each block that holds commands."""
+        steps: list[Step] = []
+        lead: str | None = None
+        for node in nodes:
+            drafts = self._tasks([node], every_bullet=False, lead=lead)
+            if node.type == "paragraph" and not any(d.kind == "command" for d in drafts):
+                lead = _plain(node)
+                continue
+            if drafts:
+                first = drafts[0]
+                fallback = section_title if node.type.endswith("_list") else (first.command or first.text).splitlines()[0]
+                title = lead or fallback
+                step_id = f"{sid}.{count + len(steps) + 1}"
+                steps.append(self._step(step_id, _shorten(title), _line(node), drafts, None, self._source(node), ""))
+            lead = None
+        return steps
+
+    def _step(self, step_id: str, title: str, line: int, drafts: list[_Draft], options: TaskOptions | None,
+              markdown: str, description: str) -> Step:
+        base = options or TaskOptions()
+        optional = bool(base.optional) or OPTIONAL_TITLE.search(title) is not None
+        tasks = []
+        for number, draft in enumerate(drafts, start=1):
+            opts = draft.options.merged_over(replace(base, name=None, optional=None))
+            command = draft.command
+            tasks.append(
+                Task(
+                    id=f"{step_id}.{number}",
+                    kind="command" if command is not None else "manual",
+                    text=draft.text,
+                    line=draft.line,
+                    command=command,
+                    language=draft.language,
+                    options=opts,
+                    variables=command_variables(command) if command else (),
+                    placeholders=command_placeholders(command) if command else (),
+                    expected_output=draft.expected_output,
+                )
+            )
+        return Step(id=step_id, title=title, line=line, tasks=tuple(tasks), description=description,
+                    markdown=markdown, optional=optional, name=base.name)
+
+    # ---- tasks -------------------------------------------------------------------------
+    def _tasks(self, nodes: list[SyntaxTreeNode], *, every_bullet: bool, lead: str | None = None) -> list[_Draft]:
+        drafts: list[_Draft] = []
+        pending: TaskOptions | None = None
+        for position, node in enumerate(nodes):
+            pending = self._pending_for_block.pop(id(node), pending)
+            if node.type == "html_block":
+                if (opts := self._annotation(node)) is not None:
+                    pending = opts
+                continue
+            made: list[_Draft] = []
+            if node.type == "paragraph":
+                made = self._inline_commands(node)
+                if not made:
+                    lead = _plain(node)
+                    continue
+            elif node.type in ("fence", "code_block"):
+                made = self._block_commands(node, lead, pending)
+                pending = None
+            elif node.type in ("bullet_list", "ordered_list"):
+                next_is_block = position + 1 < len(nodes) and nodes[position + 1].type in ("fence", "code_block")
+                made, lead_in = self._list_tasks(node, every_bullet or node.type == "ordered_list", next_is_block)
+                if lead_in is not None:
+                    lead = lead_in
+                    drafts.extend(made)
+                    continue
+            elif node.type == "blockquote":
+                made = self._tasks(list(node.children), every_bullet=every_bullet, lead=lead)
+            if pending is not None and made:
+                made[0].options = made[0].options.merged_over(pending) if made[0].options != TaskOptions() else pending
+                pending = None
+            drafts.extend(made)
+            lead = None
+        return drafts
+
+    def _list_tasks(self, node: SyntaxTreeNode, every_bullet: bool, next_is_block: bool) -> tuple[list[_Draft], str | None]:
+        """Tasks from a list; a last text-only item ending in ':' before a code block is its lead-in."""
+        items = list(node.children)
+        if not (every_bullet or self._has_command(node) or all(self._is_instruction(i) for i in items)):
+            return [], None
+        lead_in = None
+        if next_is_block and items and self._is_lead_in(items[-1]):
+            lead_in = _plain(items[-1].children[0])
+            items = items[:-1]
+        drafts: list[_Draft] = []
+        for item in items:
+            drafts.extend(self._item_tasks(item))
+        return drafts, lead_in
+
+    def _item_tasks(self, item: SyntaxTreeNode) -> list[_Draft]:
+        children = list(item.children)
+        if not children:
+            return []
+        head = children[0] if children[0].type == "paragraph" else None
+        drafts: list[_Draft] = []
+        options = TaskOptions()
+        if head is not None:
+            options = self._inline_annotation(head)
+            drafts = self._inline_commands(head)
+        rest = children[1:] if head is not None else children
+        lead = _plain(head) if head is not None and not drafts else None
+        nested = self._tasks(rest, every_bullet=True, lead=lead)
+        has_list = any(child.type in ("bullet_list", "ordered_list") for child in rest)
+        if not drafts and not nested and head is not None and not has_list:
+            drafts = [_Draft("manual", _plain(head), _line(head))]
+        for draft in drafts:
+            draft.options = draft.options.merged_over(options)
+        return drafts + nested
+
+    def _is_instruction(self, item: SyntaxTreeNode) -> bool:
+        """An item that reads as something to do: it opens with a capitalised word, not an article or code."""
+        if not item.children or item.children[0].type != "paragraph":
+            return False
+        inline = item.children[0].children[0]
+        first = inline.children[0] if inline.children else None
+        if first is None or first.type != "text" or not first.content.strip():
+            return False
+        word = first.content.split()[0].strip(",.:")
+        long_enough = len(_plain(item.children[0]).split()) >= 3  # "CPU Usage" labels a group
+        return long_enough and word[:1].isupper() and word.lower() not in _NOT_INSTRUCTION
+
+    @staticmethod
+    def _is_lead_in(item: SyntaxTreeNode) -> bool:
+        return (
+            len(item.children) == 1
+            and item.children[0].type == "paragraph"
+            and _plain(item.children[0]).rstrip().endswith(":")
+        )
+
+    def _inline_commands(self, paragraph: SyntaxTreeNode) -> list[_Draft]:
+        inline = paragraph.children[0] if paragraph.children else None
+        if inline is None:
+            return []
+        text = _plain(paragraph)
+        children = inline.children
+        drafts = []
+        for position, child in enumerate(children):
+            if child.type != "code_inline":
+                continue
+            before = "".join(c.content for c in children[:position] if c.type in ("text", "code_inline"))
+            after = "".join(c.content for c in children[position + 1 :] if c.type in ("text", "code_inline"))
+            if self._inline_is_command(child.content, before, after):
+                line = self._find_line(paragraph, child.content)
+                drafts.append(_Draft("command", text, line, command=child.content.strip(), language="inline"))
+        return drafts
+
+    @staticmethod
+    def _inline_is_command(code: str, before: str, after: str) -> bool:
+        """Inline code that is a command to run, not a name or a command the prose only mentions."""
+        if not looks_like_command(code, inline=True) or _MENTION_AFTER.match(after):
+            return False
+        words = code.split()
+        bare = all(not (w.startswith("-") or "/" in w or "$" in w or "=" in w or "<" in w) for w in words[1:])
+        if bare and len(words) <= 2:
+            return before.rstrip().endswith((":", "Run", "run", "Execute", "execute")) or not before.strip()
+        return True
+
+    def _block_commands(self, node: SyntaxTreeNode, lead: str | None, pending: TaskOptions | None) -> list[_Draft]:
+        info = (node.info or "").strip() if node.type == "fence" else ""
+        language, _, attrs = info.partition(" ")
+        language = language.lower().strip("{}")
+        options = self._fence_options(node, attrs.strip()) if attrs.strip() else TaskOptions()
+        if pending is not None:
+            options = options.merged_over(pending)
+        content = textwrap.dedent(node.content).strip("\n")
+        first_line = _line(node) + (1 if node.type == "fence" else 0)
+        if options.run is False:
+            return []
+        prompted = self._console_commands(content, first_line, strict=language not in CONSOLE_LANGUAGES)
+        if language in CONSOLE_LANGUAGES and not prompted and _starts_with_known_program(content):
+            language = "sh"  # a console block that shows a bare command, no prompt and no output
+        elif language in CONSOLE_LANGUAGES or (language in SHELL_LANGUAGES | {""} and prompted):
+            drafts = []
+            for command, line, output in prompted:
+                if self._defines_variables(command, line):
+                    continue
+                drafts.append(_Draft("command", lead or command.splitlines()[0], line, command=command,
+                                     language=language or "console", options=options, expected_output=output))
+            return drafts
+        runnable = language in SHELL_LANGUAGES or (options.run is True)
+        if not runnable or not content.strip():
+            return []
+        if language in SHELL_LANGUAGES and options.run is not True:
+            if self._defines_variables(content, first_line):
+                return []
+            if not looks_like_command(content):
+                return []
+        return [_Draft("command", lead or _first_code_line(content), first_line, command=content,
+                       language=language or "sh", options=options)]
+
+    def _console_commands(self, content: str, first_line: int, *, strict: bool) -> list[tuple[str, int, str | None]]:
+        """`$ cmd` lines (with `\\` continuations and heredocs) and the output that follows each.
+
+        `strict` (a shell block rather than a console block) accepts only a bare `$ ` prompt or a
+        root prompt followed by a known program, so comments are never taken for prompts.
+        """
+        lines = content.split("\n")
+        dollar = any(line.lstrip().startswith("$ ") for line in lines)
+        found: list[tuple[str, int, list[str]]] = []
+        index = 0
+        while index < len(lines):
+            command = self._prompt_command(lines[index], strict=strict, dollar=dollar)
+            if command is None:
+                if found:
+                    found[-1][2].append(lines[index])
+                index += 1
+                continue
+            start = index
+            parts = [command]
+            heredoc = _HEREDOC.search(command)
+            while index + 1 < len(lines) and (parts[-1].endswith("\\") or heredoc):
+                index += 1
+                parts.append(lines[index])
+                if heredoc and lines[index].strip() == heredoc.group(2):
+                    heredoc = None
+            found.append(("\n".join(parts), first_line + start, []))
+            index += 1
+        return [(cmd, line, "\n".join(out).strip("\n") or None) for cmd, line, out in found]
+
+    @staticmethod
+    def _prompt_command(line: str, *, strict: bool, dollar: bool) -> str | None:
+        """The command after a prompt on this line, or None for output and comments.
+
+        A bare `# ` is a root prompt only in a console block with no `$ ` prompts and before a
+        known program; in a shell block it is always a comment.
+        """
+        match = _PROMPT.match(line.strip())
+        if match is None:
+            return None
+        prefix, sign, command = match.group("prefix"), match.group("sign"), match.group("cmd")
+        if sign == "$" and not prefix:
+            return command
+        program = command.split()[0]
+        known = program in KNOWN_PROGRAMS or program.startswith(("/", "./"))
+        if sign == "#" and not prefix:
+            return command if known and not strict and not dollar and looks_like_command(command) else None
+        if strict:
+            return command if known else None
+        return command if looks_like_command(command) else None
+
+    def _defines_variables(self, script: str, line: int) -> bool:
+        """A block that only sets variables (`MYPOD=<pod name>`) declares them for later commands."""
+        pairs = assignments(script)
+        if pairs is None:
+            return False
+        for name, value in pairs:
+            placeholders = command_placeholders(value)
+            if placeholders and value.strip() == placeholders[0]:
+                self.variables.setdefault(name, Variable(name=name, line=line, prompt=placeholder_label(value)))
+            else:
+                self.variables.setdefault(name, Variable(name=name, line=line, default=value))
+        return True
+
+    # ---- annotations -------------------------------------------------------------------
+    def _annotation(self, node: SyntaxTreeNode) -> TaskOptions | None:
+        match = _ANNOTATION.search(node.content)
+        if match is None:
+            return None
+        line = _line(node) + node.content[: match.start()].count("\n")
+        return self._options(match.group(1), line, self._column(line, "runbook:"))
+
+    def _inline_annotation(self, paragraph: SyntaxTreeNode) -> TaskOptions:
+        inline = paragraph.children[0] if paragraph.children else None
+        for child in inline.children if inline else ():
+            if child.type == "html_inline" and (match := _ANNOTATION.search(child.content)):
+                line = self._find_line(paragraph, "runbook:")
+                return self._options(match.group(1), line, self._column(line, "runbook:"))
+        return TaskOptions()
+
+    def _fence_options(self, node: SyntaxTreeNode, attrs: str) -> TaskOptions:
+        line = _line(node)
+        return self._options(attrs, line, self._column(line, attrs[:1] or "`"))
+
+    def _options(self, text: str, line: int, column: int) -> TaskOptions:
+        try:
+            return options_from_mapping(parse_attributes(text))
+        except AnnotationError as exc:
+            key_column = self._column(line, f"{exc.key}=") if exc.key else column
+            raise RunbookError(str(exc), self.path, line, key_column if key_column > 1 else column) from None
+
+    # ---- related runbooks --------------------------------------------------------------
+    def _related(self, nodes: Iterable[SyntaxTreeNode], declared: Iterable[Related]) -> tuple[Related, ...]:
+        found: dict[str, Related] = {r.target: r for r in declared}
+        for node in _walk(nodes):
+            if node.type == "link":
+                href = str(node.attrs.get("href", ""))
+                if "://" in href or href.startswith(("#", "mailto:")) or not _RUNBOOK_LINK.search(href):
+                    continue
+                target = href.split("#")[0]
+                found.setdefault(target, Related(title=_plain(node), target=target, line=self._find_line_any(href)))
+        for match in _HUGO_REF.finditer(self.text):
+            line = self.text[: match.start()].count("\n") + 1
+            found.setdefault(match.group(2), Related(title=match.group(1), target=match.group(2), line=line))
+        return tuple(found.values())
+
+    # ---- source positions --------------------------------------------------------------
+    def _source(self, node: SyntaxTreeNode) -> str:
+        if node.map is None:
+            return ""
+        start, end = node.map
+        return "\n".join(self.lines[start:end]).strip("\n")
+
+    def _slice(self, nodes: list[SyntaxTreeNode]) -> str:
+        mapped = [n.map for n in nodes if n.map is not None]
+        if not mapped:
+            return ""
+        return "\n".join(self.lines[mapped[0][0] : mapped[-1][1]]).strip("\n")
+
+    def _find_line(self, node: SyntaxTreeNode, needle: str) -> int:
+        start, end = node.map if node.map else (0, len(self.lines))
+        probe = needle.split("\n")[0][:40]
+        for index in range(start, min(end, len(self.lines))):
+            if probe in self.lines[index]:
+                return index + 1
+        return start + 1
+
+    def _find_line_any(self, needle: str) -> int:
+        for index, text in enumerate(self.lines):
+            if needle in text:
+                return index + 1
+        return 1
+
+    def _column(self, line: int, needle: str) -> int:
+        text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
+        position = text.find(needle)
+        return position + 1 if position >= 0 else 1
+
+    def _has_command(self, node: SyntaxTreeNode) -> bool:
+        """Whether a block holds anything the parser would run (used before any step exists)."""
+        if node.type in ("fence", "code_block"):
+            saved = dict(self.variables)
+            try:
+                return bool(self._block_commands(node, None, None))
+            finally:
+                self.variables = saved
+        if node.type == "paragraph":
+            return bool(self._inline_commands(node))
+        return any(self._has_command(child) for child in node.children if child.type != "inline")
+
+
+def _plain(node: SyntaxTreeNode | None) -> str:
+    """The text of a block or inline node with markup removed, on one line."""
+    if node is None:
+        return ""
+    parts: list[str] = []
+    for child in _walk([node]):
+        if child.type in ("text", "code_inline"):
+            parts.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            parts.append(" ")
+    return re.sub(r"\s+", " ", "".join(parts)).strip()
+
+
+def _walk(nodes: Iterable[SyntaxTreeNode]) -> Iterable[SyntaxTreeNode]:
+    for node in nodes:
+        yield node
+        yield from _walk(node.children)
+
+
+def _line(node: SyntaxTreeNode) -> int:
+    return node.map[0] + 1 if node.map else 1
+
+
+def _h2_seen(nodes: list[SyntaxTreeNode]) -> bool:
+    return any(n.type == "heading" and n.tag == "h2" for n in nodes)
+
+
+def _starts_with_known_program(content: str) -> bool:
+    first = _first_code_line(content).split()
+    return bool(first) and first[0] in KNOWN_PROGRAMS and looks_like_command(content)
+
+
+def _first_code_line(content: str) -> str:
+    return next((ln.strip() for ln in content.splitlines() if ln.strip() and not ln.strip().startswith("#")), content)
+
+
+def _shorten(text: str, limit: int = 100) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _stem(path: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[0] or name
+
+
+def parse_markdown(text: str, path: str) -> Runbook:
+    """Parse Markdown runbook text; `path` is used in positions and as the runbook's path."""
+    return MarkdownParser(text, path).parse()

@@ -1,0 +1,290 @@
+"""Runbook-level settings, shared by YAML runbooks and Markdown front matter.
+
+Both formats hand over a node from `yaml.compose` rather than loaded Python values, so every
+error can name the line and column of the key the operator has to fix. Top-level keys are
+normalised to lower snake case (`Last Updated`, `last-updated` and `lastUpdated` are one key),
+as `**Last Updated:**` metadata lines are.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+
+import yaml
+
+from runbook_tui.model import Related, Secret, Variable, Watch
+from runbook_tui.parse.errors import RunbookError, did_you_mean
+
+METADATA_KEYS = ("owner", "severity", "last_updated")
+SETTING_KEYS = (
+    "title",
+    *METADATA_KEYS,
+    "metadata",
+    "description",
+    "variables",
+    "secrets",
+    "watch",
+    "related",
+    "shell",
+    "cwd",
+    "env",
+)
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_NULL_TAG = "tag:yaml.org,2002:null"
+_TYPE_NAMES = {
+    "tag:yaml.org,2002:int": "a number",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:bool": "true/false",
+    _NULL_TAG: "nothing",
+}
+
+Entries = dict[str, tuple[yaml.Node, yaml.Node]]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a runbook declares about itself, before any section."""
+
+    title: str | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
+    variables: tuple[Variable, ...] = ()
+    secrets: tuple[Secret, ...] = ()
+    watches: tuple[Watch, ...] = ()
+    related: tuple[Related, ...] = ()
+    shell: str | None = None
+    cwd: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    description: str = ""
+
+
+def normalise_key(key: str) -> str:
+    """`Last Updated`, `last-updated`, `lastUpdated` -> `last_updated`."""
+    key = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key.strip())
+    return re.sub(r"[\W_]+", "_", key).strip("_").lower()
+
+
+@dataclass(frozen=True)
+class YamlSource:
+    """Where composed nodes came from; reads them with errors located in the file.
+
+    `line_offset` is the number of file lines before the YAML text (front matter starts on
+    line 2 of a Markdown file, so its offset is 1).
+    """
+
+    path: str
+    line_offset: int = 0
+
+    def error(self, message: str, node: yaml.Node) -> RunbookError:
+        mark = node.start_mark
+        return RunbookError(message, self.path, self.line(node), mark.column + 1)
+
+    def line(self, node: yaml.Node) -> int:
+        return node.start_mark.line + 1 + self.line_offset
+
+    def compose(self, text: str) -> yaml.Node | None:
+        """The document's root node, or None when it holds nothing but comments."""
+        try:
+            return yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            problem = exc.problem or exc.context or "cannot be read"
+            raise RunbookError(f"not valid YAML: {problem}", self.path, line + self.line_offset, column) from None
+        except yaml.reader.ReaderError as exc:
+            before = text[: exc.position]
+            line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
+            raise RunbookError(f"not valid YAML: {exc.reason}", self.path, line + self.line_offset, column) from None
+        except yaml.YAMLError as exc:
+            raise RunbookError(f"not valid YAML: {exc}", self.path, 1 + self.line_offset, 1) from None
+        except RecursionError:
+            raise RunbookError("not valid YAML: nested too deeply", self.path, 1 + self.line_offset, 1) from None
+
+    def mapping(self, node: yaml.Node, what: str, *, normalise: bool = False) -> Entries:
+        """Entries by key, each with its key node (for positions); keys are text, each once."""
+        if not isinstance(node, yaml.MappingNode):
+            raise self.error(f"{what}: expected a mapping (key: value), got {describe(node)}", node)
+        entries: Entries = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _NULL_TAG:
+                raise self.error(f"{what}: keys must be text, got {describe(key_node)}", key_node)
+            key = normalise_key(key_node.value) if normalise else key_node.value
+            if key in entries:
+                raise self.error(f"{what}: duplicate key '{key_node.value}'", key_node)
+            entries[key] = (key_node, value_node)
+        return entries
+
+    def check_keys(self, entries: Entries, known: Collection[str], what: str) -> None:
+        for key, (key_node, _) in entries.items():
+            if key not in known:
+                raise self.error(f"unknown key '{key}' in {what}{did_you_mean(key, known)}", key_node)
+
+    def sequence(self, node: yaml.Node, what: str) -> list[yaml.Node]:
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.error(f"{what}: expected a list, got {describe(node)}", node)
+        return list(node.value)
+
+    def scalar(self, node: yaml.Node, what: str) -> str | None:
+        """The value as written (`1.10` stays `1.10`), or None for null."""
+        if not isinstance(node, yaml.ScalarNode):
+            raise self.error(f"{what}: expected a single value, got {describe(node)}", node)
+        return None if node.tag == _NULL_TAG else str(node.value)
+
+    def text(self, node: yaml.Node, what: str) -> str:
+        """A non-empty value."""
+        value = self.scalar(node, what)
+        if value is None or not value.strip():
+            raise self.error(f"{what}: must not be empty", node)
+        return value
+
+    def plain(self, node: yaml.Node, what: str) -> object:
+        """A value, a list of values or a mapping of values: what an annotation key may hold."""
+        if isinstance(node, yaml.SequenceNode):
+            return [self.scalar(item, what) for item in node.value]
+        if isinstance(node, yaml.MappingNode):
+            return {key: self.scalar(value, f"{what}.{key}") for key, (_, value) in self.mapping(node, what).items()}
+        return self.scalar(node, what)
+
+
+def describe(node: yaml.Node) -> str:
+    """What kind of value a node holds, for error messages."""
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    return _TYPE_NAMES.get(node.tag, "text")
+
+
+def parse_settings(
+    node: yaml.MappingNode,
+    path: str,
+    *,
+    allow_unknown: bool,
+    line_offset: int = 0,
+    extra_keys: Collection[str] = (),
+) -> Settings:
+    """Settings from a composed mapping.
+
+    `allow_unknown` (Markdown front matter, e.g. Hugo's `weight`) keeps unknown scalar keys as
+    metadata instead of rejecting them; `extra_keys` are keys the caller reads itself (a YAML
+    runbook's `sections`), skipped here but offered as suggestions for a typo.
+    """
+    src = YamlSource(path, line_offset)
+    entries = src.mapping(node, "runbook settings", normalise=True)
+    values: dict[str, object] = {}
+    metadata: dict[str, str] = {}
+    for key, (key_node, value) in entries.items():
+        if key in extra_keys:
+            continue
+        if key in METADATA_KEYS:
+            metadata[key] = src.text(value, key)
+        elif key == "metadata":
+            for name, (_, item) in src.mapping(value, key, normalise=True).items():
+                metadata[name] = src.text(item, f"metadata.{name}")
+        elif key in ("title", "shell", "cwd"):
+            values[key] = src.text(value, key)
+        elif key == "description":
+            values[key] = src.scalar(value, key) or ""
+        elif key == "variables":
+            values[key] = tuple(_variable(src, name, key_node, item) for name, (key_node, item) in _names(src, value, key))
+        elif key == "secrets":
+            values[key] = tuple(_secret(src, name, key_node, item) for name, (key_node, item) in _names(src, value, key))
+        elif key == "env":
+            values[key] = tuple((name, src.scalar(item, f"env.{name}") or "") for name, (_, item) in _names(src, value, key))
+        elif key == "watch":
+            values["watches"] = tuple(_watch(src, item) for item in src.sequence(value, key))
+        elif key == "related":
+            values[key] = tuple(_related(src, item) for item in src.sequence(value, key))
+        elif not allow_unknown:
+            raise src.error(f"unknown key '{key}'{did_you_mean(key, (*SETTING_KEYS, *extra_keys))}", key_node)
+        elif key and (kept := _loose_value(value)) is not None:
+            metadata[key] = kept
+    settings = Settings(metadata=tuple(metadata.items()), **values)  # type: ignore[arg-type]
+    _check_unique_names(src, entries, settings)
+    return settings
+
+
+def _names(src: YamlSource, node: yaml.Node, what: str) -> list[tuple[str, tuple[yaml.Node, yaml.Node]]]:
+    """Entries of a mapping keyed by environment variable names."""
+    entries = src.mapping(node, what)
+    for name, (key_node, _) in entries.items():
+        if not ENV_NAME.match(name):
+            raise src.error(f"{what}: '{name}' is not a valid environment variable name (letters, digits, _)", key_node)
+    return list(entries.items())
+
+
+def _variable(src: YamlSource, name: str, key_node: yaml.Node, node: yaml.Node) -> Variable:
+    line = src.line(key_node)
+    if not isinstance(node, yaml.MappingNode):
+        return Variable(name=name, line=line, default=src.scalar(node, f"variables.{name}"))
+    entries = src.mapping(node, f"variables.{name}")
+    src.check_keys(entries, ("default", "prompt"), f"variable '{name}'")
+    default = src.scalar(entries["default"][1], f"variables.{name}.default") if "default" in entries else None
+    prompt = src.text(entries["prompt"][1], f"variables.{name}.prompt") if "prompt" in entries else None
+    return Variable(name=name, line=line, default=default, prompt=prompt)
+
+
+def _secret(src: YamlSource, name: str, key_node: yaml.Node, node: yaml.Node) -> Secret:
+    ref = src.text(node, f"secrets.{name}").strip()
+    scheme, _, rest = ref.partition(":")
+    service, _, user = rest.partition("/")
+    valid = (scheme == "keyring" and service and user) or (scheme == "env" and ENV_NAME.match(rest))
+    if not valid:
+        raise src.error(
+            f"secrets.{name}: expected 'keyring:service/username' or 'env:NAME', got {ref!r}", node
+        )
+    return Secret(name=name, ref=ref, line=src.line(key_node))
+
+
+def _watch(src: YamlSource, node: yaml.Node) -> Watch:
+    entries = src.mapping(node, "watch")
+    src.check_keys(entries, ("docker", "tail"), "watch")
+    if "docker" not in entries:
+        raise src.error("watch: each entry needs 'docker' (a container or compose service name)", node)
+    tail = None
+    if "tail" in entries:
+        text = src.text(entries["tail"][1], "watch.tail")
+        if not text.isdigit():
+            raise src.error(f"watch.tail: expected a number of lines, got {text!r}", entries["tail"][1])
+        tail = int(text)
+    return Watch(docker=src.text(entries["docker"][1], "watch.docker"), line=src.line(node), tail=tail)
+
+
+def _related(src: YamlSource, node: yaml.Node) -> Related:
+    if isinstance(node, yaml.ScalarNode):
+        target = src.text(node, "related")
+        return Related(title=target, target=target, line=src.line(node))
+    entries = src.mapping(node, "related")
+    src.check_keys(entries, ("title", "path"), "related")
+    if "path" not in entries:
+        raise src.error("related: each entry needs 'path' (the other runbook's file)", node)
+    target = src.text(entries["path"][1], "related.path")
+    title = src.text(entries["title"][1], "related.title") if "title" in entries else target
+    return Related(title=title, target=target, line=src.line(node))
+
+
+def _loose_value(node: yaml.Node) -> str | None:
+    """An unknown front matter value as metadata text: scalars, and lists of scalars joined."""
+    if isinstance(node, yaml.ScalarNode):
+        return None if node.tag == _NULL_TAG else str(node.value)
+    if isinstance(node, yaml.SequenceNode) and all(isinstance(item, yaml.ScalarNode) for item in node.value):
+        return ", ".join(str(item.value) for item in node.value)
+    return None
+
+
+def _check_unique_names(src: YamlSource, entries: Entries, settings: Settings) -> None:
+    """A name is a variable, a secret or an env entry, never two of them."""
+    seen: dict[str, str] = {}
+    groups = (
+        ("variables", [v.name for v in settings.variables]),
+        ("secrets", [s.name for s in settings.secrets]),
+        ("env", [name for name, _ in settings.env]),
+    )
+    for group, names in groups:
+        for name in names:
+            if name in seen:
+                _, node = entries[group]
+                where = next(k for k, _ in node.value if k.value == name)
+                raise src.error(f"{group}: '{name}' is already defined in {seen[name]}", where)
+            seen[name] = group
