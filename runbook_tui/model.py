@@ -241,8 +241,9 @@ class Runbook:
         defined = self.defined_names
         seen: dict[str, None] = {}
         for task in self.commands():
+            own = {key for key, _ in task.options.env or ()}
             for name in task.variables:
-                if name not in defined:
+                if name not in defined and name not in own:
                     seen.setdefault(name)
         return tuple(seen)
 

@@ -1,0 +1,286 @@
+"""The `runbook-tui` command: thin click wrappers over the parsers, the engine and the app.
+
+Heavy imports (Textual, the engine, the integrations) happen inside the commands that need
+them, so `check`, `plan` and `--help` start fast and never load Textual.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from runbook_tui import __version__
+from runbook_tui.model import Runbook, Task
+from runbook_tui.parse import load_runbook
+from runbook_tui.parse.errors import RunbookError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(func: F) -> F:
+    """Report a RunbookError as one `error: file:line:col: message` line and exit 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RunbookError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def bundled_path(kind: str, name: str) -> Path:
+    """A bundled runbook or theme, from the installed wheel or from a source checkout."""
+    package = Path(__file__).resolve().parent
+    for base in (package / "_bundled" / kind, package.parent / kind):
+        if (base / name).exists():
+            return base / name
+    raise click.ClickException(f"the bundled {kind[:-1]} {name!r} is missing from this installation")
+
+
+class _Main(click.Group):
+    """`runbook-tui PATH` opens a runbook; the first word is a subcommand only when it names one."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        first = next((a for a in args if not a.startswith("-")), None)
+        wants_help = any(a in ("--help", "-h", "--version") for a in args) and first is None
+        if not wants_help and (first is None or first not in self.commands):
+            args = ["open", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="runbook-tui")
+def main() -> None:
+    """Open a runbook (Markdown or YAML) and walk through it step by step.
+
+    With no subcommand, `runbook-tui [RUNBOOK]` opens the TUI (the bundled demo runbook when
+    no file is given). Exit codes: 0 success, 1 a step failed or the run was aborted, 2 bad input.
+    """
+
+
+@main.command("open")
+@click.argument("runbook", required=False, type=click.Path(dir_okay=True))
+@click.option("--mode", type=click.Choice(["paranoid", "step", "auto", "noop"]), default="paranoid",
+              show_default=True, help="How much to confirm.")
+@click.option("--var", "variables", multiple=True, metavar="K=V", help="Give a variable a value.")
+@click.option("--transcript", type=click.Path(dir_okay=False), help="Where to write the audit transcript.")
+@click.option("--theme", help="Theme name.")
+@user_errors
+def open_command(runbook: str | None, mode: str, variables: tuple[str, ...], transcript: str | None,
+                 theme: str | None) -> None:
+    """Open RUNBOOK in the terminal app."""
+    path = Path(runbook) if runbook else bundled_path("runbooks", "demo.md")
+    book = load_runbook(path)
+    from runbook_tui.audit.transcript import TranscriptError
+    from runbook_tui.tui.app import make_app
+
+    try:
+        app = make_app(book, mode=mode, variables=parse_vars(variables), transcript=transcript, theme=theme)
+    except TranscriptError as exc:
+        click.echo(f"error: {exc}; nothing was run", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    code = app.run()
+    if app.session is not None:
+        click.echo(f"transcript: {app.session.transcript.path}", err=True)
+    sys.exit(code or EXIT_OK)
+
+
+def parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
+    """`K=V` options into a mapping; a malformed one is bad input."""
+    values = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise click.BadParameter(f"expected NAME=value, got {pair!r}", param_hint="--var")
+        values[name] = value
+    return values
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the parsed model as JSON, one object per file.")
+def check(paths: tuple[str, ...], as_json: bool) -> None:
+    """Parse and lint runbooks: exit 0 when every file parses, 2 when one does not."""
+    from runbook_tui.parse.lint import lint
+
+    failed = False
+    documents = []
+    for path in paths:
+        try:
+            book = load_runbook(path)
+        except RunbookError as exc:
+            click.echo(f"error: {exc}", err=True)
+            failed = True
+            continue
+        warnings = lint(book)
+        for warning in warnings:
+            click.echo(str(warning), err=True)
+        if as_json:
+            document = book.as_dict()
+            document["warnings"] = [{"line": w.line, "column": w.column, "code": w.code, "message": w.message}
+                                    for w in warnings]
+            documents.append(document)
+        else:
+            counts = _counts(book)
+            click.echo(f"{path}: ok: {counts}, {len(warnings)} warning{'s' * (len(warnings) != 1)}")
+    if as_json:
+        click.echo(json.dumps(documents[0] if len(paths) == 1 and documents else documents, indent=2))
+    sys.exit(EXIT_BAD_INPUT if failed else EXIT_OK)
+
+
+def _counts(book: Runbook) -> str:
+    steps = sum(1 for _ in book.steps())
+    commands = sum(1 for _ in book.commands())
+    manual = sum(1 for t in book.tasks() if t.kind == "manual")
+    return f"{len(book.sections)} sections, {steps} steps, {commands} commands, {manual} manual checks"
+
+
+@main.command()
+@click.argument("path", type=click.Path())
+@user_errors
+def plan(path: str) -> None:
+    """Show the numbered steps and exactly what would run."""
+    click.echo(render_plan(load_runbook(path)), nl=False)
+
+
+def render_plan(book: Runbook) -> str:
+    """A person-readable plan: steps in order, each command verbatim, what must be supplied."""
+    lines = [book.title, "=" * len(book.title)]
+    for key, value in book.metadata:
+        lines.append(f"{key.replace('_', ' ').capitalize()}: {value}")
+    lines.append(f"Runbook: {book.path} (sha256 {book.sha256[:12]})")
+    if book.required_variables or book.placeholders:
+        lines.append("To be supplied before running: "
+                     + ", ".join([f"${v}" for v in book.required_variables] + list(book.placeholders)))
+    if book.secrets:
+        lines.append("Secrets: " + ", ".join(f"{s.name} ({s.ref})" for s in book.secrets))
+    for section in book.sections:
+        if not section.procedural:
+            continue
+        lines += ["", f"{section.id}. {section.title}"]
+        for step in section.steps:
+            suffix = "  (optional)" if step.optional else ""
+            lines.append(f"  {step.id} {step.title}{suffix}")
+            for task in step.tasks:
+                lines.extend(_plan_task(task))
+    return "\n".join(lines) + "\n"
+
+
+def _plan_task(task: Task) -> list[str]:
+    if task.command is None:
+        return [f"      [ ] {task.id}  {task.text}"]
+    flags = ", ".join(f"{k}={v}" for k, v in task.options.as_dict().items())
+    head = f"      $ {task.id}" + (f"  [{flags}]" if flags else "")
+    body = [f"          {line}" for line in task.command.splitlines()]
+    return [head, *body]
+
+
+@main.command()
+@click.argument("path", type=click.Path())
+@click.option("--to", "target", type=click.Choice(["yaml", "md"]), required=True, help="Output format.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of standard output.")
+@user_errors
+def convert(path: str, target: str, output: str | None) -> None:
+    """Convert a runbook between Markdown and YAML without losing a step, task or command."""
+    from runbook_tui.parse.emit import to_markdown, to_yaml
+
+    book = load_runbook(path)
+    text = to_yaml(book) if target == "yaml" else to_markdown(book)
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command()
+@click.argument("path", type=click.Path())
+@click.option("--mode", type=click.Choice(["paranoid", "step", "auto", "noop"]), default="paranoid",
+              show_default=True, help="paranoid: confirm every command; step: each step; auto: only risk=high; "
+                                      "noop: show what would run, run nothing.")
+@click.option("--yes", is_flag=True, help="Answer yes to ordinary confirmations and manual checks (no terminal).")
+@click.option("--confirm-high-risk", is_flag=True, help="Also confirm risk=high commands (never implied by --yes).")
+@click.option("--var", "variables", multiple=True, metavar="K=V", help="Give a variable or placeholder a value.")
+@click.option("--transcript", "transcript_path", type=click.Path(dir_okay=False), help="Write the transcript here.")
+@user_errors
+def run(path: str, mode: str, yes: bool, confirm_high_risk: bool, variables: tuple[str, ...],
+        transcript_path: str | None) -> None:
+    """Run a runbook headless, with plain output (for scripts and CI)."""
+    from runbook_tui.headless import run_headless
+
+    book = load_runbook(path)
+    sys.exit(run_headless(book, mode=mode, values=parse_vars(variables), yes=yes,
+                          confirm_high_risk=confirm_high_risk, transcript_path=transcript_path))
+
+
+@main.command()
+@click.argument("transcript", type=click.Path(exists=True, dir_okay=False))
+@click.option("--yes", is_flag=True, help="Answer yes to ordinary confirmations and manual checks (no terminal).")
+@click.option("--confirm-high-risk", is_flag=True, help="Also confirm risk=high commands.")
+@click.option("--interrupted", type=click.Choice(["ask", "rerun", "skip", "done"]), default="ask", show_default=True,
+              help="What to do with the task that was running when the run stopped.")
+@click.option("--var", "variables", multiple=True, metavar="K=V", help="Give a variable or placeholder a value.")
+@user_errors
+def resume(transcript: str, yes: bool, confirm_high_risk: bool, interrupted: str, variables: tuple[str, ...]) -> None:
+    """Continue an interrupted run, appending to its transcript."""
+    from runbook_tui.headless import resume_headless
+
+    sys.exit(resume_headless(transcript, yes=yes, confirm_high_risk=confirm_high_risk, interrupted=interrupted,
+                             values=parse_vars(variables)))
+
+
+@main.group("transcript")
+def transcript_group() -> None:
+    """Verify, export or attach an audit transcript."""
+
+
+@transcript_group.command("verify")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def transcript_verify(path: str) -> None:
+    """Check the hash chain: exit 0 when it holds, 1 naming the first bad line."""
+    from runbook_tui.audit.transcript import verify
+
+    result = verify(path)
+    if result.ok:
+        torn = f"; {result.reason}" if result.torn_tail else ""
+        click.echo(f"{path}: ok: {result.events} events, chain intact{torn}")
+        sys.exit(EXIT_OK)
+    click.echo(f"{path}:{result.first_bad_line}: chain broken: {result.reason}", err=True)
+    sys.exit(EXIT_FAILED)
+
+
+@transcript_group.command("export")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["md", "json", "cast"]), default="md", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of standard output.")
+def transcript_export(path: str, fmt: str, output: str | None) -> None:
+    """Export a transcript for release notes (md), tools (json) or replay (cast)."""
+    from runbook_tui.audit.export import export
+
+    text = export(path, fmt)  # type: ignore[arg-type]
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False), help="Where the transcripts are.")
+@click.option("-n", "--limit", default=20, show_default=True, help="How many runs to list.")
+def runs(directory: str | None, limit: int) -> None:
+    """List past runs, newest first: time, runbook, operator, result, transcript."""
+    from runbook_tui.audit.history import list_runs
+
+    for entry in list_runs(Path(directory) if directory else None)[:limit]:
+        click.echo(f"{entry.started}  {entry.result:<8}  {entry.operator:<24}  {entry.title}  {entry.path}")

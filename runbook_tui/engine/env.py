@@ -1,0 +1,73 @@
+"""Values reach commands as environment variables; placeholders are filled in shell-quoted.
+
+Nothing the operator types is ever pasted into a command line unquoted: `$VAR`s stay in the
+command as written and the shell reads them from the environment; `<placeholder>`s are the one
+exception (they are text in the command), so they are quoted for the exact spot they stand in.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Mapping
+
+from runbook_tui.model import Runbook, Task
+
+
+def fill_placeholders(command: str, values: Mapping[str, str]) -> str:
+    """The command with each `<placeholder>` token replaced, quoted for its context.
+
+    Unquoted: `shlex.quote`. Inside '...': the value with `'` closed, escaped and reopened.
+    Inside "...": `\\`, `"`, `$` and backquote escaped. So no value can break out of its spot.
+    """
+    out: list[str] = []
+    quote: str | None = None
+    index = 0
+    tokens = sorted(values, key=len, reverse=True)
+    while index < len(command):
+        token = next((t for t in tokens if command.startswith(t, index)), None)
+        if token is not None:
+            out.append(_quoted(values[token], quote))
+            index += len(token)
+            continue
+        char = command[index]
+        if char == "\\" and quote != "'" and index + 1 < len(command):
+            out.append(command[index : index + 2])
+            index += 2
+            continue
+        if char in "'\"" and quote in (None, char):
+            quote = None if quote == char else char
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
+def _quoted(value: str, quote: str | None) -> str:
+    if quote == "'":
+        return value.replace("'", "'\\''")
+    if quote == '"':
+        return "".join("\\" + c if c in '\\"$`' else c for c in value)
+    return shlex.quote(value)
+
+
+def base_environment(runbook: Runbook, values: Mapping[str, str], secrets: Mapping[str, str]) -> dict[str, str]:
+    """The environment every command of the run gets: ours, the runbook's, variables, secrets."""
+    env = dict(os.environ)
+    env.update(dict(runbook.env))
+    env.update(values)
+    env.update(secrets)
+    return env
+
+
+def task_environment(base: Mapping[str, str], task: Task) -> dict[str, str]:
+    """The run environment plus the task's own `env` annotation."""
+    env = dict(base)
+    env.update(dict(task.options.env or ()))
+    return env
+
+
+def injected_names(runbook: Runbook, values: Mapping[str, str], secrets: Mapping[str, str], task: Task) -> list[str]:
+    """Names of the variables the runbook puts in a task's environment (for the transcript)."""
+    names = dict.fromkeys([k for k, _ in runbook.env] + list(values) + list(secrets))
+    names.update(dict.fromkeys(k for k, _ in task.options.env or ()))
+    return sorted(names)

@@ -1,0 +1,503 @@
+"""The run state machine shared by the headless runner and the TUI.
+
+A Session owns one run of one runbook: it asks the operator (through a Prompter) before anything
+runs, runs commands under a PTY, judges their result, and writes every step of that to the audit
+transcript before it goes on. The front end only decides *how* to ask and *how* to show; what is
+asked, what runs and what is recorded is decided here, once.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from runbook_tui import __version__
+from runbook_tui.audit.redact import Redactor
+from runbook_tui.audit.transcript import Transcript, TranscriptError
+from runbook_tui.engine.checks import OutputTail, Verdict, judge
+from runbook_tui.engine.env import base_environment, fill_placeholders, injected_names, task_environment
+from runbook_tui.engine.runner import ExitStatus, PtyProcess, shell_argv
+from runbook_tui.model import Mode, Runbook, Section, Step, Task
+from runbook_tui.parse.shellwords import placeholder_label
+
+Action = Literal["run", "skip", "abort", "done", "retry", "stop"]
+TaskStatus = Literal["done", "failed", "skipped", "manual", "not_confirmed", "planned"]
+# Section titles that hold the changes themselves; on a high-severity runbook their commands
+# need a typed confirmation even when the runbook does not say risk=high.
+RESOLUTION_TITLES = re.compile(r"resolution|mitigation|rollback|recovery|remediation|deploy", re.IGNORECASE)
+OUTPUT_EVENT_MAX = 256 * 1024
+FLUSH_INTERVAL = 0.1
+
+
+class RunAborted(Exception):
+    """The operator (or a signal) stopped the run; the transcript ends with run.aborted."""
+
+
+class MissingValue(Exception):
+    """A variable, placeholder or secret has no value and no one can be asked for it."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the operator decided at a prompt."""
+
+    action: Action
+    reason: str = ""
+    typed: str | None = None
+    command: str | None = None  # an edited command to run instead
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """Everything the operator must see before saying yes to a command."""
+
+    task: Task
+    step: Step
+    command: str  # exactly what will run (placeholders filled in)
+    cwd: str
+    container: str | None
+    env_names: list[str]
+    risk: Literal["low", "high"]
+    typed_word: str | None  # the word to type for a high-risk command
+    attempt: int = 1
+
+
+class Prompter(Protocol):
+    """How a front end asks the operator. Every method may block; none may run anything."""
+
+    def confirm(self, request: Confirmation) -> Answer: ...
+
+    def confirm_step(self, step: Step, commands: list[str]) -> Answer: ...
+
+    def confirm_manual(self, task: Task, step: Step) -> Answer: ...
+
+    def ask_value(self, name: str, prompt: str, secret: bool) -> str: ...
+
+    def after_failure(self, task: Task, verdict: Verdict, attempt: int) -> Answer: ...
+
+
+class Observer(Protocol):
+    """What a front end is told: every transcript event once it is on disk, and live output."""
+
+    def event(self, event: dict[str, Any]) -> None: ...
+
+    def output(self, task_id: str, text: str) -> None: ...
+
+
+@dataclass
+class TaskOutcome:
+    status: TaskStatus
+    exit_code: int | None = None
+    reason: str = ""
+
+
+@dataclass
+class RunState:
+    """What the run has done so far, by task id (resume fills it from the transcript)."""
+
+    finished: dict[str, TaskOutcome] = field(default_factory=dict)
+    entered_steps: set[str] = field(default_factory=set)
+    confirmed_steps: set[str] = field(default_factory=set)
+
+
+class Session:
+    """One run of one runbook, recorded in one transcript."""
+
+    def __init__(
+        self,
+        runbook: Runbook,
+        transcript: Transcript,
+        prompter: Prompter,
+        *,
+        observer: Observer | None = None,
+        mode: Mode = "paranoid",
+        values: Mapping[str, str] | None = None,
+        secrets: Mapping[str, str] | None = None,
+        redactor: Redactor | None = None,
+        shell: str | None = None,
+        grace: float = 2.0,
+        git_facts: dict[str, Any] | None = None,
+        state: RunState | None = None,
+    ) -> None:
+        self.runbook = runbook
+        self.transcript = transcript
+        self.prompter = prompter
+        self.observer = observer
+        self.mode: Mode = mode
+        self.values: dict[str, str] = {v.name: v.default for v in runbook.variables if v.default is not None}
+        self.values.update(values or {})
+        self.secrets = dict(secrets or {})
+        self.redactor = redactor or Redactor()
+        for name, value in self.secrets.items():
+            self.redactor.add(name, value)
+        self.shell = shell or runbook.shell or "bash"
+        self.grace = grace
+        self.git_facts = git_facts
+        self.state = state or RunState()
+        self.abort_event = threading.Event()  # stop the command and the run
+        self.cancel_event = threading.Event()  # stop the running command only (the TUI's Ctrl+C)
+        self.run_id = uuid.uuid4().hex
+
+    def add_secret(self, name: str, value: str) -> None:
+        """A secret read after the session was made (the TUI asks for missing ones on start)."""
+        self.secrets[name] = value
+        self.redactor.add(name, value)
+
+    # ---- recording -----------------------------------------------------------------------
+    def record(self, type: str, **fields: Any) -> dict[str, Any]:
+        """Append an event durably, then tell the observer. TranscriptError stops everything."""
+        event = self.transcript.append(type, **fields)
+        if self.observer is not None:
+            self.observer.event(event)
+        return event
+
+    def start(self) -> None:
+        """Write run.started: who, where, what, with which values (secret names only)."""
+        self.record(
+            "run.started",
+            run_id=self.run_id,
+            tool_version=__version__,
+            runbook={"path": os.path.abspath(self.runbook.path), "sha256": self.runbook.sha256,
+                     "title": self.runbook.title},
+            mode=self.mode,
+            operator=operator_facts(self.git_facts),
+            git=self.git_facts,
+            cwd=os.getcwd(),
+            variables={k: self.redactor.redact(v) for k, v in self.values.items()},
+            secrets=sorted(self.secrets),
+        )
+
+    def resume(self, interrupted: str | None) -> None:
+        """Write run.resumed on an existing chain (the transcript was opened for appending)."""
+        self.record("run.resumed", run_id=self.run_id, mode=self.mode, operator=operator_facts(self.git_facts),
+                    runbook={"path": os.path.abspath(self.runbook.path), "sha256": self.runbook.sha256},
+                    interrupted_task=interrupted, finished=sorted(self.state.finished))
+
+    def note(self, text: str, task_id: str | None = None) -> None:
+        self.record("note", text=self.redactor.redact(text), task_id=task_id)
+
+    def finish(self) -> str:
+        """Write run.finished with the overall result: success unless a required task failed."""
+        counts: dict[str, int] = {}
+        for outcome in self.state.finished.values():
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        failed = [tid for tid, o in self.state.finished.items() if o.status in ("failed", "not_confirmed")]
+        result = "failed" if failed else "success"
+        self.record("run.finished", result=result, counts=counts, failed=failed)
+        return result
+
+    def aborted(self, reason: str) -> None:
+        self.record("run.aborted", reason=reason)
+
+    # ---- the guided sequence -------------------------------------------------------------
+    def pending_tasks(self) -> Iterator[tuple[Section, Step, Task]]:
+        for section in self.runbook.sections:
+            for step in section.steps:
+                for task in step.tasks:
+                    if task.id not in self.state.finished:
+                        yield section, step, task
+
+    def run_all(self) -> str:
+        """Walk every unfinished task in order; stop at the first failure the operator does not pass."""
+        for section, step, task in list(self.pending_tasks()):
+            outcome = self.run_task(task, step, section)
+            if outcome.status in ("failed", "not_confirmed") and not (task.optional or step.optional):
+                return "failed"
+        return "success"
+
+    def enter_step(self, step: Step) -> None:
+        if step.id not in self.state.entered_steps:
+            self.state.entered_steps.add(step.id)
+            self.record("step.entered", step_id=step.id, title=step.title)
+
+    def run_task(self, task: Task, step: Step, section: Section, edited: str | None = None) -> TaskOutcome:
+        """Do one task: ask, run, judge, record. Raises RunAborted when the operator aborts.
+
+        `edited` is a command the operator rewrote before running it; it is recorded as such.
+        """
+        self.enter_step(step)
+        if task.options.skip:
+            return self.skip(task, step, "marked skip in the runbook")
+        if task.kind == "manual":
+            return self._manual(task, step)
+        if self.mode == "step" and step.id not in self.state.confirmed_steps:
+            commands = [t.command or "" for t in step.tasks if t.kind == "command" and t.id not in self.state.finished]
+            answer = self.prompter.confirm_step(step, commands)
+            self.record("confirm.answered", step_id=step.id, answer=answer.action, reason=answer.reason)
+            if answer.action == "abort":
+                raise RunAborted("operator aborted at step " + step.id)
+            if answer.action == "skip":
+                return self.skip(task, step, answer.reason or "step skipped")
+            self.state.confirmed_steps.add(step.id)
+        return self._command(task, step, section, edited)
+
+    def skip(self, task: Task, step: Step, reason: str) -> TaskOutcome:
+        return self._finish(task, step, TaskOutcome("skipped", reason=reason))
+
+    def mark_done(self, task: Task, step: Step) -> TaskOutcome:
+        return self._finish(task, step, TaskOutcome("manual"))
+
+    def _finish(self, task: Task, step: Step, outcome: TaskOutcome) -> TaskOutcome:
+        self.state.finished[task.id] = outcome
+        fields: dict[str, Any] = {"task_id": task.id, "step_id": step.id, "status": outcome.status,
+                                  "title": task.command if task.command is not None else task.text,
+                                  "fingerprint": task.fingerprint}
+        if outcome.reason:
+            fields["reason"] = self.redactor.redact(outcome.reason)
+        if outcome.exit_code is not None:
+            fields["exit_code"] = outcome.exit_code
+        self.record("task.finished", **fields)
+        return outcome
+
+    def _manual(self, task: Task, step: Step) -> TaskOutcome:
+        if self.mode == "noop":
+            return self._finish(task, step, TaskOutcome("planned", reason=f"manual check: {task.text}"))
+        self.record("confirm.asked", task_id=task.id, prompt=task.text, risk="low", kind="manual")
+        answer = self.prompter.confirm_manual(task, step)
+        self.record("confirm.answered", task_id=task.id, answer=answer.action, reason=answer.reason)
+        if answer.action == "abort":
+            raise RunAborted(f"operator aborted at task {task.id}")
+        if answer.action in ("done", "run"):
+            return self._finish(task, step, TaskOutcome("manual"))
+        if answer.action == "skip":
+            return self.skip(task, step, answer.reason)
+        return self._finish(task, step, TaskOutcome("not_confirmed", reason=answer.reason or "not confirmed"))
+
+    # ---- commands ------------------------------------------------------------------------
+    def risk(self, task: Task, section: Section) -> Literal["low", "high"]:
+        """High when the task says so, or on the resolution steps of a high-severity runbook."""
+        if task.options.risk:
+            return task.options.risk
+        severity = (self.runbook.severity or "").lower()
+        if severity.startswith(("high", "critical", "sev1", "p1")) and RESOLUTION_TITLES.search(section.title):
+            return "high"
+        return "low"
+
+    def typed_word(self) -> str:
+        """What a high-risk confirmation asks the operator to type: the environment's name, or yes."""
+        for name in ("ENVIRONMENT", "ENV", "STAGE", "CLUSTER"):
+            if self.values.get(name):
+                return self.values[name]
+        return "yes"
+
+    def resolve(self, task: Task) -> str:
+        """Ask for what the task needs (variables, placeholders) and return the command to run."""
+        asking = self.mode != "noop"  # noop shows what is missing instead of asking for it
+        own = dict(task.options.env or ())
+        for name in task.variables:
+            known = name in self.values or name in self.secrets or name in own or name in os.environ
+            if asking and not known:
+                self.values[name] = self.prompter.ask_value(name, f"value for ${name}", False)
+        fills: dict[str, str] = {}
+        for token in task.placeholders:
+            label = placeholder_label(token)
+            if asking and label not in self.values:
+                self.values[label] = self.prompter.ask_value(label, f"value for {token}", False)
+            if label in self.values:
+                fills[token] = self.values[label]
+        return fill_placeholders(task.command or "", fills)
+
+    def _command(self, task: Task, step: Step, section: Section, edited: str | None) -> TaskOutcome:
+        command = edited if edited is not None else self.resolve(task)
+        cwd = os.path.abspath(task.options.cwd or self.runbook.cwd or os.getcwd())
+        env_names = injected_names(self.runbook, self.values, self.secrets, task)
+        if self.mode == "noop":
+            self.record("command.planned", task_id=task.id, step_id=step.id, command=task.command,
+                        run_command=self.redactor.redact(command), cwd=cwd, container=task.options.container,
+                        env={k: ("[secret]" if k in self.secrets else self.redactor.redact(self.values.get(k, "")))
+                             for k in env_names})
+            return self._finish(task, step, TaskOutcome("planned"))
+        risk = self.risk(task, section)
+        attempt = 1
+        while True:
+            needs_confirm = (
+                risk == "high" or task.options.confirm or (self.mode == "paranoid" and task.options.confirm is not False)
+            )
+            if needs_confirm:
+                request = Confirmation(task, step, command, cwd, task.options.container, env_names, risk,
+                                       self.typed_word() if risk == "high" else None, attempt)
+                self.record("confirm.asked", task_id=task.id, prompt=self.redactor.redact(command), risk=risk,
+                            typed_word=request.typed_word, attempt=attempt, edited=edited is not None)
+                answer = self.prompter.confirm(request)
+                self.record("confirm.answered", task_id=task.id, answer=answer.action, reason=answer.reason,
+                            typed=answer.typed, edited=answer.command is not None)
+                if answer.action == "abort":
+                    raise RunAborted(f"operator aborted at task {task.id}")
+                if answer.action == "skip":
+                    return self.skip(task, step, answer.reason or "skipped by the operator")
+                if answer.action == "stop":
+                    return self._finish(task, step, TaskOutcome("not_confirmed", reason=answer.reason or "not confirmed"))
+                if answer.command is not None:
+                    command, edited = answer.command, answer.command
+            status, verdict, attempt = self._attempts(task, step, command, cwd, env_names, attempt, edited is not None)
+            if verdict.passed:
+                return self._finish(task, step, TaskOutcome("done", exit_code=status.ok_code))
+            if status.aborted and self.abort_event.is_set():
+                self._finish(task, step, TaskOutcome("failed", exit_code=status.ok_code, reason=verdict.reason))
+                raise RunAborted(f"interrupted during task {task.id}")
+            answer = self.prompter.after_failure(task, verdict, attempt)
+            if answer.action == "retry":
+                attempt += 1
+                continue
+            if answer.action == "abort":
+                self._finish(task, step, TaskOutcome("failed", exit_code=status.ok_code, reason=verdict.reason))
+                raise RunAborted(f"operator aborted after task {task.id} failed")
+            if answer.action == "skip":
+                return self.skip(task, step, answer.reason or f"failed ({verdict.reason}), skipped by the operator")
+            return self._finish(task, step, TaskOutcome("failed", exit_code=status.ok_code, reason=verdict.reason))
+
+    def _attempts(self, task: Task, step: Step, command: str, cwd: str, env_names: list[str],
+                  attempt: int, edited: bool) -> tuple[ExitStatus, Verdict, int]:
+        """Run the command until it passes: `retries` more times, or every interval until `wait_until` ends.
+
+        Returns the last attempt's status and verdict, and its number.
+        """
+        wait = task.options.wait_until
+        deadline = time.monotonic() + wait.timeout if wait else 0.0
+        retries_left = task.options.retries or 0
+        while True:
+            status, verdict = self._execute(task, step, command, cwd, env_names, attempt, edited)
+            if verdict.passed or self.abort_event.is_set() or status.aborted:
+                return status, verdict, attempt
+            if wait is not None:
+                if time.monotonic() + wait.interval >= deadline or self.abort_event.wait(wait.interval):
+                    return status, verdict, attempt
+            elif retries_left > 0:
+                retries_left -= 1
+            else:
+                return status, verdict, attempt
+            attempt += 1
+
+    def _execute(self, task: Task, step: Step, command: str, cwd: str, env_names: list[str],
+                 attempt: int, edited: bool) -> tuple[ExitStatus, Verdict]:
+        """One attempt: command.started, streamed output events, command.finished."""
+        env = task_environment(base_environment(self.runbook, self.values, self.secrets), task)
+        self.record("command.started", task_id=task.id, step_id=step.id, command=task.command,
+                    run_command=self.redactor.redact(command), cwd=cwd, container=task.options.container,
+                    env_names=env_names, attempt=attempt, shell=self.shell, edited=edited)
+        stream = OutputStream(self, task.id)
+        try:
+            proc = PtyProcess.spawn(shell_argv(command, self.shell), on_output=stream.feed, cwd=cwd, env=env)
+        except OSError as exc:
+            message = f"cannot start: {exc.strerror or exc}"
+            stream.feed(message + "\r\n")
+            stream.close()
+            status = ExitStatus(exit_code=127, signal=None, duration=0.0)
+            self.record("command.finished", task_id=task.id, exit_code=127, signal=None, duration=0.0,
+                        timed_out=False, attempt=attempt, error=message)
+            return status, Verdict(False, message)
+        try:
+            status = self._supervise(proc, task, stream)
+        except BaseException:
+            # Ctrl+C, SIGTERM or a failure of ours: the command does not outlive the run.
+            proc.abort(self.grace)
+            status = proc.wait()
+            assert status is not None
+            status = ExitStatus(status.exit_code, status.signal, status.duration, aborted=True)
+            raise
+        finally:
+            stream.close()
+            self.record("command.finished", task_id=task.id, exit_code=status.exit_code, signal=status.signal,
+                        duration=round(status.duration, 3), timed_out=status.timed_out, aborted=status.aborted,
+                        attempt=attempt)
+        if stream.error is not None:
+            raise stream.error
+        return status, judge(task, status, stream.tail.text())
+
+    def _supervise(self, proc: PtyProcess, task: Task, stream: OutputStream) -> ExitStatus:
+        """Wait for the command, flushing output to the transcript; enforce timeout and abort."""
+        deadline = time.monotonic() + task.options.timeout if task.options.timeout else None
+        timed_out = False
+        while True:
+            status = proc.wait(FLUSH_INTERVAL)
+            stream.flush()
+            if status is not None:
+                break
+            if self.abort_event.is_set() or self.cancel_event.is_set():
+                self.cancel_event.clear()
+                proc.abort(self.grace)
+            elif deadline is not None and time.monotonic() >= deadline:
+                timed_out = True
+                proc.abort(self.grace)
+        if timed_out:
+            return ExitStatus(status.exit_code, status.signal, status.duration, timed_out=True, aborted=False)
+        return status
+
+    def interrupt(self) -> None:
+        """Stop the running command (SIGINT, SIGTERM, SIGKILL to its group) and the run."""
+        self.abort_event.set()
+
+    def cancel_command(self) -> None:
+        """Stop the running command only; the task fails as aborted and the run goes on."""
+        self.cancel_event.set()
+
+
+class OutputStream:
+    """Redacts a command's output as it streams, feeds the live view, batches transcript events.
+
+    `feed` runs on the PTY reader thread; `flush` on the session's thread. If the transcript
+    cannot be written, output is no longer recorded and the error stops the run once the
+    command has ended (a migration is not killed halfway because a disk filled up).
+    """
+
+    def __init__(self, session: Session, task_id: str) -> None:
+        self.session = session
+        self.task_id = task_id
+        self.stream_id = f"{task_id}:{uuid.uuid4().hex[:8]}"
+        self.tail = OutputTail()
+        self.error: TranscriptError | None = None
+        self._pending: list[str] = []
+        self._size = 0
+        self._lock = threading.Lock()
+        self._live: Callable[[str, str], None] | None = session.observer.output if session.observer else None
+
+    def feed(self, text: str) -> None:
+        safe = self.session.redactor.feed(self.stream_id, text)
+        self._accept(safe)
+
+    def _accept(self, safe: str) -> None:
+        if not safe:
+            return
+        with self._lock:
+            self._pending.append(safe)
+            self._size += len(safe)
+        self.tail.add(safe)
+        if self._live is not None:
+            self._live(self.task_id, safe)
+
+    def flush(self) -> None:
+        with self._lock:
+            text, self._pending, self._size = "".join(self._pending), [], 0
+        if not text or self.error is not None:
+            return
+        try:
+            for start in range(0, len(text), OUTPUT_EVENT_MAX):
+                self.session.record("output", task_id=self.task_id, text=text[start : start + OUTPUT_EVENT_MAX])
+        except TranscriptError as exc:
+            self.error = exc
+
+    def close(self) -> None:
+        self._accept(self.session.redactor.flush(self.stream_id))
+        self.flush()
+
+
+def operator_facts(git_facts: dict[str, Any] | None) -> dict[str, Any]:
+    """Who runs this and where: user, host, terminal, git user."""
+    try:
+        tty = os.ttyname(0) if os.isatty(0) else None
+    except OSError:
+        tty = None
+    return {
+        "user": getpass.getuser(),
+        "host": socket.gethostname(),
+        "tty": tty,
+        "git_user": (git_facts or {}).get("user"),
+    }

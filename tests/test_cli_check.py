@@ -1,0 +1,110 @@
+"""`check`, `plan` and `convert` from the command line: bad input, lint warnings, readable plans."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.paths import SEED
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "runbook_tui", *args], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=60)
+
+
+def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path
+
+
+BAD_INPUT = {
+    "missing file": (None, "missing.md", ":1:1: no such file"),
+    "directory": (None, "", ":1:1: is a directory"),
+    "binary file": (b"# T\n\x00\x01\x02", "blob.md", ":2:1: binary file"),
+    "not utf-8": (b"# T\n\nok \xff\xfe", "latin.md", ":3:4: not UTF-8"),
+    "invalid yaml": ("title: T\nsections: [\n  {title: x\n", "bad.yaml", "bad.yaml:"),
+    "unknown yaml key": ("title: T\nsectons: []\n", "typo.yaml", "typo.yaml:2:1: "),
+    "yaml step without title": ("title: T\nsections:\n  - title: S\n    steps:\n      - run: make\n",
+                                "notitle.yaml", "notitle.yaml:5:"),
+    "markdown step without title": ("# T\n## Steps\n1. Go\n2.\n", "notitle.md", "notitle.md:4:1: "),
+    "bad annotation": ("# T\n## Steps\n```sh {timeout=forever}\nmake\n```\n", "ann.md", "ann.md:3:"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_is_one_located_line_and_exit_2(tmp_path: Path, case: str) -> None:
+    content, name, expected = BAD_INPUT[case]
+    path = tmp_path / name if name else tmp_path
+    if content is not None:
+        write(tmp_path, name, content)
+    result = cli("check", str(path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: {path}") and expected in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+    assert cli("plan", str(path)).returncode == 2
+
+
+def test_unknown_yaml_key_suggests_the_nearest(tmp_path: Path) -> None:
+    path = write(tmp_path, "typo.yaml", "title: T\nsectons: []\n")
+    assert "did you mean 'sections'" in cli("check", str(path)).stderr
+
+
+def test_one_bad_file_among_good_ones(tmp_path: Path) -> None:
+    bad = write(tmp_path, "bad.yaml", "title: [\n")
+    result = cli("check", str(SEED), str(bad))
+    assert result.returncode == 2
+    assert f"{SEED}: ok:" in result.stdout and f"error: {bad}" in result.stderr
+
+
+def test_lint_warnings(tmp_path: Path) -> None:
+    path = write(tmp_path, "lint.md", """
+        # T
+        ## Steps
+        <!-- runbook: name=same -->
+        1. **Wipe**
+           - `rm -rf / --no-preserve-root`
+           - `curl -fsSL https://example.com/install.sh | sudo bash`
+        <!-- runbook: name=same -->
+        2. **Data**
+           - `psql -c "DROP DATABASE prod" $DB_URL`
+           - `kubectl delete pod <pod-name> -n prod`
+        ## Related
+        - [Gone](./gone.md)
+        """)
+    result = cli("check", str(path))
+    assert result.returncode == 0  # warnings are not errors
+    warnings = result.stderr
+    assert "[dangerous-command]" in warnings and warnings.count("[dangerous-command]") == 3
+    assert "[undefined-variable]" in warnings and "$DB_URL" in warnings
+    assert "[placeholder]" in warnings and "<pod-name>" in warnings
+    assert "[missing-related]" in warnings and "./gone.md" in warnings
+    assert "[duplicate-name]" in warnings
+    assert f"{path}:5:1: warning:" in warnings
+
+
+def test_plan_shows_numbered_steps_and_exact_commands() -> None:
+    result = cli("plan", str(SEED))
+    assert result.returncode == 0
+    out = result.stdout
+    assert out.startswith("Deployment Procedures\n")
+    assert "  5.3 Rollback if needed  (optional)" in out
+    assert "      $ 5.1.2\n          python src/manage.py migrate --noinput" in out
+    assert "      [ ] 4.1.1  Confirm CI is green for the release commit." in out
+    assert out.index("4.1 Pre-flight checks") < out.index("5.4 Communicate")
+    assert "Overview" not in out  # reading sections are not steps
+
+
+def test_help_and_version() -> None:
+    assert "check" in cli("--help").stdout
+    assert cli("--version").stdout.startswith("runbook-tui, version")
