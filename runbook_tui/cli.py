@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -237,6 +236,17 @@ def resume(transcript: str, yes: bool, confirm_high_risk: bool, interrupted: str
 
     sys.exit(resume_headless(transcript, yes=yes, confirm_high_risk=confirm_high_risk, interrupted=interrupted,
                              values=parse_vars(variables)))
+
+
+@main.command()
+@click.argument("transcript", type=click.Path(exists=True, dir_okay=False))
+@click.option("--theme", help="Theme name.")
+@user_errors
+def watch(transcript: str, theme: str | None) -> None:
+    """Follow a run in progress from another terminal, read-only (for a second responder)."""
+    from runbook_tui.tui.app import make_watch_app
+
+    sys.exit(make_watch_app(transcript, theme).run() or EXIT_OK)
 
 
 @main.group("transcript")

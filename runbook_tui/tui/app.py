@@ -1,0 +1,424 @@
+"""The Textual app: a navigator, the step to read, the live output, and the guided sequence.
+
+The app adds no second execution path: every run, skip, note and confirmation goes through
+`engine.session.Session` on a worker thread, and the screen is updated from the transcript
+events the session reports once they are on disk. `watch` mode feeds the same screen from a
+transcript file that another run is writing.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, TabbedContent, TabPane, Tree
+from textual.worker import Worker, WorkerState
+
+from runbook_tui.audit.transcript import Transcript, follow
+from runbook_tui.engine.session import MissingValue, RunAborted, Session
+from runbook_tui.model import MODES, Runbook, Section, Step, Task
+from runbook_tui.tui.commands import RunbookCommands
+from runbook_tui.tui.prompter import ScreenPrompter
+from runbook_tui.tui.screens.dialogs import Choose, EditCommand, TextPrompt, YesNo
+from runbook_tui.tui.widgets.output_pane import OutputPane
+from runbook_tui.tui.widgets.run_header import RunHeader
+from runbook_tui.tui.widgets.step_tree import Item, StepTree
+from runbook_tui.tui.widgets.step_view import StepView
+
+SETTLED = ("done", "manual", "skipped", "planned")
+
+
+class RunbookApp(App[int]):
+    """One runbook on screen, with a Session behind it (or a transcript to follow, read-only)."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "runbook-tui"
+    COMMANDS = App.COMMANDS | {RunbookCommands}
+    BINDINGS = [
+        Binding("s", "skip", "Skip", id="task.skip", tooltip="Skip the selected task (asks why)"),
+        Binding("r", "retry", "Retry", id="task.retry", tooltip="Run the selected task again"),
+        Binding("e", "edit", "Edit", id="task.edit", tooltip="Edit the command, then run it"),
+        Binding("a", "note", "Note", id="run.note", tooltip="Add a note to the transcript"),
+        Binding("o", "related", "Related", id="run.related", tooltip="Open a related runbook"),
+        Binding("x", "export", "Export", id="run.export", tooltip="Export the transcript as Markdown"),
+        Binding("ctrl+c", "interrupt", "Interrupt", id="task.interrupt", priority=True,
+                tooltip="Interrupt the running command"),
+        Binding("q", "quit_run", "Quit", id="app.quit", tooltip="Quit (asks while a command runs)"),
+    ]
+
+    def __init__(
+        self,
+        runbook: Runbook,
+        *,
+        session: Session | None = None,
+        secrets_to_read: list[Any] | None = None,
+        git: dict[str, Any] | None = None,
+        follow_path: str | None = None,
+        theme: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.runbook = runbook
+        self.session = session
+        self.secrets_to_read = secrets_to_read or []
+        self.git = git or {}
+        self.follow_path = follow_path
+        self.read_only = session is None
+        self.requested_theme = theme
+        self.running: Task | None = None
+        self._stop_following = threading.Event()
+        self._sections = {s.id: s for s in runbook.sections}
+        self._steps = {st.id: (sec, st) for sec in runbook.sections for st in sec.steps}
+
+    # ---- layout ----------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield RunHeader(self.runbook, self.git, id="header")
+        with Horizontal(id="main"):
+            yield StepTree(self.runbook, id="tree")
+            with Vertical(id="right"):
+                yield StepView(id="view")
+                with TabbedContent(id="tabs"):
+                    with TabPane("Output", id="output-tab"):
+                        yield OutputPane(id="output")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._apply_theme()
+        header = self.query_one(RunHeader)
+        header.mode = "watch (read-only)" if self.read_only else (self.session.mode if self.session else "")
+        self.query_one(StepTree).focus()
+        first = next((t for t in self.runbook.tasks()), None)
+        if first is not None:
+            self.call_after_refresh(self.query_one(StepTree).select_id, first.id)
+        if self.read_only:
+            self._follow()
+        else:
+            self._start()
+
+    def _apply_theme(self) -> None:
+        try:
+            from runbook_tui.tui.themes import register_themes
+        except ImportError:
+            return
+        self.theme = register_themes(self, self.requested_theme)
+
+    def watch_theme(self, theme: str) -> None:
+        if self.is_mounted:
+            self.query_one(StepTree).relabel()
+
+    # ---- session lifecycle (worker threads) --------------------------------------------------
+    @work(thread=True, exclusive=True, group="session", exit_on_error=False)
+    def _start(self) -> None:
+        """Read secrets (asking for missing ones), then record run.started."""
+        from runbook_tui.integrations.secrets import SecretError, read_secret, store_secret
+
+        assert self.session is not None
+        prompter = self.session.prompter
+        for secret in self.secrets_to_read:
+            try:
+                value = read_secret(secret)
+            except SecretError as exc:
+                self.call_from_thread(self.notify, str(exc), severity="error", timeout=15)
+                value = None
+            if value is None:
+                try:
+                    value = prompter.ask_value(secret.name, f"secret {secret.name} ({secret.ref})", True)
+                except MissingValue:
+                    self.call_from_thread(self.notify, f"{secret.name} was not given; commands that use it "
+                                          "will not get it", severity="warning")
+                    continue
+                if secret.ref.startswith("keyring:") and prompter._ask(YesNo(f"Store {secret.name} in the keyring?")):
+                    try:
+                        store_secret(secret.ref, value)
+                    except SecretError as exc:
+                        self.call_from_thread(self.notify, str(exc), severity="error")
+            self.session.add_secret(secret.name, value)
+        self.session.start()
+
+    @work(thread=True, exclusive=True, group="session", exit_on_error=False)
+    def _run(self, task: Task, step: Step, section: Section, edited: str | None = None) -> None:
+        assert self.session is not None
+        self.running = task
+        try:
+            self.session.run_task(task, step, section, edited=edited)
+        except RunAborted as exc:
+            self.session.aborted(str(exc))
+        except MissingValue as exc:
+            self.call_from_thread(self.notify, f"Not run: {exc}", severity="warning")
+        finally:
+            self.running = None
+
+    @work(thread=True, exclusive=True, group="session", exit_on_error=False)
+    def _session_call(self, method: str, *args: Any) -> None:
+        assert self.session is not None
+        getattr(self.session, method)(*args)
+
+    @work(thread=True, group="follow", exit_on_error=False)
+    def _follow(self) -> None:
+        assert self.follow_path is not None
+        for event in follow(self.follow_path, self._stop_following):
+            self.call_from_thread(self.apply_event, event)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR:
+            self.notify(f"{event.worker.name} failed: {event.worker.error}", severity="error", timeout=20)
+
+    # ---- what the session reports ------------------------------------------------------------
+    def event(self, event: dict[str, Any]) -> None:  # type: ignore[override]
+        """Observer: a transcript event is on disk (called on the session's thread)."""
+        if threading.current_thread() is threading.main_thread():
+            self.apply_event(event)
+        else:
+            self.call_from_thread(self.apply_event, event)
+
+    def output(self, task_id: str, text: str) -> None:
+        """Observer: live output (called on the PTY reader thread)."""
+        self.query_one(OutputPane).feed(task_id, text)
+
+    def apply_event(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        tree = self.query_one(StepTree)
+        pane = self.query_one(OutputPane)
+        task = self.runbook.find(event.get("task_id", "")) if event.get("task_id") else None
+        if kind == "command.started" and isinstance(task, Task):
+            tree.set_status(task, "running")
+            attempt = f" (attempt {event['attempt']})" if event.get("attempt", 1) > 1 else ""
+            pane.mark(task.id, f"$ {event['run_command']}{attempt}")
+            pane.show(task.id) if pane.shown != task.id else None
+        elif kind == "output" and self.read_only:
+            pane.feed(event["task_id"], event["text"])
+        elif kind == "command.finished" and isinstance(task, Task):
+            pane.mark(task.id, f"[exit {event['exit_code'] if event['exit_code'] is not None else 'signal ' + str(event['signal'])}"
+                               f"{', timed out' if event.get('timed_out') else ''}, {event['duration']}s]")
+        elif kind == "command.planned" and isinstance(task, Task):
+            pane.mark(task.id, f"would run in {event['cwd']}:\n{event['run_command']}")
+            pane.show(task.id)
+        elif kind == "task.finished" and isinstance(task, Task):
+            tree.set_status(task, event["status"])
+            self.query_one(RunHeader).done = sum(1 for s in tree.status.values() if s in SETTLED)
+            self._refresh_view()
+            if event["status"] in SETTLED:
+                self._guide_after(task)
+            else:
+                self.notify(f"Task {task.id} {event['status']}: {event.get('reason', '')}", severity="error",
+                            timeout=10)
+        elif kind == "run.finished":
+            self.notify(f"Run {event['result']}", severity="information" if event["result"] == "success" else "error")
+        elif kind == "run.aborted":
+            self.notify(f"Run aborted: {event['reason']}", severity="error")
+
+    def _guide_after(self, task: Task) -> None:
+        """The guided sequence: after a task settles, select the next one not yet settled."""
+        tree = self.query_one(StepTree)
+        tasks = list(self.runbook.tasks())
+        after = tasks[tasks.index(task) + 1 :] + tasks
+        nxt = next((t for t in after if tree.status.get(t.id, "pending") not in SETTLED), None)
+        if nxt is not None:
+            tree.select_id(nxt.id)
+
+    # ---- selection -----------------------------------------------------------------------------
+    @property
+    def selected(self) -> Item | None:
+        node = self.query_one(StepTree).cursor_node
+        return node.data if node is not None else None
+
+    def on_step_tree_selected(self, message: StepTree.Selected) -> None:
+        self._refresh_view(message.item)
+        if message.item.task is not None:
+            self.query_one(OutputPane).show(message.item.task.id)
+
+    def _refresh_view(self, item: Item | None = None) -> None:
+        item = item or self.selected
+        if item is None:
+            return
+        status = self.query_one(StepTree).status.get(item.task.id, "pending") if item.task else ""
+        self.query_one(StepView).show(item, status)
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected[Item]) -> None:
+        """Enter on a task: run the command, or mark the manual check done."""
+        item = event.node.data
+        if item is None or item.task is None or item.step is None:
+            return
+        self.activate(item)
+
+    # ---- actions -------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.read_only and action in ("skip", "retry", "edit", "note", "export", "interrupt"):
+            return False
+        return True
+
+    def _busy(self) -> bool:
+        if self.running is not None:
+            self.notify(f"Task {self.running.id} is running: wait for it, or ctrl+c to interrupt it.",
+                        severity="warning")
+            return True
+        return False
+
+    def activate(self, item: Item) -> None:
+        if self.read_only or self._busy() or item.task is None or item.step is None:
+            return
+        status = self.query_one(StepTree).status.get(item.task.id, "pending")
+        if status in SETTLED:
+            self.notify(f"Task {item.task.id} is already {status}; press r to do it again.")
+            return
+        self._run(item.task, item.step, item.section)
+
+    def _selected_task(self) -> Item | None:
+        item = self.selected
+        if item is None or item.task is None or item.step is None:
+            self.notify("Select a task first.", severity="warning")
+            return None
+        return item
+
+    def action_retry(self) -> None:
+        item = self._selected_task()
+        if item and not self._busy():
+            self._run(item.task, item.step, item.section)  # type: ignore[arg-type]
+
+    def action_skip(self) -> None:
+        item = self._selected_task()
+        if item is None or self._busy():
+            return
+
+        def skipped(reason: str | None) -> None:
+            if reason:
+                self._session_call("skip", item.task, item.step, reason)
+
+        self.push_screen(TextPrompt(f"Why skip task {item.task.id}?", "reason"), skipped)  # type: ignore[union-attr]
+
+    def action_edit(self) -> None:
+        item = self._selected_task()
+        if item is None or self._busy() or item.task is None or item.task.command is None:
+            return
+
+        def edited(command: str | None) -> None:
+            if command:
+                self._run(item.task, item.step, item.section, command)  # type: ignore[arg-type]
+
+        self.push_screen(EditCommand(item.task.command), edited)
+
+    def action_note(self) -> None:
+        item = self.selected
+        task_id = item.task.id if item and item.task else None
+
+        def noted(text: str | None) -> None:
+            if text:
+                self._session_call("note", text, task_id)
+                self.notify("Note added to the transcript.")
+
+        self.push_screen(TextPrompt("Note for the transcript", "what happened"), noted)
+
+    def action_export(self) -> None:
+        if self.session is None:
+            return
+        self._export(self.session.transcript.path)
+
+    @work(thread=True, group="export", exit_on_error=False)
+    def _export(self, path: Path) -> None:
+        from runbook_tui.audit.export import export
+
+        target = Path(path).with_suffix(".md")
+        target.write_text(export(path, "md", self.session.redactor if self.session else None), encoding="utf-8")
+        self.call_from_thread(self.notify, f"Exported to {target}")
+
+    def action_related(self) -> None:
+        related = self.runbook.related
+        if not related:
+            self.notify("This runbook links to no other runbook.")
+            return
+        if len(related) == 1:
+            self.open_related(0)
+            return
+        self.push_screen(Choose("Open which runbook?", [f"{r.title} ({r.target})" for r in related]),
+                         lambda index: self.open_related(index) if index is not None else None)
+
+    def open_related(self, index: int) -> None:
+        from runbook_tui.tui.screens.related import RelatedScreen
+
+        target = Path(self.runbook.path).parent / self.runbook.related[index].target
+        screen = RelatedScreen.load(target, self.session)
+        if screen is not None:
+            self.push_screen(screen)
+
+    def action_interrupt(self) -> None:
+        if self.running is None or self.session is None:
+            self.notify("No command is running.")
+            return
+        session = self.session
+        self.push_screen(YesNo(f"Interrupt task {self.running.id}?"),
+                         lambda yes: session.cancel_command() if yes else None)
+
+    def action_quit_run(self) -> None:
+        if self.session is None:
+            self._stop_following.set()
+            self.exit(0)
+            return
+        if self.running is not None:
+            self.push_screen(YesNo(f"Task {self.running.id} is running. Interrupt it and quit?"),
+                             lambda yes: self._quit(interrupt=True) if yes else None)
+            return
+        self._quit(interrupt=False)
+
+    @work(thread=True, group="quit", exit_on_error=False)
+    def _quit(self, interrupt: bool) -> None:
+        """Stop what runs, then end the transcript: finished if every task settled, else aborted."""
+        session = self.session
+        assert session is not None
+        if interrupt:
+            session.interrupt()
+            for worker in list(self.workers):
+                if worker.group == "session":
+                    worker.wait()
+        pending = [t.id for _, _, t in session.pending_tasks()]
+        if pending:
+            session.aborted(f"operator quit with {len(pending)} task(s) left")
+            code = 1
+        else:
+            code = 0 if session.finish() == "success" else 1
+        session.transcript.close()
+        self.call_from_thread(self.exit, code)
+
+    def set_mode(self, mode: str) -> None:
+        """From the command palette: change how much is confirmed from now on (recorded)."""
+        if self.session is None or mode not in MODES:
+            return
+        self.session.mode = mode  # type: ignore[assignment]
+        self.query_one(RunHeader).mode = mode
+        self._session_call("record", "mode.changed", mode=mode)
+
+    def jump(self, element_id: str) -> None:
+        self.query_one(StepTree).select_id(element_id)
+        if self.session is not None:
+            self._session_call("record", "operator.jumped", to=element_id)
+
+
+def make_app(runbook: Runbook, *, mode: str, variables: dict[str, str], transcript: str | None,
+             theme: str | None) -> RunbookApp:
+    """Build the app and its session; raises TranscriptError before anything is on screen."""
+    from runbook_tui.audit.transcript import new_transcript_path
+    from runbook_tui.integrations.git import repo_facts
+
+    git = repo_facts(runbook.path)
+    record = Transcript.create(transcript or new_transcript_path(runbook.title))
+    app = RunbookApp(runbook, git=git, theme=theme, secrets_to_read=list(runbook.secrets) if mode != "noop" else [])
+    app.session = Session(runbook, record, ScreenPrompter(app), observer=app, mode=mode,  # type: ignore[arg-type]
+                          values=variables, git_facts=git)
+    app.read_only = False
+    return app
+
+
+def make_watch_app(path: str, theme: str | None) -> RunbookApp:
+    """A read-only view of a run another terminal is making, following its transcript."""
+    from runbook_tui.audit.transcript import read_events
+    from runbook_tui.parse import load_runbook
+    from runbook_tui.parse.errors import RunbookError
+
+    first = next(iter(read_events(path)), None)
+    if first is None or first.get("type") != "run.started":
+        raise RunbookError("not a runbook-tui transcript (no run.started event)", path)
+    runbook = load_runbook(first["runbook"]["path"])
+    return RunbookApp(runbook, follow_path=path, theme=theme, git=first.get("git"))

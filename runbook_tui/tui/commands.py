@@ -1,0 +1,42 @@
+"""Command palette entries: jump to a step, open a related runbook, export, change the mode."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from runbook_tui.model import MODES
+
+if TYPE_CHECKING:
+    from runbook_tui.tui.app import RunbookApp
+
+
+class RunbookCommands(Provider):
+    """Everything the palette offers for the runbook on screen."""
+
+    def _entries(self) -> list[tuple[str, str, object]]:
+        app: RunbookApp = self.app  # type: ignore[assignment]
+        entries: list[tuple[str, str, object]] = []
+        for step in app.runbook.steps():
+            entries.append((f"Jump to {step.id} {step.title}", "Select this step", partial(app.jump, step.id)))
+        for index, related in enumerate(app.runbook.related):
+            entries.append((f"Open related runbook: {related.title}", related.target, partial(app.open_related, index)))
+        if not app.read_only:
+            entries.append(("Export the transcript as Markdown", "Next to the transcript file", app.action_export))
+            for mode in MODES:
+                entries.append((f"Change mode to {mode}", "From the next task on; recorded in the transcript",
+                                partial(app.set_mode, mode)))
+        return entries
+
+    async def discover(self) -> Hits:
+        for title, help_text, callback in self._entries():
+            yield DiscoveryHit(title, callback, help=help_text)  # type: ignore[arg-type]
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, help_text, callback in self._entries():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), callback, help=help_text)  # type: ignore[arg-type]

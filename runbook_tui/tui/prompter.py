@@ -1,0 +1,64 @@
+"""The Session's questions, answered with modal screens.
+
+The session runs on a worker thread and blocks on each question; the question is put on screen
+from the app's thread (`call_from_thread`) and the worker waits for the dismissal's value.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from textual.screen import Screen
+
+from runbook_tui.engine.checks import Verdict
+from runbook_tui.engine.session import Answer, Confirmation, MissingValue
+from runbook_tui.model import Step, Task
+from runbook_tui.tui.screens.dialogs import ConfirmCommand, TextPrompt, YesNo
+
+if TYPE_CHECKING:
+    from textual.app import App
+
+T = TypeVar("T")
+
+
+class ScreenPrompter:
+    """Implements `runbook_tui.engine.session.Prompter` for the TUI."""
+
+    def __init__(self, app: App[Any]) -> None:
+        self.app = app
+
+    def _ask(self, screen: Screen[T]) -> T:
+        """Show `screen` and block this (worker) thread until it is dismissed."""
+        done = threading.Event()
+        result: list[T] = []
+
+        def answered(value: T | None) -> None:
+            result.append(value)  # type: ignore[arg-type]
+            done.set()
+
+        self.app.call_from_thread(self.app.push_screen, screen, answered)
+        done.wait()
+        return result[0]
+
+    def confirm(self, request: Confirmation) -> Answer:
+        return self._ask(ConfirmCommand(request))
+
+    def confirm_step(self, step: Step, commands: list[str]) -> Answer:
+        listing = "\n".join(f"  {c.splitlines()[0]}" for c in commands)
+        yes = self._ask(YesNo(f"Run step {step.id} {step.title}?\n\n{listing}"))
+        return Answer("run") if yes else Answer("stop", reason="step not confirmed")
+
+    def confirm_manual(self, task: Task, step: Step) -> Answer:
+        # Pressing enter on a manual task is the operator's confirmation that it is done.
+        return Answer("done")
+
+    def ask_value(self, name: str, prompt: str, secret: bool) -> str:
+        value = self._ask(TextPrompt(f"Enter the {prompt}", name, password=secret))
+        if value is None:
+            raise MissingValue(f"no {prompt} given")
+        return value
+
+    def after_failure(self, task: Task, verdict: Verdict, attempt: int) -> Answer:
+        # The guide stops on the failed task; the operator retries (r) or skips (s) from there.
+        return Answer("stop", reason=verdict.reason)

@@ -1,0 +1,199 @@
+"""Modal dialogs: every question the app asks the operator, each returning its answer on dismiss."""
+
+from __future__ import annotations
+
+from rich.syntax import Syntax
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, OptionList, Static, TextArea
+
+from runbook_tui.engine.session import Answer, Confirmation
+
+
+class ConfirmCommand(ModalScreen[Answer]):
+    """Shows exactly what will run, where, with which variables, and asks: run, skip, edit, abort.
+
+    A high-risk command is only run when the operator types the word shown (the environment's
+    name, or `yes`); `y`/`enter` alone do nothing there.
+    """
+
+    BINDINGS = [
+        Binding("y", "answer('run')", "Run", id="confirm.yes", tooltip="Run this command"),
+        Binding("n,escape", "answer('stop')", "Don't run", id="confirm.no", tooltip="Leave it not run"),
+        Binding("s", "answer('skip')", "Skip", id="confirm.skip", tooltip="Skip this task with a reason"),
+        Binding("ctrl+e", "answer('edit')", "Edit", id="confirm.edit", tooltip="Edit the command first"),
+    ]
+
+    def __init__(self, request: Confirmation) -> None:
+        super().__init__(classes="dialog")
+        self.request = request
+
+    def compose(self) -> ComposeResult:
+        r = self.request
+        risk = "HIGH RISK" if r.risk == "high" else "low risk"
+        with Vertical(id="dialog-box", classes=f"risk-{r.risk}"):
+            yield Label(Text(f"Run task {r.task.id}? ({risk})", style="bold"), id="dialog-title")
+            yield Static(r.task.text, id="dialog-text")
+            yield Static(Syntax(r.command, "bash", word_wrap=True, background_color="default"), id="dialog-command")
+            details = [f"cwd: {r.cwd}"]
+            if r.container:
+                details.append(f"container: {r.container}")
+            details.append(f"environment: {', '.join(r.env_names) or 'nothing added'}")
+            if r.attempt > 1:
+                details.append(f"attempt {r.attempt}")
+            yield Static("\n".join(details), id="dialog-details")
+            if r.typed_word:
+                yield Label(f"Type {r.typed_word!r} and press enter to run it:")
+                yield Input(placeholder=r.typed_word, id="typed")
+            with Horizontal(id="dialog-buttons"):
+                if not r.typed_word:
+                    yield Button("Run (y)", id="run", variant="primary")
+                yield Button("Don't run (n)", id="stop")
+                yield Button("Skip (s)", id="skip")
+                yield Button("Edit (ctrl+e)", id="edit")
+
+    def on_mount(self) -> None:
+        if self.request.typed_word:
+            self.query_one("#typed", Input).focus()
+        else:
+            self.query_one("#run", Button).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # While typing the high-risk word, letters are text, not shortcuts.
+        if self.request.typed_word and action == "answer" and parameters and parameters[0] in ("run", "skip"):
+            return False
+        return True
+
+    def action_answer(self, action: str) -> None:
+        if action == "run" and self.request.typed_word:
+            return
+        if action == "skip":
+            self.app.push_screen(TextPrompt("Why skip it?", "reason"), self._skipped)
+            return
+        if action == "edit":
+            self.app.push_screen(EditCommand(self.request.command), self._edited)
+            return
+        self.dismiss(Answer(action))  # type: ignore[arg-type]
+
+    def _skipped(self, reason: str | None) -> None:
+        if reason:
+            self.dismiss(Answer("skip", reason=reason))
+
+    def _edited(self, command: str | None) -> None:
+        if command:
+            self.dismiss(Answer("run", command=command, typed=self.request.typed_word))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        typed = event.value.strip()
+        if typed == self.request.typed_word:
+            self.dismiss(Answer("run", typed=typed))
+        else:
+            self.notify(f"That is not {self.request.typed_word!r}; nothing was run.", severity="warning")
+            event.input.value = ""
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.action_answer(event.button.id or "stop")
+
+
+class YesNo(ModalScreen[bool]):
+    """A plain yes/no question (quit while running, interrupt)."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes", id="yesno.yes", tooltip="Yes"),
+        Binding("n,escape", "answer(False)", "No", id="yesno.no", tooltip="No"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__(classes="dialog")
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog-box"):
+            yield Label(self.question, id="dialog-title")
+            with Horizontal(id="dialog-buttons"):
+                yield Button("Yes (y)", id="yes", variant="error")
+                yield Button("No (n)", id="no", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+class TextPrompt(ModalScreen[str | None]):
+    """One line of text: a variable's value, a secret (masked), a skip reason, a note."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="prompt.cancel", tooltip="Cancel")]
+
+    def __init__(self, question: str, placeholder: str = "", *, password: bool = False, value: str = "") -> None:
+        super().__init__(classes="dialog")
+        self.question = question
+        self.placeholder = placeholder
+        self.password = password
+        self.value = value
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog-box"):
+            yield Label(self.question, id="dialog-title")
+            yield Input(value=self.value, placeholder=self.placeholder, password=self.password, id="answer")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.value.strip():
+            self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class EditCommand(ModalScreen[str | None]):
+    """Edit a command before it runs; the transcript records that it was edited."""
+
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Use it", id="edit.save", tooltip="Run the edited command"),
+        Binding("escape", "cancel", "Cancel", id="edit.cancel", tooltip="Keep the original"),
+    ]
+
+    def __init__(self, command: str) -> None:
+        super().__init__(classes="dialog")
+        self.command = command
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog-box"):
+            yield Label("Edit the command (ctrl+s to use it, escape to cancel)", id="dialog-title")
+            yield TextArea(self.command, language="bash", id="editor", soft_wrap=True)
+
+    def action_save(self) -> None:
+        text = self.query_one(TextArea).text.strip("\n")
+        self.dismiss(text or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class Choose(ModalScreen[int | None]):
+    """Pick one of several items (which related runbook to open)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="choose.cancel", tooltip="Cancel")]
+
+    def __init__(self, question: str, items: list[str]) -> None:
+        super().__init__(classes="dialog")
+        self.question = question
+        self.items = items
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog-box"):
+            yield Label(self.question, id="dialog-title")
+            yield OptionList(*self.items, id="choices")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option_index)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
