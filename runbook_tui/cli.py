@@ -285,6 +285,65 @@ def transcript_export(path: str, fmt: str, output: str | None) -> None:
         click.echo(text, nl=False)
 
 
+@transcript_group.command("attach")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--git-note", is_flag=True, help="Store the Markdown export as a git note (refs/notes/runbook-tui).")
+@click.option("--commit", metavar="REV", help="Default: the HEAD recorded when the run started.")
+@click.option("--repo", type=click.Path(file_okay=False), help="Default: the repository recorded in the transcript.")
+def transcript_attach(path: str, git_note: bool, commit: str | None, repo: str | None) -> None:
+    """Attach the Markdown export of a run to the release commit."""
+    from runbook_tui.integrations.git import NOTES_REF, GitError, attach_transcript
+
+    if not git_note:
+        raise click.UsageError("say where to attach it: --git-note")
+    try:
+        where, sha = attach_transcript(path, commit, repo=repo)
+    except GitError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    click.echo(f"attached to {sha[:12]} in {where} ({NOTES_REF}); share it: git push origin {NOTES_REF}")
+
+
+@main.group("secrets")
+def secrets_group() -> None:
+    """Check or store the secrets a runbook needs (OS keyring)."""
+
+
+@secrets_group.command("check")
+@click.argument("path", type=click.Path())
+@user_errors
+def secrets_check(path: str) -> None:
+    """Say which of a runbook's secrets are stored (never their values); exit 1 if any is missing."""
+    from runbook_tui.integrations.secrets import SecretError, check_secrets
+
+    try:
+        results = check_secrets(load_runbook(path))
+    except SecretError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    for secret, stored in results:
+        click.echo(f"{secret.name}  {secret.ref}  {'stored' if stored else 'MISSING'}")
+    sys.exit(EXIT_OK if all(stored for _, stored in results) else EXIT_FAILED)
+
+
+@secrets_group.command("set")
+@click.argument("target", metavar="SERVICE/USERNAME")
+def secrets_set(target: str) -> None:
+    """Store a secret in the OS keyring (asked without echo; read from stdin when piped)."""
+    from runbook_tui.integrations.secrets import SecretError, store_secret
+
+    if sys.stdin.isatty():
+        value = click.prompt(f"Value for {target}", hide_input=True, confirmation_prompt=True)
+    else:
+        value = sys.stdin.read().rstrip("\n")
+    try:
+        ref = store_secret(target, value)
+    except SecretError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    click.echo(f"stored {ref}")
+
+
 @main.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False), help="Where the transcripts are.")
 @click.option("-n", "--limit", default=20, show_default=True, help="How many runs to list.")
