@@ -252,8 +252,15 @@ def run_headless(book: Runbook, *, mode: str, values: dict[str, str], yes: bool,
     except TranscriptError as exc:
         return _fail(f"{exc}; nothing was run")
     session = Session(book, transcript, prompter, observer=Printer(), mode=mode,  # type: ignore[arg-type]
-                      values=values, secrets=secrets, git_facts=repo_facts(book.path))
+                      values=values, secrets=secrets, git_facts=repo_facts(book.path), terminal=_terminal())
     return _drive(session, session.start)
+
+
+def _terminal() -> Any:
+    """The operator's terminal for interactive tasks, when there is one."""
+    from runbook_tui.engine.interactive import run_on_terminal
+
+    return run_on_terminal if sys.stdin.isatty() and sys.stdout.isatty() else None
 
 
 def resume_headless(path: str, *, yes: bool, confirm_high_risk: bool, interrupted: str,
@@ -286,7 +293,8 @@ def resume_headless(path: str, *, yes: bool, confirm_high_risk: bool, interrupte
         return _fail(str(exc))
     merged = {**history.values, **values}
     session = Session(book, transcript, prompter, observer=Printer(), mode=history.mode,  # type: ignore[arg-type]
-                      values=merged, secrets=secrets, git_facts=repo_facts(book.path), state=state)
+                      values=merged, secrets=secrets, git_facts=repo_facts(book.path), state=state,
+                      terminal=_terminal())
 
     def prepare() -> None:
         session.resume(history.interrupted)

@@ -149,8 +149,11 @@ class PtyProcess:
         env: Mapping[str, str] | None = None,
         rows: int = 40,
         cols: int = 120,
+        interactive: bool = False,
     ) -> PtyProcess:
         """Start ``argv`` on a fresh PTY; stdin is /dev/null so nothing can wait for input.
+
+        ``interactive`` makes the PTY the program's stdin too; the caller types with ``write``.
 
         ``env`` replaces the environment (like ``subprocess``); ``TERM`` defaults to
         ``xterm-256color``. Raises ``OSError`` (e.g. ``FileNotFoundError``) if it cannot start.
@@ -163,7 +166,7 @@ class PtyProcess:
             started = time.monotonic()
             popen = subprocess.Popen(
                 list(argv),
-                stdin=subprocess.DEVNULL,
+                stdin=slave if interactive else subprocess.DEVNULL,
                 stdout=slave,
                 stderr=slave,
                 cwd=cwd,
@@ -214,6 +217,16 @@ class PtyProcess:
                 return
         self._signal(signal.SIGKILL)
         self._done.wait(grace)
+
+    def write(self, data: bytes) -> None:
+        """Send keystrokes to an interactive program (ignored once it has finished)."""
+        with self._lock:
+            if self._master < 0:
+                return
+            try:
+                os.write(self._master, data)
+            except OSError:
+                pass  # the program is exiting; its last keystrokes no longer matter
 
     def resize(self, rows: int, cols: int) -> None:
         """Set the PTY window size; the kernel sends SIGWINCH to the foreground group."""

@@ -93,6 +93,14 @@ class Observer(Protocol):
 
 
 @dataclass
+class Terminal(Protocol):
+    """Runs an `interactive` task on the operator's own terminal, recording what it prints."""
+
+    def __call__(self, argv: list[str], *, on_output: Callable[[str], None], cwd: str,
+                 env: Mapping[str, str]) -> ExitStatus: ...
+
+
+@dataclass
 class TaskOutcome:
     status: TaskStatus
     exit_code: int | None = None
@@ -126,6 +134,7 @@ class Session:
         grace: float = 2.0,
         git_facts: dict[str, Any] | None = None,
         state: RunState | None = None,
+        terminal: Terminal | None = None,
     ) -> None:
         self.runbook = runbook
         self.transcript = transcript
@@ -142,6 +151,7 @@ class Session:
         self.grace = grace
         self.git_facts = git_facts
         self.state = state or RunState()
+        self.terminal = terminal
         self.abort_event = threading.Event()  # stop the command and the run
         self.cancel_event = threading.Event()  # stop the running command only (the TUI's Ctrl+C)
         self.run_id = uuid.uuid4().hex
@@ -383,7 +393,9 @@ class Session:
         self.record("command.started", task_id=task.id, step_id=step.id, command=task.command,
                     run_command=self.redactor.redact(command), cwd=cwd, container=task.options.container,
                     env_names=env_names, attempt=attempt, shell=self.shell, edited=edited)
-        stream = OutputStream(self, task.id)
+        stream = OutputStream(self, task.id, live=not task.options.interactive)
+        if task.options.interactive:
+            return self._interactive(task, command, cwd, env, stream, attempt)
         try:
             proc = PtyProcess.spawn(shell_argv(command, self.shell), on_output=stream.feed, cwd=cwd, env=env)
         except OSError as exc:
@@ -410,6 +422,22 @@ class Session:
                         attempt=attempt)
         if stream.error is not None:
             raise stream.error
+        return status, judge(task, status, stream.tail.text())
+
+    def _interactive(self, task: Task, command: str, cwd: str, env: Mapping[str, str], stream: OutputStream,
+                     attempt: int) -> tuple[ExitStatus, Verdict]:
+        """Give the program the operator's terminal; its output is still recorded."""
+        try:
+            if self.terminal is None:
+                raise OSError("an interactive task needs the operator's terminal, and this run has none")
+            status = self.terminal(shell_argv(command, self.shell), on_output=stream.feed, cwd=cwd, env=env)
+        except OSError as exc:
+            status = ExitStatus(exit_code=126, signal=None, duration=0.0)
+            stream.feed(f"cannot run interactively: {exc}\r\n")
+        stream.close()
+        self.record("command.finished", task_id=task.id, exit_code=status.exit_code, signal=status.signal,
+                    duration=round(status.duration, 3), timed_out=False, aborted=False, attempt=attempt,
+                    interactive=True)
         return status, judge(task, status, stream.tail.text())
 
     def _supervise(self, proc: PtyProcess, task: Task, stream: OutputStream) -> ExitStatus:
@@ -448,7 +476,7 @@ class OutputStream:
     command has ended (a migration is not killed halfway because a disk filled up).
     """
 
-    def __init__(self, session: Session, task_id: str) -> None:
+    def __init__(self, session: Session, task_id: str, *, live: bool = True) -> None:
         self.session = session
         self.task_id = task_id
         self.stream_id = f"{task_id}:{uuid.uuid4().hex[:8]}"
@@ -457,7 +485,8 @@ class OutputStream:
         self._pending: list[str] = []
         self._size = 0
         self._lock = threading.Lock()
-        self._live: Callable[[str, str], None] | None = session.observer.output if session.observer else None
+        # an interactive program already shows its output on the operator's terminal
+        self._live: Callable[[str, str], None] | None = session.observer.output if session.observer and live else None
 
     def feed(self, text: str) -> None:
         safe = self.session.redactor.feed(self.stream_id, text)

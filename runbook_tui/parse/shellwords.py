@@ -43,7 +43,7 @@ _PROMQL = re.compile(
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _DEFINED_IN_SCRIPT = re.compile(
     r"(?:^|[\s;&|(])(?:export\s+|local\s+|declare\s+(?:-\w+\s+)*|readonly\s+)?([A-Za-z_][A-Za-z0-9_]*)\+?="
-    r"|\bfor\s+([A-Za-z_][A-Za-z0-9_]*)\s+in\b|\bread\s+(?:-\w+\s+)*([A-Za-z_][A-Za-z0-9_ ]*)"
+    r"|\bfor\s+([A-Za-z_][A-Za-z0-9_]*)\s+in\b|\bread\b([^;&|\n]*)"
 )
 _PLACEHOLDER = re.compile(
     r"(?<![<\w$])<([A-Za-z][A-Za-z0-9_ .:/-]{0,80}?)>(?![>&])"
@@ -113,12 +113,19 @@ def looks_like_command(text: str, *, inline: bool = False) -> bool:
     return True
 
 
-def _unquoted(script: str) -> str:
-    """The script with single-quoted text blanked out: the shell expands nothing in there."""
-    out, quote = [], False
+def _unquoted(script: str, *, double: bool = False) -> str:
+    """The script with single-quoted text blanked out (the shell expands nothing in there).
+
+    `double` blanks double-quoted text too, for finding the words a command is given.
+    """
+    out: list[str] = []
+    quote: str | None = None
     for char in script:
-        if char == "'":
-            quote = not quote
+        if quote is None and (char == "'" or (double and char == '"')):
+            quote = char
+            out.append(" ")
+        elif char == quote:
+            quote = None
             out.append(" ")
         else:
             out.append(" " if quote else char)
@@ -132,7 +139,14 @@ def command_variables(script: str) -> tuple[str, ...]:
     parameters, nor names that every shell session has (HOME, PATH...).
     """
     text = _unquoted(script)
-    defined = {name for groups in _DEFINED_IN_SCRIPT.findall(text) for part in groups for name in part.split() if name}
+    defined: set[str] = set()
+    for assigned, loop, read_args in _DEFINED_IN_SCRIPT.findall(_unquoted(script, double=True)):
+        defined.update(name for name in (assigned, loop) if name)
+        # `read -p "prompt" -r a b`: the names are the trailing identifiers
+        for word in reversed(read_args.split()):
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", word):
+                break
+            defined.add(word)
     seen: dict[str, None] = {}
     for match in _VAR.finditer(text):
         name = match.group(1) or match.group(3)

@@ -382,6 +382,16 @@ class RunbookApp(App[int]):
         session.transcript.close()
         self.call_from_thread(self.exit, code)
 
+    def run_on_terminal(self, argv: list[str], *, on_output: Any, cwd: str, env: Any) -> Any:
+        """Session worker thread: suspend the app and give the program the real terminal."""
+        from runbook_tui.engine.interactive import run_on_terminal
+
+        def suspended() -> Any:
+            with self.suspend():
+                return run_on_terminal(argv, on_output=on_output, cwd=cwd, env=env)
+
+        return self.call_from_thread(suspended)
+
     def set_mode(self, mode: str) -> None:
         """From the command palette: change how much is confirmed from now on (recorded)."""
         if self.session is None or mode not in MODES:
@@ -406,7 +416,7 @@ def make_app(runbook: Runbook, *, mode: str, variables: dict[str, str], transcri
     record = Transcript.create(transcript or new_transcript_path(runbook.title))
     app = RunbookApp(runbook, git=git, theme=theme, secrets_to_read=list(runbook.secrets) if mode != "noop" else [])
     app.session = Session(runbook, record, ScreenPrompter(app), observer=app, mode=mode,  # type: ignore[arg-type]
-                          values=variables, git_facts=git)
+                          values=variables, git_facts=git, terminal=app.run_on_terminal)
     app.read_only = False
     return app
 
