@@ -30,11 +30,16 @@ def run_on_terminal(argv: Sequence[str], *, on_output: Callable[[str], None], cw
         os.write(fd_out, text.encode("utf-8", "replace"))
         on_output(text)
 
-    proc = PtyProcess.spawn(argv, on_output=show_and_record, cwd=cwd, env=env, rows=size.lines,
-                            cols=size.columns, interactive=True)
     saved = termios.tcgetattr(fd_in)
+    # Raw before the program starts, and without flushing: keys typed early must reach it.
+    tty.setraw(fd_in, termios.TCSANOW)
+    try:
+        proc = PtyProcess.spawn(argv, on_output=show_and_record, cwd=cwd, env=env, rows=size.lines,
+                                cols=size.columns, interactive=True)
+    except BaseException:
+        termios.tcsetattr(fd_in, termios.TCSADRAIN, saved)
+        raise
     previous = signal.signal(signal.SIGWINCH, lambda *_: proc.resize(*_rows_cols(fd_out)))
-    tty.setraw(fd_in)
     try:
         while (status := proc.wait(0)) is None:
             ready, _, _ = select.select([fd_in], [], [], 0.1)
