@@ -60,8 +60,11 @@ class RunbookApp(App[int]):
         git: dict[str, Any] | None = None,
         follow_path: str | None = None,
         theme: str | None = None,
+        keymap: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
+        if keymap:
+            self.set_keymap(keymap)
         self.runbook = runbook
         self.session = session
         self.secrets_to_read = secrets_to_read or []
@@ -408,13 +411,17 @@ class RunbookApp(App[int]):
 
 def make_app(runbook: Runbook, *, mode: str, variables: dict[str, str], transcript: str | None,
              theme: str | None) -> RunbookApp:
-    """Build the app and its session; raises TranscriptError before anything is on screen."""
+    """Build the app and its session; raises TranscriptError (or RunbookError for a bad settings
+    file) before anything is on screen."""
     from runbook_tui.audit.transcript import new_transcript_path
+    from runbook_tui.config import load_config
     from runbook_tui.integrations.git import repo_facts
 
+    config = load_config()
     git = repo_facts(runbook.path)
     record = Transcript.create(transcript or new_transcript_path(runbook.title))
-    app = RunbookApp(runbook, git=git, theme=theme, secrets_to_read=list(runbook.secrets) if mode != "noop" else [])
+    app = RunbookApp(runbook, git=git, theme=theme or config.theme, keymap=config.keymap,
+                     secrets_to_read=list(runbook.secrets) if mode != "noop" else [])
     app.session = Session(runbook, record, ScreenPrompter(app), observer=app, mode=mode,  # type: ignore[arg-type]
                           values=variables, git_facts=git, terminal=app.run_on_terminal)
     app.read_only = False
@@ -430,5 +437,9 @@ def make_watch_app(path: str, theme: str | None) -> RunbookApp:
     first = next(iter(read_events(path)), None)
     if first is None or first.get("type") != "run.started":
         raise RunbookError("not a runbook-tui transcript (no run.started event)", path)
+    from runbook_tui.config import load_config
+
+    config = load_config()
     runbook = load_runbook(first["runbook"]["path"])
-    return RunbookApp(runbook, follow_path=path, theme=theme, git=first.get("git"))
+    return RunbookApp(runbook, follow_path=path, theme=theme or config.theme, keymap=config.keymap,
+                      git=first.get("git"))
