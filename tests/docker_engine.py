@@ -5,7 +5,7 @@ a socket, data root and exec root under a fresh ``/tmp/rbt-*`` directory, so it 
 an engine the machine already runs, imports a tiny image built from ``busybox-static``, and
 tears everything down again: containers, daemon, mounts, directories.
 
-Use it with ``from tests.docker_engine import docker_engine  # noqa: F401``. When dockerd,
+Registered in tests/conftest.py; ask for ``docker_engine`` in a test. When dockerd,
 busybox-static or root is missing the tests are skipped, or fail when
 ``RUNBOOK_TUI_REQUIRE_DOCKER=1`` (CI sets it so a broken runner cannot pass by skipping).
 """
@@ -227,7 +227,8 @@ def _start(root: Path, dockerd: str) -> tuple[subprocess.Popen[bytes], str, Path
     log_path = root / "dockerd.log"
     config = root / "daemon.json"
     config.write_text(json.dumps({}))  # never pick up /etc/docker/daemon.json
-    namespace = "rbt-" + root.name.removeprefix("rbt-")
+    # containerd namespaces allow only [A-Za-z0-9] runs joined by single . _ or -
+    namespace = "rbt" + "".join(c for c in root.name.removeprefix("rbt-") if c.isalnum())
     argv = [
         dockerd,
         "--host", f"unix://{sock}",

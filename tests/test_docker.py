@@ -27,7 +27,7 @@ from runbook_tui.integrations.docker import (
     exec_in_container,
     find_container,
 )
-from tests.docker_engine import DockerEngine, docker_engine  # noqa: F401
+from tests.docker_engine import DockerEngine
 
 TICK = "i=0; while true; do echo {word} $i; i=$((i+1)); sleep 0.2; done"
 BOGUS = "unix:///tmp/rbt-no-such-engine.sock"

@@ -19,7 +19,6 @@ import pytest
 
 from runbook_tui.audit.transcript import read_events
 from tests.secret_service import SECRET_SERVICE_BACKEND, backend_in, running_secret_service
-from tests.secret_service import secret_service  # noqa: F401 - the fixture
 
 # Runs one operation of runbook_tui.integrations.secrets with DEBUG logging on; prints JSON.
 # The value to store comes on stdin (never argv); errors print the whole traceback too.

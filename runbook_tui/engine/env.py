@@ -50,24 +50,16 @@ def _quoted(value: str, quote: str | None) -> str:
     return shlex.quote(value)
 
 
-def base_environment(runbook: Runbook, values: Mapping[str, str], secrets: Mapping[str, str]) -> dict[str, str]:
-    """The environment every command of the run gets: ours, the runbook's, variables, secrets."""
-    env = dict(os.environ)
-    env.update(dict(runbook.env))
+def injected_environment(runbook: Runbook, values: Mapping[str, str], secrets: Mapping[str, str],
+                         task: Task) -> dict[str, str]:
+    """What the runbook adds for a task: its env, the variables, the secrets, the task's `env`."""
+    env = dict(runbook.env)
     env.update(values)
     env.update(secrets)
-    return env
-
-
-def task_environment(base: Mapping[str, str], task: Task) -> dict[str, str]:
-    """The run environment plus the task's own `env` annotation."""
-    env = dict(base)
     env.update(dict(task.options.env or ()))
     return env
 
 
-def injected_names(runbook: Runbook, values: Mapping[str, str], secrets: Mapping[str, str], task: Task) -> list[str]:
-    """Names of the variables the runbook puts in a task's environment (for the transcript)."""
-    names = dict.fromkeys([k for k, _ in runbook.env] + list(values) + list(secrets))
-    names.update(dict.fromkeys(k for k, _ in task.options.env or ()))
-    return sorted(names)
+def command_environment(injected: Mapping[str, str]) -> dict[str, str]:
+    """A local command's environment: the operator's, with the runbook's values on top."""
+    return {**os.environ, **injected}

@@ -23,7 +23,7 @@ from runbook_tui import __version__
 from runbook_tui.audit.redact import Redactor
 from runbook_tui.audit.transcript import Transcript, TranscriptError
 from runbook_tui.engine.checks import OutputTail, Verdict, judge
-from runbook_tui.engine.env import base_environment, fill_placeholders, injected_names, task_environment
+from runbook_tui.engine.env import command_environment, fill_placeholders, injected_environment
 from runbook_tui.engine.runner import ExitStatus, PtyProcess, shell_argv
 from runbook_tui.model import Mode, Runbook, Section, Step, Task
 from runbook_tui.parse.shellwords import placeholder_label
@@ -152,6 +152,7 @@ class Session:
         self.git_facts = git_facts
         self.state = state or RunState()
         self.terminal = terminal
+        self._docker: Any = None  # a Docker client, made for the first container task
         self.abort_event = threading.Event()  # stop the command and the run
         self.cancel_event = threading.Event()  # stop the running command only (the TUI's Ctrl+C)
         self.run_id = uuid.uuid4().hex
@@ -318,12 +319,13 @@ class Session:
     def _command(self, task: Task, step: Step, section: Section, edited: str | None) -> TaskOutcome:
         command = edited if edited is not None else self.resolve(task)
         cwd = os.path.abspath(task.options.cwd or self.runbook.cwd or os.getcwd())
-        env_names = injected_names(self.runbook, self.values, self.secrets, task)
+        env_names = sorted(injected_environment(self.runbook, self.values, self.secrets, task))
         if self.mode == "noop":
+            injected = injected_environment(self.runbook, self.values, self.secrets, task)
             self.record("command.planned", task_id=task.id, step_id=step.id, command=task.command,
                         run_command=self.redactor.redact(command), cwd=cwd, container=task.options.container,
-                        env={k: ("[secret]" if k in self.secrets else self.redactor.redact(self.values.get(k, "")))
-                             for k in env_names})
+                        env={k: "[secret]" if k in self.secrets else self.redactor.redact(v)
+                             for k, v in sorted(injected.items())})
             return self._finish(task, step, TaskOutcome("planned"))
         risk = self.risk(task, section)
         attempt = 1
@@ -389,15 +391,17 @@ class Session:
     def _execute(self, task: Task, step: Step, command: str, cwd: str, env_names: list[str],
                  attempt: int, edited: bool) -> tuple[ExitStatus, Verdict]:
         """One attempt: command.started, streamed output events, command.finished."""
-        env = task_environment(base_environment(self.runbook, self.values, self.secrets), task)
+        injected = injected_environment(self.runbook, self.values, self.secrets, task)
+        target = self._container_facts(task.options.container) if task.options.container else {}
         self.record("command.started", task_id=task.id, step_id=step.id, command=task.command,
                     run_command=self.redactor.redact(command), cwd=cwd, container=task.options.container,
+                    image=target.get("image"), container_id=target.get("id"),
                     env_names=env_names, attempt=attempt, shell=self.shell, edited=edited)
         stream = OutputStream(self, task.id, live=not task.options.interactive)
         if task.options.interactive:
-            return self._interactive(task, command, cwd, env, stream, attempt)
+            return self._interactive(task, command, cwd, command_environment(injected), stream, attempt)
         try:
-            proc = PtyProcess.spawn(shell_argv(command, self.shell), on_output=stream.feed, cwd=cwd, env=env)
+            proc = self._spawn(task, command, cwd, injected, stream)
         except OSError as exc:
             message = f"cannot start: {exc.strerror or exc}"
             stream.feed(message + "\r\n")
@@ -423,6 +427,41 @@ class Session:
         if stream.error is not None:
             raise stream.error
         return status, judge(task, status, stream.tail.text())
+
+    def _spawn(self, task: Task, command: str, cwd: str, injected: Mapping[str, str],
+               stream: OutputStream) -> PtyProcess | Any:
+        """Start the command locally under a PTY, or with docker exec in the task's container.
+
+        A container gets only what the runbook injects (not the operator's PATH or HOME), its
+        own working directory unless the task names one, and `sh` unless the runbook names a shell.
+        """
+        if not task.options.container:
+            return PtyProcess.spawn(shell_argv(command, self.shell), on_output=stream.feed, cwd=cwd,
+                                    env=command_environment(injected))
+        from runbook_tui.integrations.docker import ContainerProcess, DockerError
+
+        try:
+            return ContainerProcess.spawn(self._docker_client(), task.options.container, command,
+                                          on_output=stream.feed, env=injected, cwd=task.options.cwd,
+                                          shell=self.runbook.shell or "sh")
+        except DockerError as exc:
+            raise OSError(str(exc)) from None
+
+    def _docker_client(self) -> Any:
+        if self._docker is None:
+            from runbook_tui.integrations.docker import connect
+
+            self._docker = connect()
+        return self._docker
+
+    def _container_facts(self, target: str) -> dict[str, str]:
+        """Name, id and image of the task's container for command.started; empty if unreachable."""
+        from runbook_tui.integrations.docker import DockerError, describe_target
+
+        try:
+            return describe_target(self._docker_client(), target)
+        except DockerError:
+            return {}
 
     def _interactive(self, task: Task, command: str, cwd: str, env: Mapping[str, str], stream: OutputStream,
                      attempt: int) -> tuple[ExitStatus, Verdict]:

@@ -25,6 +25,7 @@ from runbook_tui.model import MODES, Runbook, Section, Step, Task
 from runbook_tui.tui.commands import RunbookCommands
 from runbook_tui.tui.prompter import ScreenPrompter
 from runbook_tui.tui.screens.dialogs import Choose, EditCommand, TextPrompt, YesNo
+from runbook_tui.tui.widgets.container_watch import ContainerStatus, ContainerWatch, tab_id
 from runbook_tui.tui.widgets.output_pane import OutputPane
 from runbook_tui.tui.widgets.run_header import RunHeader
 from runbook_tui.tui.widgets.step_tree import Item, StepTree
@@ -73,6 +74,7 @@ class RunbookApp(App[int]):
         self.read_only = session is None
         self.requested_theme = theme
         self.running: Task | None = None
+        self.containers: ContainerWatch | None = None
         self._stop_following = threading.Event()
         self._sections = {s.id: s for s in runbook.sections}
         self._steps = {st.id: (sec, st) for sec in runbook.sections for st in sec.steps}
@@ -80,6 +82,8 @@ class RunbookApp(App[int]):
     # ---- layout ----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield RunHeader(self.runbook, self.git, id="header")
+        if self.runbook.watches:
+            yield ContainerStatus(self.runbook.watches, id="containers")
         with Horizontal(id="main"):
             yield StepTree(self.runbook, id="tree")
             with Vertical(id="right"):
@@ -87,6 +91,9 @@ class RunbookApp(App[int]):
                 with TabbedContent(id="tabs"):
                     with TabPane("Output", id="output-tab"):
                         yield OutputPane(id="output")
+                    for watch in self.runbook.watches:
+                        with TabPane(f"docker: {watch.docker}", id=tab_id(watch)):
+                            yield OutputPane(id=f"{tab_id(watch)}-pane")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -101,6 +108,14 @@ class RunbookApp(App[int]):
             self._follow()
         else:
             self._start()
+        if self.runbook.watches:
+            redact = self.session.redactor.redact if self.session else (lambda text: text)
+            self.containers = ContainerWatch(self.runbook.watches, redact)
+            self.containers.start(lambda watch: self.query_one(f"#{tab_id(watch)}-pane", OutputPane))
+
+    def on_unmount(self) -> None:
+        if self.containers is not None:
+            self.containers.stop()
 
     def _apply_theme(self) -> None:
         try:
@@ -180,12 +195,12 @@ class RunbookApp(App[int]):
 
     def output(self, task_id: str, text: str) -> None:
         """Observer: live output (called on the PTY reader thread)."""
-        self.query_one(OutputPane).feed(task_id, text)
+        self.query_one("#output", OutputPane).feed(task_id, text)
 
     def apply_event(self, event: dict[str, Any]) -> None:
         kind = event["type"]
         tree = self.query_one(StepTree)
-        pane = self.query_one(OutputPane)
+        pane = self.query_one("#output", OutputPane)
         task = self.runbook.find(event.get("task_id", "")) if event.get("task_id") else None
         if kind == "command.started" and isinstance(task, Task):
             tree.set_status(task, "running")
@@ -232,7 +247,7 @@ class RunbookApp(App[int]):
     def on_step_tree_selected(self, message: StepTree.Selected) -> None:
         self._refresh_view(message.item)
         if message.item.task is not None:
-            self.query_one(OutputPane).show(message.item.task.id)
+            self.query_one("#output", OutputPane).show(message.item.task.id)
 
     def _refresh_view(self, item: Item | None = None) -> None:
         item = item or self.selected
