@@ -17,7 +17,7 @@ import click
 
 from runbook_tui import __version__
 from runbook_tui.model import Runbook, Task
-from runbook_tui.parse import load_runbook
+from runbook_tui.parse import load_runbook, parse_text, read_text
 from runbook_tui.parse.errors import RunbookError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -111,28 +111,32 @@ def parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--json", "as_json", is_flag=True, help="Print the parsed model as JSON, one object per file.")
 def check(paths: tuple[str, ...], as_json: bool) -> None:
     """Parse and lint runbooks: exit 0 when every file parses, 2 when one does not."""
+    from runbook_tui.engine.guards import is_trusted
     from runbook_tui.parse.lint import lint
 
     failed = False
     documents = []
     for path in paths:
         try:
-            book = load_runbook(path)
+            text = read_text(path)
+            book = parse_text(text, path)
         except RunbookError as exc:
             click.echo(f"error: {exc}", err=True)
             failed = True
             continue
-        warnings = lint(book)
+        warnings = lint(book, text)
         for warning in warnings:
             click.echo(str(warning), err=True)
         if as_json:
             document = book.as_dict()
+            document["trusted"] = is_trusted(book)
             document["warnings"] = [{"line": w.line, "column": w.column, "code": w.code, "message": w.message}
                                     for w in warnings]
             documents.append(document)
         else:
             counts = _counts(book)
-            click.echo(f"{path}: ok: {counts}, {len(warnings)} warning{'s' * (len(warnings) != 1)}")
+            trusted = "trusted" if is_trusted(book) else "not trusted"
+            click.echo(f"{path}: ok: {counts}, {len(warnings)} warning{'s' * (len(warnings) != 1)}, {trusted}")
     if as_json:
         click.echo(json.dumps(documents[0] if len(paths) == 1 and documents else documents, indent=2))
     sys.exit(EXIT_BAD_INPUT if failed else EXIT_OK)
@@ -143,6 +147,19 @@ def _counts(book: Runbook) -> str:
     commands = sum(1 for _ in book.commands())
     manual = sum(1 for t in book.tasks() if t.kind == "manual")
     return f"{len(book.sections)} sections, {steps} steps, {commands} commands, {manual} manual checks"
+
+
+@main.command("trust")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@user_errors
+def trust_command(paths: tuple[str, ...]) -> None:
+    """Trust these runbooks, as they are now, to run in auto mode or with --yes."""
+    from runbook_tui.engine.guards import trust
+
+    for path in paths:
+        book = load_runbook(path)
+        where = trust(book)
+        click.echo(f"trusted {path} (sha256 {book.sha256[:12]}) in {where}")
 
 
 @main.command()

@@ -18,6 +18,7 @@ import click
 from runbook_tui.audit.terminal import TerminalFilter
 from runbook_tui.audit.transcript import Transcript, TranscriptError, new_transcript_path
 from runbook_tui.engine.checks import Verdict
+from runbook_tui.engine.guards import RunLock, describe_holder
 from runbook_tui.engine.session import Answer, Confirmation, MissingValue, RunAborted, Session
 from runbook_tui.model import Runbook, Step, Task
 
@@ -32,19 +33,26 @@ class Printer:
         self.colors = self.out.isatty()
         self._filter = TerminalFilter(colors=self.colors)
         self._at_line_start = True
+        self._gone = False
+
+    def _write(self, text: str) -> None:
+        """Write, unless the terminal went away (SIGHUP): the transcript still has everything."""
+        if self._gone:
+            return
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except OSError:
+            self._gone = True
 
     def _line(self, text: str) -> None:
-        if not self._at_line_start:
-            self.out.write("\n")
-        self.out.write(text + "\n")
-        self.out.flush()
+        self._write(("" if self._at_line_start else "\n") + text + "\n")
         self._at_line_start = True
 
     def output(self, task_id: str, text: str) -> None:
         safe = self._filter.feed(text).replace("\r\n", "\n")
         if safe:
-            self.out.write(safe)
-            self.out.flush()
+            self._write(safe)
             self._at_line_start = safe.endswith("\n")
 
     def event(self, event: dict[str, Any]) -> None:
@@ -74,6 +82,8 @@ class Printer:
             self._line(f"{mark} {event['task_id']} {event['status']}{detail}{reason}")
         elif kind == "note":
             self._line(f"note: {event['text']}")
+        elif kind == "runbook.changed":
+            self._line(f"warning: {event['path']} changed on disk; this run keeps the version it started with")
         elif kind == "run.finished":
             self._line(f"\nrun {event['result']}")
         elif kind == "run.aborted":
@@ -207,26 +217,59 @@ def _secrets(book: Runbook, prompter: Any, mode: str) -> dict[str, str]:
 
 
 def _drive(session: Session, prepare: Callable[[], None]) -> int:
-    """Run the session to its end and record how it ended; the exit code of the run."""
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    """Run the session to its end and record how it ended; the exit code of the run.
+
+    SIGTERM stops like Ctrl+C (the command's group is stopped with escalation). SIGHUP (the SSH
+    session dropped) lets the command in flight finish and starts nothing after it.
+    """
+    lock = RunLock(session.runbook.path)
+    holder = lock.acquire(str(session.transcript.path))
+    if holder is not None:
+        click.echo(f"warning: another run of this runbook is in progress: {describe_holder(holder)}", err=True)
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _on_sigterm),
+                signal.SIGHUP: signal.signal(signal.SIGHUP, lambda *_: session.disconnect())}
     try:
         prepare()
         session.run_all()
         result = session.finish()
         return 0 if result == "success" else 1
-    except (KeyboardInterrupt, RunAborted, _Terminated) as exc:
-        session.aborted(str(exc) or "interrupted (Ctrl+C)")
+    except (KeyboardInterrupt, RunAborted, _Terminated, click.Abort) as exc:
+        if isinstance(exc, click.Abort) and session.disconnected.is_set():
+            session.record("operator.disconnected", reason="terminal lost (SIGHUP)")
+        session.aborted(str(exc) or ("no answer: the terminal closed" if isinstance(exc, click.Abort)
+                                     else "interrupted (Ctrl+C)"))
         return 1
     except MissingValue as exc:
         session.aborted(str(exc))
         return _fail(str(exc))
     except TranscriptError as exc:
-        click.echo(f"error: {exc}; the run stopped so that nothing runs unrecorded", err=True)
+        _say(f"error: {exc}; the run stopped so that nothing runs unrecorded")
         return 1
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        lock.release()
         session.transcript.close()
-        click.echo(f"transcript: {session.transcript.path}", err=True)
+        _say(f"transcript: {session.transcript.path}")
+
+
+def _say(message: str) -> None:
+    """A line on stderr, unless the terminal is gone (then the transcript says it all)."""
+    try:
+        click.echo(message, err=True)
+    except OSError:
+        pass
+
+
+def trust_fallback(book: Runbook, mode: str, yes: bool) -> tuple[str, bool]:
+    """Unattended modes only for a trusted runbook; otherwise paranoid, with a notice."""
+    from runbook_tui.engine.guards import is_trusted
+
+    if (mode == "auto" or yes) and not is_trusted(book):
+        _say(f"notice: {book.path} is not trusted (or changed since it was trusted): running in paranoid "
+             f"mode without --yes. Trust this version with: runbook-tui trust {book.path}")
+        return "paranoid", False
+    return mode, yes
 
 
 def run_headless(book: Runbook, *, mode: str, values: dict[str, str], yes: bool, confirm_high_risk: bool,
@@ -235,7 +278,8 @@ def run_headless(book: Runbook, *, mode: str, values: dict[str, str], yes: bool,
     from runbook_tui.integrations.git import repo_facts
     from runbook_tui.integrations.secrets import SecretError
 
-    prompter, problem = _front_end(yes, confirm_high_risk, mode)
+    mode, yes = trust_fallback(book, mode, yes)
+    prompter, problem = _front_end(yes, confirm_high_risk and yes, mode)
     if problem:
         return _fail(problem)
     if isinstance(prompter, UnattendedPrompter) and mode != "noop":
@@ -279,7 +323,8 @@ def resume_headless(path: str, *, yes: bool, confirm_high_risk: bool, interrupte
         click.echo(f"warning: {history.runbook_path} changed since the run started "
                    f"(sha256 {history.runbook_sha256[:12]} then, {book.sha256[:12]} now); "
                    "tasks whose text changed will run again", err=True)
-    prompter, problem = _front_end(yes, confirm_high_risk, history.mode)
+    mode, yes = trust_fallback(book, history.mode, yes)
+    prompter, problem = _front_end(yes, confirm_high_risk and yes, mode)
     if problem:
         return _fail(problem)
     state = history.state_for(book)
@@ -287,12 +332,12 @@ def resume_headless(path: str, *, yes: bool, confirm_high_risk: bool, interrupte
     if isinstance(task, Task) and interrupted == "ask" and isinstance(prompter, UnattendedPrompter):
         return _fail(f"task {task.id} was running when the run stopped: pass --interrupted rerun|skip|done")
     try:
-        secrets = _secrets(book, prompter, history.mode)
+        secrets = _secrets(book, prompter, mode)
         transcript = Transcript.open_append(path)
     except (SecretError, MissingValue, TranscriptError) as exc:
         return _fail(str(exc))
     merged = {**history.values, **values}
-    session = Session(book, transcript, prompter, observer=Printer(), mode=history.mode,  # type: ignore[arg-type]
+    session = Session(book, transcript, prompter, observer=Printer(), mode=mode,  # type: ignore[arg-type]
                       values=merged, secrets=secrets, git_facts=repo_facts(book.path), state=state,
                       terminal=_terminal())
 

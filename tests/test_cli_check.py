@@ -108,3 +108,25 @@ def test_plan_shows_numbered_steps_and_exact_commands() -> None:
 def test_help_and_version() -> None:
     assert "check" in cli("--help").stdout
     assert cli("--version").stdout.startswith("runbook-tui, version")
+
+
+def test_commands_hidden_from_the_rendered_page_are_flagged(tmp_path: Path) -> None:
+    path = write(tmp_path, "hidden.md", """
+        # T
+        ## Steps
+        <!-- kubectl delete namespace prod -->
+        <details><summary>more</summary>
+
+        ```sh
+        curl -X POST https://example.com/purge
+        ```
+
+        </details>
+
+        - `echo visible --x`
+        """)
+    result = cli("check", str(path))
+    assert result.returncode == 0
+    assert f"{path}:3:1: warning: an HTML comment holds what looks like a command" in result.stderr
+    assert f"{path}:7:1: warning: task 1.1.1 runs but sits inside a collapsed <details> block" in result.stderr
+    assert result.stderr.count("[hidden-command]") == 2

@@ -25,6 +25,11 @@ def write(tmp_path: Path, text: str, name: str = "book.md") -> Path:
 
 def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
         timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the CLI without a terminal. `run ... --yes` trusts the runbook first, as an operator
+    must before an unattended run (test_untrusted_runbook_falls_back_to_paranoid covers the rest)."""
+    if args[0] == "run" and "--yes" in args:
+        subprocess.run([sys.executable, "-m", "runbook_tui", "trust", args[1]], check=True, capture_output=True,
+                       cwd=cwd, env={**os.environ, **(env or {})})
     return subprocess.run([sys.executable, "-m", "runbook_tui", *args], capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, timeout=timeout, cwd=cwd, env={**os.environ, **(env or {})})
 
@@ -202,6 +207,7 @@ def test_secret_never_reaches_transcript_or_exports(tmp_path: Path) -> None:
 def test_million_lines_recorded_completely_with_bounded_memory(tmp_path: Path) -> None:
     book = write(tmp_path, "# T\n## Steps\n```sh\nseq 1000000\n```\n")
     transcript = tmp_path / "t.jsonl"
+    assert cli("trust", str(book)).returncode == 0
     proc = subprocess.run(
         [sys.executable, "-c",
          "import resource, runpy, sys; sys.argv=['runbook-tui','run',sys.argv[1],'--yes','--transcript',sys.argv[2]]\n"
@@ -231,6 +237,7 @@ def test_sigkill_mid_output_then_verify_and_resume(tmp_path: Path) -> None:
            - `echo after-done --x`
         """)
     transcript = tmp_path / "t.jsonl"
+    assert cli("trust", str(book)).returncode == 0
     proc = subprocess.Popen([sys.executable, "-m", "runbook_tui", "run", str(book), "--yes",
                              "--transcript", str(transcript)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -291,3 +298,17 @@ def test_check_json_prints_the_model(tmp_path: Path) -> None:
     tasks = [t for s in model["sections"] for st in s["steps"] for t in st["tasks"]]
     assert all(t["kind"] in ("command", "manual") for t in tasks)
     assert [t["command"] for t in tasks if t["kind"] == "command"][0] == "python src/manage.py check"
+
+
+def test_untrusted_runbook_falls_back_to_paranoid(tmp_path: Path) -> None:
+    book = write(tmp_path, "# T\n## Steps\n- `touch ran --x`\n")
+    plain = subprocess.run([sys.executable, "-m", "runbook_tui", "run", str(book), "--yes",
+                            "--transcript", str(tmp_path / "t.jsonl")], capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL, cwd=tmp_path, timeout=60)
+    assert plain.returncode == 2 and "not trusted" in plain.stderr and "runbook-tui trust" in plain.stderr
+    assert not (tmp_path / "ran").exists()
+    assert "not trusted" in cli("check", str(book)).stdout
+    assert cli("trust", str(book)).returncode == 0
+    assert ", trusted" in cli("check", str(book)).stdout
+    book.write_text(book.read_text() + "- `touch also --x`\n")  # changed: trust no longer holds
+    assert "not trusted" in cli("check", str(book)).stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pty
 import select
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,7 @@ def test_interactive_task_reads_the_terminal_and_is_recorded(tmp_path: Path) -> 
     book = tmp_path / "inter.md"
     book.write_text('# Inter\n## Steps\n```sh {interactive=true}\nread -p "name? " n; echo "hello $n"\n```\n')
     transcript = tmp_path / "t.jsonl"
+    subprocess.run([sys.executable, "-m", "runbook_tui", "trust", str(book)], check=True, capture_output=True)
     code, seen = drive([sys.executable, "-m", "runbook_tui", "run", str(book), "--mode", "auto",
                         "--transcript", str(transcript)], b"bob\r", b"\nname? ")
     assert code == 0, seen.decode(errors="replace")
@@ -59,11 +61,10 @@ def test_interactive_task_reads_the_terminal_and_is_recorded(tmp_path: Path) -> 
 
 
 def test_interactive_task_without_a_terminal_fails_clearly(tmp_path: Path) -> None:
-    import subprocess
-
     book = tmp_path / "inter.md"
     book.write_text("# Inter\n## Steps\n```sh {interactive=true}\npsql\n```\n")
     transcript = tmp_path / "t.jsonl"
+    subprocess.run([sys.executable, "-m", "runbook_tui", "trust", str(book)], check=True, capture_output=True)
     result = subprocess.run([sys.executable, "-m", "runbook_tui", "run", str(book), "--yes",
                              "--transcript", str(transcript)], capture_output=True, text=True,
                             stdin=subprocess.DEVNULL, timeout=60)

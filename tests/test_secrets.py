@@ -76,6 +76,10 @@ def store(env: dict[str, str], ref: str, value: str) -> None:
 
 
 def rbt(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI under the Secret Service's environment; `run --yes` trusts the runbook first."""
+    if args[0] == "run" and "--yes" in args:
+        subprocess.run([sys.executable, "-m", "runbook_tui", "trust", args[1]], env=env, check=True,
+                       capture_output=True, timeout=60)
     return subprocess.run([sys.executable, "-m", "runbook_tui", *args], env=env, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=60)
 

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator, Literal
 
 from .redact import Redactor
+from .terminal import TerminalFilter, safe_text
 from .transcript import TranscriptError, VerifyResult, parse_timestamp, read_events, verify
 
 Format = Literal["md", "json", "cast"]
@@ -294,14 +295,17 @@ def _cast(events: Iterator[dict[str, Any]]) -> str:
     header = {"version": 2, "width": width, "height": height, "timestamp": int(start.timestamp())}
     lines = [json.dumps(header | {"title": title}, ensure_ascii=False)]
     clock = 0.0
+    # Replaying a cast writes to the viewer's terminal: keep colors, drop titles, clipboard
+    # writes (OSC 52), device queries and screen control, as the headless output does.
+    screen = TerminalFilter()
     for event in itertools.chain([first], events):
         kind = event.get("type")
         if kind == "step.entered":
             frame = ("m", f"{event['step_id']} {event.get('title', '')}")
         elif kind == "command.started":
-            frame = ("o", f"$ {_crlf(event.get('command') or '')}\r\n")
+            frame = ("o", f"$ {_crlf(safe_text(event.get('command') or ''))}\r\n")
         elif kind == "output" and event.get("text"):
-            frame = ("o", _crlf(event.get("text", "")))
+            frame = ("o", _crlf(screen.feed(event.get("text", ""))))
         else:
             continue
         clock = max(clock, _seconds_since(start, event["ts"]))

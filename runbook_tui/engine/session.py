@@ -9,6 +9,7 @@ asked, what runs and what is recorded is decided here, once.
 from __future__ import annotations
 
 import getpass
+import hashlib
 import os
 import re
 import socket
@@ -17,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from runbook_tui import __version__
@@ -153,6 +155,8 @@ class Session:
         self.state = state or RunState()
         self.terminal = terminal
         self._docker: Any = None  # a Docker client, made for the first container task
+        self.disconnected = threading.Event()  # the operator's terminal is gone (SIGHUP)
+        self._runbook_changed = False
         self.abort_event = threading.Event()  # stop the command and the run
         self.cancel_event = threading.Event()  # stop the running command only (the TUI's Ctrl+C)
         self.run_id = uuid.uuid4().hex
@@ -170,8 +174,11 @@ class Session:
             self.observer.event(event)
         return event
 
-    def start(self) -> None:
-        """Write run.started: who, where, what, with which values (secret names only)."""
+    def start(self, concurrent: dict[str, Any] | None = None) -> None:
+        """Write run.started: who, where, what, with which values (secret names only).
+
+        `concurrent` describes another run of the same runbook in progress, if the lock said so.
+        """
         self.record(
             "run.started",
             run_id=self.run_id,
@@ -184,6 +191,7 @@ class Session:
             cwd=os.getcwd(),
             variables={k: self.redactor.redact(v) for k, v in self.values.items()},
             secrets=sorted(self.secrets),
+            concurrent_run=concurrent,
         )
 
     def resume(self, interrupted: str | None) -> None:
@@ -219,10 +227,34 @@ class Session:
     def run_all(self) -> str:
         """Walk every unfinished task in order; stop at the first failure the operator does not pass."""
         for section, step, task in list(self.pending_tasks()):
+            self.check_connected()
             outcome = self.run_task(task, step, section)
             if outcome.status in ("failed", "not_confirmed") and not (task.optional or step.optional):
                 return "failed"
         return "success"
+
+    def disconnect(self) -> None:
+        """The terminal is gone (SIGHUP): the command in flight may finish; nothing new starts."""
+        self.disconnected.set()
+
+    def check_connected(self) -> None:
+        """Raise RunAborted (after recording operator.disconnected) once the terminal is gone."""
+        if self.disconnected.is_set():
+            self.record("operator.disconnected", reason="terminal lost (SIGHUP)")
+            raise RunAborted("operator disconnected: terminal lost; resume the run to continue")
+
+    def check_runbook(self) -> None:
+        """Warn once if the file changed on disk: the run keeps the version it started with."""
+        if self._runbook_changed:
+            return
+        try:
+            now = hashlib.sha256(Path(self.runbook.path).read_bytes()).hexdigest()
+        except OSError:
+            now = None
+        if now != self.runbook.sha256:
+            self._runbook_changed = True
+            self.record("runbook.changed", path=os.path.abspath(self.runbook.path), sha256_started=self.runbook.sha256,
+                        sha256_now=now, note="the run keeps the version it started with")
 
     def enter_step(self, step: Step) -> None:
         if step.id not in self.state.entered_steps:
@@ -234,6 +266,7 @@ class Session:
 
         `edited` is a command the operator rewrote before running it; it is recorded as such.
         """
+        self.check_runbook()
         self.enter_step(step)
         if task.options.skip:
             return self.skip(task, step, "marked skip in the runbook")
@@ -271,6 +304,7 @@ class Session:
     def _manual(self, task: Task, step: Step) -> TaskOutcome:
         if self.mode == "noop":
             return self._finish(task, step, TaskOutcome("planned", reason=f"manual check: {task.text}"))
+        self.check_connected()
         self.record("confirm.asked", task_id=task.id, prompt=task.text, risk="low", kind="manual")
         answer = self.prompter.confirm_manual(task, step)
         self.record("confirm.answered", task_id=task.id, answer=answer.action, reason=answer.reason)
@@ -334,6 +368,7 @@ class Session:
                 risk == "high" or task.options.confirm or (self.mode == "paranoid" and task.options.confirm is not False)
             )
             if needs_confirm:
+                self.check_connected()
                 request = Confirmation(task, step, command, cwd, task.options.container, env_names, risk,
                                        self.typed_word() if risk == "high" else None, attempt)
                 self.record("confirm.asked", task_id=task.id, prompt=self.redactor.redact(command), risk=risk,
@@ -355,6 +390,9 @@ class Session:
             if status.aborted and self.abort_event.is_set():
                 self._finish(task, step, TaskOutcome("failed", exit_code=status.ok_code, reason=verdict.reason))
                 raise RunAborted(f"interrupted during task {task.id}")
+            if self.disconnected.is_set():
+                self._finish(task, step, TaskOutcome("failed", exit_code=status.ok_code, reason=verdict.reason))
+                self.check_connected()
             answer = self.prompter.after_failure(task, verdict, attempt)
             if answer.action == "retry":
                 attempt += 1

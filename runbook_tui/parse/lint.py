@@ -48,8 +48,8 @@ def dangerous_reason(command: str) -> str | None:
     return None
 
 
-def lint(runbook: Runbook) -> list[Warning]:
-    """All warnings for a runbook, in file order."""
+def lint(runbook: Runbook, text: str | None = None) -> list[Warning]:
+    """All warnings for a runbook, in file order; `text` (the Markdown source) adds hidden-command checks."""
     found: list[Warning] = []
     path = runbook.path
     required = set(runbook.required_variables)
@@ -80,7 +80,37 @@ def lint(runbook: Runbook) -> list[Warning]:
         if not (base / related.target).exists():
             found.append(Warning(path, related.line, 1, "missing-related",
                                  f"related runbook '{related.title}' points at {related.target}, which does not exist"))
+    if text is not None and runbook.format == "markdown":
+        found.extend(hidden_commands(runbook, text))
     return sorted(found, key=lambda w: (w.line, w.code))
+
+
+_COMMENT = re.compile(r"<!--(.*?)-->", re.DOTALL)
+_DETAILS = re.compile(r"<details\b.*?</details>", re.DOTALL | re.IGNORECASE)
+
+
+def hidden_commands(runbook: Runbook, text: str) -> list[Warning]:
+    """What GitHub would not show: commands in HTML comments (never run) and commands folded
+    away in <details> (run, but a reader skimming the page does not see them)."""
+    from runbook_tui.parse.shellwords import looks_like_command
+
+    found = []
+    for match in _COMMENT.finditer(text):
+        body = match.group(1).strip()
+        if body.startswith("runbook:"):
+            continue
+        lines = [ln.strip().removeprefix("$ ") for ln in body.splitlines() if ln.strip() and not ln.startswith("```")]
+        if any(looks_like_command(line) for line in lines):
+            line = text.count("\n", 0, match.start()) + 1
+            found.append(Warning(runbook.path, line, 1, "hidden-command",
+                                 "an HTML comment holds what looks like a command: it is invisible on GitHub "
+                                 "and runbook-tui will not run it; make it a visible block or delete it"))
+    folded = [(text.count("\n", 0, m.start()) + 1, text.count("\n", 0, m.end()) + 1) for m in _DETAILS.finditer(text)]
+    for task in runbook.commands():
+        if any(start <= task.line <= end for start, end in folded):
+            found.append(Warning(runbook.path, task.line, 1, "hidden-command",
+                                 f"task {task.id} runs but sits inside a collapsed <details> block"))
+    return found
 
 
 def _duplicate(found: list[Warning], names: dict[str, int], name: str, path: str, line: int) -> None:

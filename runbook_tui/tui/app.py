@@ -75,6 +75,9 @@ class RunbookApp(App[int]):
         self.requested_theme = theme
         self.running: Task | None = None
         self.containers: ContainerWatch | None = None
+        self.startup_notice: str | None = None
+        self.concurrent: dict[str, Any] | None = None
+        self._lock: Any = None
         self._stop_following = threading.Event()
         self._sections = {s.id: s for s in runbook.sections}
         self._steps = {st.id: (sec, st) for sec in runbook.sections for st in sec.steps}
@@ -104,18 +107,45 @@ class RunbookApp(App[int]):
         first = next((t for t in self.runbook.tasks()), None)
         if first is not None:
             self.call_after_refresh(self.query_one(StepTree).select_id, first.id)
+        if self.startup_notice:
+            self.notify(self.startup_notice, severity="warning", timeout=15)
         if self.read_only:
             self._follow()
         else:
+            self._guard()
             self._start()
         if self.runbook.watches:
             redact = self.session.redactor.redact if self.session else (lambda text: text)
             self.containers = ContainerWatch(self.runbook.watches, redact)
             self.containers.start(lambda watch: self.query_one(f"#{tab_id(watch)}-pane", OutputPane))
 
+    def _guard(self) -> None:
+        """Tell the operator about another run of this runbook; treat SIGHUP as a lost terminal."""
+        import asyncio
+        import signal
+
+        from runbook_tui.engine.guards import RunLock, describe_holder
+
+        assert self.session is not None
+        self._lock = RunLock(self.runbook.path)
+        self.concurrent = self._lock.acquire(str(self.session.transcript.path))
+        if self.concurrent is not None:
+            self.notify(f"Another run of this runbook is in progress: {describe_holder(self.concurrent)}",
+                        severity="warning", timeout=30)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._terminal_lost)
+
+    def _terminal_lost(self) -> None:
+        """SIGHUP: the running command may finish; nothing else starts; the run is recorded as aborted."""
+        assert self.session is not None
+        self.session.disconnect()
+        if self.running is None:
+            self._quit(interrupt=False)
+
     def on_unmount(self) -> None:
         if self.containers is not None:
             self.containers.stop()
+        if self._lock is not None:
+            self._lock.release()
 
     def _apply_theme(self) -> None:
         try:
@@ -155,7 +185,7 @@ class RunbookApp(App[int]):
                     except SecretError as exc:
                         self.call_from_thread(self.notify, str(exc), severity="error")
             self.session.add_secret(secret.name, value)
-        self.session.start()
+        self.session.start(concurrent=self.concurrent)
 
     @work(thread=True, exclusive=True, group="session", exit_on_error=False)
     def _run(self, task: Task, step: Step, section: Section, edited: str | None = None) -> None:
@@ -164,11 +194,14 @@ class RunbookApp(App[int]):
         try:
             self.session.run_task(task, step, section, edited=edited)
         except RunAborted as exc:
-            self.session.aborted(str(exc))
+            if not self.session.disconnected.is_set():
+                self.session.aborted(str(exc))
         except MissingValue as exc:
             self.call_from_thread(self.notify, f"Not run: {exc}", severity="warning")
         finally:
             self.running = None
+            if self.session.disconnected.is_set():
+                self.call_from_thread(self._quit, False)
 
     @work(thread=True, exclusive=True, group="session", exit_on_error=False)
     def _session_call(self, method: str, *args: Any) -> None:
@@ -392,7 +425,11 @@ class RunbookApp(App[int]):
                 if worker.group == "session":
                     worker.wait()
         pending = [t.id for _, _, t in session.pending_tasks()]
-        if pending:
+        if session.disconnected.is_set():
+            session.record("operator.disconnected", reason="terminal lost (SIGHUP)")
+            session.aborted("operator disconnected: terminal lost; resume the run to continue")
+            code = 1
+        elif pending:
             session.aborted(f"operator quit with {len(pending)} task(s) left")
             code = 1
         else:
@@ -432,14 +469,21 @@ def make_app(runbook: Runbook, *, mode: str, variables: dict[str, str], transcri
     from runbook_tui.config import load_config
     from runbook_tui.integrations.git import repo_facts
 
+    from runbook_tui.engine.guards import is_trusted
+
     config = load_config()
     git = repo_facts(runbook.path)
+    notice = None
+    if mode == "auto" and not is_trusted(runbook):
+        mode = "paranoid"
+        notice = f"{runbook.path} is not trusted: running in paranoid mode. Trust it with: runbook-tui trust PATH"
     record = Transcript.create(transcript or new_transcript_path(runbook.title))
     app = RunbookApp(runbook, git=git, theme=theme or config.theme, keymap=config.keymap,
                      secrets_to_read=list(runbook.secrets) if mode != "noop" else [])
     app.session = Session(runbook, record, ScreenPrompter(app), observer=app, mode=mode,  # type: ignore[arg-type]
                           values=variables, git_facts=git, terminal=app.run_on_terminal)
     app.read_only = False
+    app.startup_notice = notice
     return app
 
 

@@ -14,9 +14,10 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Log, Static
 
-from runbook_tui.audit.terminal import safe_text
+from runbook_tui.audit.terminal import TerminalFilter
 
 MAX_LINES = 5000
+MAX_LINE = 4000  # characters of one line kept for display (a 50 MB line stays in the transcript)
 DRAIN_INTERVAL = 0.05
 
 
@@ -26,12 +27,13 @@ class TaskOutput:
     def __init__(self) -> None:
         self.lines: deque[str] = deque(maxlen=MAX_LINES)
         self.partial = ""
+        self._plain = TerminalFilter(colors=False)  # escapes may be split across chunks
 
     def add(self, text: str) -> list[str]:
         """Take raw text; return the lines it completed."""
-        pieces = (self.partial + safe_text(text, colors=False)).split("\n")
-        self.partial = _overwrite(pieces.pop())
-        done = [_overwrite(piece) for piece in pieces[-MAX_LINES:]]
+        pieces = (self.partial + self._plain.feed(text)).split("\n")
+        self.partial = _overwrite(pieces.pop())[-MAX_LINE:]
+        done = [_overwrite(piece)[:MAX_LINE] for piece in pieces[-MAX_LINES:]]
         self.lines.extend(done)
         return done
 
