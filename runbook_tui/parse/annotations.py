@@ -97,7 +97,11 @@ def _env(value: object, key: str) -> tuple[tuple[str, str], ...]:
         pairs = [(str(k), "" if v is None else str(v)) for k, v in value.items()]
     else:
         pairs = []
-        for item in shlex.split(str(value).replace(",", " ")):
+        try:
+            items = shlex.split(str(value).replace(",", " "))
+        except ValueError as exc:
+            raise AnnotationError(f"{key}: cannot be read: {exc}", key) from None
+        for item in items:
             name, sep, val = item.partition("=")
             if not sep:
                 raise AnnotationError(f"{key}: expected NAME=value pairs, got {item!r}", key)

@@ -185,11 +185,11 @@ class MarkdownParser:
         title = _plain(heading) if heading is not None else (runbook_title or _stem(self.path))
         line = _line(heading) if heading is not None else (_line(body[0]) if body else 1)
         markdown = self._slice(body)
+        has_command = any(self._has_command(n) for n in body)
+        has_steps = any((n.type == "heading" and n.tag not in ("h1", "h2")) or n.type == "ordered_list" for n in body)
+        # "Overview" or "Impact" quoting a command stays reading; numbered steps with commands do not
         reading = heading is not None and READING_TITLES.match(title) is not None
-        procedural = not reading and any(
-            (n.type == "heading" and n.tag not in ("h1", "h2")) or n.type == "ordered_list" or self._has_command(n)
-            for n in body
-        )
+        procedural = (has_steps and has_command) if reading else (has_steps or has_command)
         steps = self._steps(sid, title, body) if procedural else []
         return Section(id=sid, title=title, line=line, steps=tuple(steps), markdown=markdown, procedural=bool(steps))
 
