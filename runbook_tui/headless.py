@@ -19,7 +19,7 @@ from runbook_tui.audit.terminal import TerminalFilter
 from runbook_tui.audit.transcript import Transcript, TranscriptError, new_transcript_path
 from runbook_tui.engine.checks import Verdict
 from runbook_tui.engine.guards import RunLock, describe_holder
-from runbook_tui.engine.session import Answer, Confirmation, MissingValue, RunAborted, Session
+from runbook_tui.engine.session import Answer, Confirmation, MissingValue, Question, RunAborted, Session
 from runbook_tui.model import Runbook, Step, Task
 
 STATUS_MARKS = {"done": "✓", "manual": "✓", "skipped": "↷", "failed": "✗", "not_confirmed": "✗", "planned": "·"}
@@ -130,8 +130,8 @@ class TerminalPrompter:
                               type=click.Choice(["y", "s", "a"]), show_choices=False)
         return Answer("done") if choice == "y" else self._skip_or_abort("skip" if choice == "s" else "abort")
 
-    def ask_value(self, name: str, prompt: str, secret: bool) -> str:
-        return click.prompt(f"  {prompt}", hide_input=secret)
+    def ask_values(self, questions: list[Question]) -> dict[str, str]:
+        return {q.name: click.prompt(f"  value for {q.prompt}", hide_input=q.secret) for q in questions}
 
     def after_failure(self, task: Task, verdict: Verdict, attempt: int) -> Answer:
         click.echo(f"  ✗ {task.id} failed: {verdict.reason}")
@@ -169,8 +169,9 @@ class UnattendedPrompter:
             return Answer("done", reason="confirmed by --yes")
         return Answer("stop", reason="not confirmed: no terminal to ask on (pass --yes)")
 
-    def ask_value(self, name: str, prompt: str, secret: bool) -> str:
-        raise MissingValue(f"{prompt} is needed and there is no terminal to ask on (pass --var {name}=...)")
+    def ask_values(self, questions: list[Question]) -> dict[str, str]:
+        needed = ", ".join(f"{q.prompt} (--var {q.name}=...)" for q in questions)
+        raise MissingValue(f"no terminal to ask for {needed}")
 
     def after_failure(self, task: Task, verdict: Verdict, attempt: int) -> Answer:
         return Answer("stop", reason=verdict.reason)
@@ -211,7 +212,8 @@ def _secrets(book: Runbook, prompter: Any, mode: str) -> dict[str, str]:
             if isinstance(prompter, UnattendedPrompter):
                 raise MissingValue(f"secret {secret.name} ({secret.ref}) is not stored; store it with "
                                    f"`runbook-tui secrets set {secret.ref.partition(':')[2]}`")
-            value = prompter.ask_value(secret.name, f"secret {secret.name} ({secret.ref})", True)
+            question = Question(secret.name, f"secret {secret.name} ({secret.ref})", secret=True)
+            value = prompter.ask_values([question])[secret.name]
         values[secret.name] = value
     return values
 

@@ -13,7 +13,7 @@ import pytest
 
 from runbook_tui.audit.transcript import Transcript, read_events, verify
 from runbook_tui.engine.checks import Verdict
-from runbook_tui.engine.session import Answer, Confirmation, RunAborted, Session
+from runbook_tui.engine.session import Answer, Confirmation, Question, RunAborted, Session
 from runbook_tui.model import Step, Task
 from runbook_tui.parse.markdown import parse_markdown
 
@@ -41,9 +41,9 @@ class Operator:
         self.asked.append(("manual", task.id))
         return Answer("done")
 
-    def ask_value(self, name: str, prompt: str, secret: bool) -> str:
-        self.asked.append(("value", name))
-        return self.values[name]
+    def ask_values(self, questions: list[Question]) -> dict[str, str]:
+        self.asked.extend(("value", q.name) for q in questions)
+        return {q.name: self.values[q.name] for q in questions}
 
     def after_failure(self, task: Task, verdict: Verdict, attempt: int) -> Answer:
         self.asked.append(("failure", task.id, verdict.reason))

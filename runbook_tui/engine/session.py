@@ -58,6 +58,15 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class Question:
+    """A value the operator must supply: a variable, a placeholder, a missing secret."""
+
+    name: str
+    prompt: str
+    secret: bool = False
+
+
+@dataclass(frozen=True)
 class Confirmation:
     """Everything the operator must see before saying yes to a command."""
 
@@ -81,7 +90,9 @@ class Prompter(Protocol):
 
     def confirm_manual(self, task: Task, step: Step) -> Answer: ...
 
-    def ask_value(self, name: str, prompt: str, secret: bool) -> str: ...
+    def ask_values(self, questions: list[Question]) -> dict[str, str]:
+        """Every answer, by question name; raises MissingValue if the operator gives none."""
+        ...
 
     def after_failure(self, task: Task, verdict: Verdict, attempt: int) -> Answer: ...
 
@@ -335,19 +346,15 @@ class Session:
 
     def resolve(self, task: Task) -> str:
         """Ask for what the task needs (variables, placeholders) and return the command to run."""
-        asking = self.mode != "noop"  # noop shows what is missing instead of asking for it
         own = dict(task.options.env or ())
-        for name in task.variables:
-            known = name in self.values or name in self.secrets or name in own or name in os.environ
-            if asking and not known:
-                self.values[name] = self.prompter.ask_value(name, f"value for ${name}", False)
-        fills: dict[str, str] = {}
-        for token in task.placeholders:
-            label = placeholder_label(token)
-            if asking and label not in self.values:
-                self.values[label] = self.prompter.ask_value(label, f"value for {token}", False)
-            if label in self.values:
-                fills[token] = self.values[label]
+        questions = [Question(name, f"${name}") for name in task.variables
+                     if not (name in self.values or name in self.secrets or name in own or name in os.environ)]
+        questions += [Question(placeholder_label(token), token) for token in task.placeholders
+                      if placeholder_label(token) not in self.values]
+        if questions and self.mode != "noop":  # noop shows what is missing instead of asking for it
+            self.values.update(self.prompter.ask_values(questions))
+        fills = {token: self.values[placeholder_label(token)] for token in task.placeholders
+                 if placeholder_label(token) in self.values}
         return fill_placeholders(task.command or "", fills)
 
     def _command(self, task: Task, step: Step, section: Section, edited: str | None) -> TaskOutcome:

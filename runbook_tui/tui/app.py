@@ -20,7 +20,7 @@ from textual.widgets import Footer, TabbedContent, TabPane, Tree
 from textual.worker import Worker, WorkerState
 
 from runbook_tui.audit.transcript import Transcript, follow
-from runbook_tui.engine.session import MissingValue, RunAborted, Session
+from runbook_tui.engine.session import MissingValue, Question, RunAborted, Session
 from runbook_tui.model import MODES, Runbook, Section, Step, Task
 from runbook_tui.tui.commands import RunbookCommands
 from runbook_tui.tui.prompter import ScreenPrompter
@@ -174,7 +174,8 @@ class RunbookApp(App[int]):
                 value = None
             if value is None:
                 try:
-                    value = prompter.ask_value(secret.name, f"secret {secret.name} ({secret.ref})", True)
+                    question = Question(secret.name, f"secret {secret.name} ({secret.ref})", secret=True)
+                    value = prompter.ask_values([question])[secret.name]
                 except MissingValue:
                     self.call_from_thread(self.notify, f"{secret.name} was not given; commands that use it "
                                           "will not get it", severity="warning")

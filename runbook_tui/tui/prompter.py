@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from textual.screen import Screen
 
 from runbook_tui.engine.checks import Verdict
-from runbook_tui.engine.session import Answer, Confirmation, MissingValue
+from runbook_tui.engine.session import Answer, Confirmation, MissingValue, Question
 from runbook_tui.model import Step, Task
-from runbook_tui.tui.screens.dialogs import ConfirmCommand, TextPrompt, YesNo
+from runbook_tui.tui.screens.dialogs import ConfirmCommand, ValuesForm, YesNo
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -53,11 +53,11 @@ class ScreenPrompter:
         # Pressing enter on a manual task is the operator's confirmation that it is done.
         return Answer("done")
 
-    def ask_value(self, name: str, prompt: str, secret: bool) -> str:
-        value = self._ask(TextPrompt(f"Enter the {prompt}", name, password=secret))
-        if value is None:
-            raise MissingValue(f"no {prompt} given")
-        return value
+    def ask_values(self, questions: list[Question]) -> dict[str, str]:
+        values = self._ask(ValuesForm(questions))
+        if values is None:
+            raise MissingValue("no value given for " + ", ".join(q.prompt for q in questions))
+        return values
 
     def after_failure(self, task: Task, verdict: Verdict, attempt: int) -> Answer:
         # The guide stops on the failed task; the operator retries (r) or skips (s) from there.

@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static, TextArea
 
-from runbook_tui.engine.session import Answer, Confirmation
+from runbook_tui.engine.session import Answer, Confirmation, Question
 
 
 class ConfirmCommand(ModalScreen[Answer]):
@@ -194,6 +194,47 @@ class Choose(ModalScreen[int | None]):
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(event.option_index)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ValuesForm(ModalScreen[dict[str, str] | None]):
+    """Everything the next task needs, asked at once: variables, placeholders, secrets (masked)."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="values.cancel", tooltip="Do not run the task"),
+        Binding("ctrl+s", "submit", "Use these values", id="values.submit", tooltip="Use these values"),
+    ]
+
+    def __init__(self, questions: list[Question], title: str = "This task needs values") -> None:
+        super().__init__(classes="dialog")
+        self.questions = questions
+        self.title_text = title
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog-box"):
+            yield Label(self.title_text, id="dialog-title")
+            for number, question in enumerate(self.questions):
+                yield Label(question.prompt + (" (hidden)" if question.secret else ""))
+                yield Input(password=question.secret, id=f"value-{number}", placeholder=question.name)
+            yield Static("enter moves on; enter on the last field (or ctrl+s) uses the values", classes="hint")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        inputs = list(self.query(Input))
+        index = inputs.index(event.input)
+        if index + 1 < len(inputs):
+            inputs[index + 1].focus()
+        else:
+            self.action_submit()
+
+    def action_submit(self) -> None:
+        values = {q.name: field.value for q, field in zip(self.questions, self.query(Input))}
+        empty = [q.prompt for q in self.questions if not values[q.name].strip()]
+        if empty:
+            self.notify("Still needed: " + ", ".join(empty), severity="warning")
+            return
+        self.dismiss(values)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
