@@ -21,8 +21,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
-__all__ = ["DEFAULT_TERM", "ExitStatus", "PtyProcess", "run_command", "shell_argv"]
+__all__ = ["DEFAULT_TERM", "ExitStatus", "Process", "PtyProcess", "run_command", "shell_argv", "supervise"]
 
 DEFAULT_TERM = "xterm-256color"
 
@@ -367,6 +368,23 @@ def run_command(
     If the caller itself is interrupted (e.g. KeyboardInterrupt), the command is aborted too.
     """
     proc = PtyProcess.spawn(argv, on_output=on_output, cwd=cwd, env=env, rows=rows, cols=cols)
+    return supervise(proc, timeout=timeout, grace=grace, abort_event=abort_event)
+
+
+class Process(Protocol):
+    """What `supervise` needs of a running command: a local PtyProcess or a docker exec."""
+
+    def wait(self, timeout: float | None = None) -> ExitStatus | None: ...
+
+    def abort(self, grace: float = 2.0) -> None: ...
+
+
+def supervise(proc: Process, *, timeout: float | None = None, grace: float = 2.0,
+              abort_event: threading.Event | None = None) -> ExitStatus:
+    """Wait for ``proc``; on ``timeout`` or ``abort_event``, abort it with ``grace``.
+
+    If the caller itself is interrupted (e.g. KeyboardInterrupt), the command is aborted too.
+    """
     deadline = None if timeout is None else time.monotonic() + timeout
     timed_out = False
     try:

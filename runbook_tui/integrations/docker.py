@@ -27,7 +27,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -36,7 +35,7 @@ import docker.errors
 from docker.models.containers import Container
 from docker.types import CancellableStream
 
-from runbook_tui.engine.runner import DEFAULT_TERM, ExitStatus, shell_argv
+from runbook_tui.engine.runner import DEFAULT_TERM, ExitStatus, shell_argv, supervise
 
 __all__ = [
     "COMPOSE_SERVICE_LABEL",
@@ -850,28 +849,4 @@ def exec_in_container(
     """
     proc = ContainerProcess.spawn(client, target, script, on_output=on_output, env=env, cwd=cwd,
                                   shell=shell, user=user, rows=rows, cols=cols)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    timed_out = False
-    try:
-        while True:
-            if abort_event is not None and abort_event.is_set():
-                proc.abort(grace)
-                break
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                timed_out = True
-                proc.abort(grace)
-                break
-            step = remaining
-            if abort_event is not None:
-                step = _POLL if remaining is None else min(remaining, _POLL)
-            if proc.wait(step) is not None:
-                break
-    except BaseException:
-        proc.abort(grace)
-        raise
-    status = proc.wait()
-    assert status is not None
-    if timed_out and status.aborted:
-        status = replace(status, aborted=False, timed_out=True)
-    return status
+    return supervise(proc, timeout=timeout, grace=grace, abort_event=abort_event)
