@@ -368,7 +368,7 @@ def run_command(
     If the caller itself is interrupted (e.g. KeyboardInterrupt), the command is aborted too.
     """
     proc = PtyProcess.spawn(argv, on_output=on_output, cwd=cwd, env=env, rows=rows, cols=cols)
-    return supervise(proc, timeout=timeout, grace=grace, abort_event=abort_event)
+    return supervise(proc, timeout=timeout, grace=grace, should_abort=abort_event.is_set if abort_event else None)
 
 
 class Process(Protocol):
@@ -380,16 +380,20 @@ class Process(Protocol):
 
 
 def supervise(proc: Process, *, timeout: float | None = None, grace: float = 2.0,
-              abort_event: threading.Event | None = None) -> ExitStatus:
-    """Wait for ``proc``; on ``timeout`` or ``abort_event``, abort it with ``grace``.
+              should_abort: Callable[[], bool] | None = None, tick: Callable[[], None] | None = None,
+              interval: float = _POLL) -> ExitStatus:
+    """Wait for ``proc``; on ``timeout`` or once ``should_abort()`` says so, abort it with ``grace``.
 
-    If the caller itself is interrupted (e.g. KeyboardInterrupt), the command is aborted too.
+    ``tick`` is called every ``interval`` seconds while it runs (the session flushes output to
+    the transcript there). If the caller itself is interrupted (e.g. KeyboardInterrupt), the
+    command is aborted too.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
+    polling = should_abort is not None or tick is not None
     timed_out = False
     try:
         while True:
-            if abort_event is not None and abort_event.is_set():
+            if should_abort is not None and should_abort():
                 proc.abort(grace)
                 break
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -398,9 +402,12 @@ def supervise(proc: Process, *, timeout: float | None = None, grace: float = 2.0
                 proc.abort(grace)
                 break
             step = remaining
-            if abort_event is not None:
-                step = _POLL if remaining is None else min(remaining, _POLL)
-            if proc.wait(step) is not None:
+            if polling:
+                step = interval if remaining is None else min(remaining, interval)
+            finished = proc.wait(step) is not None
+            if tick is not None:
+                tick()
+            if finished:
                 break
     except BaseException:
         proc.abort(grace)

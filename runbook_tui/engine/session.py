@@ -26,7 +26,7 @@ from runbook_tui.audit.redact import Redactor
 from runbook_tui.audit.transcript import Transcript, TranscriptError
 from runbook_tui.engine.checks import OutputTail, Verdict, judge
 from runbook_tui.engine.env import command_environment, fill_placeholders, injected_environment
-from runbook_tui.engine.runner import ExitStatus, PtyProcess, shell_argv
+from runbook_tui.engine.runner import ExitStatus, Process, PtyProcess, shell_argv, supervise
 from runbook_tui.model import Mode, Runbook, Section, Step, Task
 from runbook_tui.parse.shellwords import placeholder_label
 
@@ -474,7 +474,7 @@ class Session:
         return status, judge(task, status, stream.tail.text())
 
     def _spawn(self, task: Task, command: str, cwd: str, injected: Mapping[str, str],
-               stream: OutputStream) -> PtyProcess | Any:
+               stream: OutputStream) -> Process:
         """Start the command locally under a PTY, or with docker exec in the task's container.
 
         A container gets only what the runbook injects (not the operator's PATH or HOME), its
@@ -524,24 +524,17 @@ class Session:
                     interactive=True)
         return status, judge(task, status, stream.tail.text())
 
-    def _supervise(self, proc: PtyProcess, task: Task, stream: OutputStream) -> ExitStatus:
+    def _supervise(self, proc: Process, task: Task, stream: OutputStream) -> ExitStatus:
         """Wait for the command, flushing output to the transcript; enforce timeout and abort."""
-        deadline = time.monotonic() + task.options.timeout if task.options.timeout else None
-        timed_out = False
-        while True:
-            status = proc.wait(FLUSH_INTERVAL)
-            stream.flush()
-            if status is not None:
-                break
-            if self.abort_event.is_set() or self.cancel_event.is_set():
-                self.cancel_event.clear()
-                proc.abort(self.grace)
-            elif deadline is not None and time.monotonic() >= deadline:
-                timed_out = True
-                proc.abort(self.grace)
-        if timed_out:
-            return ExitStatus(status.exit_code, status.signal, status.duration, timed_out=True, aborted=False)
-        return status
+        return supervise(proc, timeout=task.options.timeout, grace=self.grace, should_abort=self._stop_requested,
+                         tick=stream.flush, interval=FLUSH_INTERVAL)
+
+    def _stop_requested(self) -> bool:
+        """The run is being aborted, or the operator interrupted this one command."""
+        if self.cancel_event.is_set():
+            self.cancel_event.clear()
+            return True
+        return self.abort_event.is_set()
 
     def interrupt(self) -> None:
         """Stop the running command (SIGINT, SIGTERM, SIGKILL to its group) and the run."""

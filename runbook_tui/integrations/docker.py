@@ -849,4 +849,4 @@ def exec_in_container(
     """
     proc = ContainerProcess.spawn(client, target, script, on_output=on_output, env=env, cwd=cwd,
                                   shell=shell, user=user, rows=rows, cols=cols)
-    return supervise(proc, timeout=timeout, grace=grace, abort_event=abort_event)
+    return supervise(proc, timeout=timeout, grace=grace, should_abort=abort_event.is_set if abort_event else None)
