@@ -291,6 +291,8 @@ class Session:
                 raise RunAborted("operator aborted at step " + step.id)
             if answer.action == "skip":
                 return self.skip(task, step, answer.reason or "step skipped")
+            if answer.action != "run":
+                return self._finish(task, step, TaskOutcome("not_confirmed", reason=answer.reason or "step not confirmed"))
             self.state.confirmed_steps.add(step.id)
         return self._command(task, step, section, edited)
 

@@ -9,6 +9,7 @@ transcript file that another run is writing.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -404,6 +405,10 @@ class RunbookApp(App[int]):
         self.push_screen(YesNo(f"Interrupt task {self.running.id}?"),
                          lambda yes: session.cancel_command() if yes else None)
 
+    async def action_quit(self) -> None:
+        """Textual's own quit key (ctrl+q) ends the run the same careful way as q."""
+        self.action_quit_run()
+
     def action_quit_run(self) -> None:
         if self.session is None:
             self._stop_following.set()
@@ -422,9 +427,8 @@ class RunbookApp(App[int]):
         assert session is not None
         if interrupt:
             session.interrupt()
-            for worker in list(self.workers):
-                if worker.group == "session":
-                    worker.wait()
+            while self.running is not None:  # the command's group is being stopped; let it record that
+                time.sleep(0.05)
         pending = [t.id for _, _, t in session.pending_tasks()]
         if session.disconnected.is_set():
             session.record("operator.disconnected", reason="terminal lost (SIGHUP)")

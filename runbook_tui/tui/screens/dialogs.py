@@ -30,6 +30,7 @@ class ConfirmCommand(ModalScreen[Answer]):
     def __init__(self, request: Confirmation) -> None:
         super().__init__(classes="dialog")
         self.request = request
+        self.edited: str | None = None  # an edited high-risk command waits for the typed word
 
     def compose(self) -> ComposeResult:
         r = self.request
@@ -83,13 +84,21 @@ class ConfirmCommand(ModalScreen[Answer]):
             self.dismiss(Answer("skip", reason=reason))
 
     def _edited(self, command: str | None) -> None:
-        if command:
-            self.dismiss(Answer("run", command=command, typed=self.request.typed_word))
+        """Low risk: the edit is the confirmation. High risk: the word must still be typed."""
+        if not command:
+            return
+        if not self.request.typed_word:
+            self.dismiss(Answer("run", command=command))
+            return
+        self.edited = command
+        self.query_one("#dialog-command", Static).update(
+            Syntax(command, "bash", word_wrap=True, background_color="default"))
+        self.query_one("#typed", Input).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         typed = event.value.strip()
         if typed == self.request.typed_word:
-            self.dismiss(Answer("run", typed=typed))
+            self.dismiss(Answer("run", typed=typed, command=self.edited))
         else:
             self.notify(f"That is not {self.request.typed_word!r}; nothing was run.", severity="warning")
             event.input.value = ""
