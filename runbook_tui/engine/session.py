@@ -166,6 +166,7 @@ class Session:
         self.state = state or RunState()
         self.terminal = terminal
         self._docker: Any = None  # a Docker client, made for the first container task
+        self.ended = False  # run.finished or run.aborted has been written
         self.disconnected = threading.Event()  # the operator's terminal is gone (SIGHUP)
         self._runbook_changed = False
         self.abort_event = threading.Event()  # stop the command and the run
@@ -215,17 +216,24 @@ class Session:
         self.record("note", text=self.redactor.redact(text), task_id=task_id)
 
     def finish(self) -> str:
-        """Write run.finished with the overall result: success unless a required task failed."""
+        """Write run.finished with the overall result: success unless a required task failed.
+
+        A run ends once: a second finish or abort (a quit racing an interrupt) records nothing.
+        """
         counts: dict[str, int] = {}
         for outcome in self.state.finished.values():
             counts[outcome.status] = counts.get(outcome.status, 0) + 1
         failed = [tid for tid, o in self.state.finished.items() if o.status in ("failed", "not_confirmed")]
         result = "failed" if failed else "success"
-        self.record("run.finished", result=result, counts=counts, failed=failed)
+        if not self.ended:
+            self.ended = True
+            self.record("run.finished", result=result, counts=counts, failed=failed)
         return result
 
     def aborted(self, reason: str) -> None:
-        self.record("run.aborted", reason=reason)
+        if not self.ended:
+            self.ended = True
+            self.record("run.aborted", reason=reason)
 
     # ---- the guided sequence -------------------------------------------------------------
     def pending_tasks(self) -> Iterator[tuple[Section, Step, Task]]:

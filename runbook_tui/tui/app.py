@@ -205,7 +205,7 @@ class RunbookApp(App[int]):
             if self.session.disconnected.is_set():
                 self.call_from_thread(self._quit, False)
 
-    @work(thread=True, exclusive=True, group="session", exit_on_error=False)
+    @work(thread=True, group="session-call", exit_on_error=False)
     def _session_call(self, method: str, *args: Any) -> None:
         assert self.session is not None
         getattr(self.session, method)(*args)
@@ -390,12 +390,18 @@ class RunbookApp(App[int]):
                          lambda index: self.open_related(index) if index is not None else None)
 
     def open_related(self, index: int) -> None:
+        """Open a related runbook on top; a missing or broken file is a notification, not a crash."""
+        from runbook_tui.parse import load_runbook
+        from runbook_tui.parse.errors import RunbookError
         from runbook_tui.tui.screens.related import RelatedScreen
 
         target = Path(self.runbook.path).parent / self.runbook.related[index].target
-        screen = RelatedScreen.load(target, self.session)
-        if screen is not None:
-            self.push_screen(screen)
+        try:
+            related = load_runbook(target)
+        except RunbookError as exc:
+            self.notify(str(exc), severity="error", timeout=15)
+            return
+        self.push_screen(RelatedScreen(related, self.session))
 
     def action_interrupt(self) -> None:
         if self.running is None or self.session is None:

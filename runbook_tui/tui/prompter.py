@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from textual.screen import Screen
 
 from runbook_tui.engine.checks import Verdict
-from runbook_tui.engine.session import Answer, Confirmation, MissingValue, Question
+from runbook_tui.engine.session import Answer, Confirmation, MissingValue, Question, RunAborted
 from runbook_tui.model import Step, Task
 from runbook_tui.tui.screens.dialogs import ConfirmCommand, ValuesForm, YesNo
 
@@ -38,7 +38,12 @@ class ScreenPrompter:
             done.set()
 
         self.app.call_from_thread(self.app.push_screen, screen, answered)
-        done.wait()
+        session = getattr(self.app, "session", None)
+        while not done.wait(0.05):
+            if session is not None and session.abort_event.is_set():
+                # quitting while a question is open: close it, and stop the task it was about
+                self.app.call_from_thread(_close, screen)
+                raise RunAborted("the run was stopped while a question was open")
         return result[0]
 
     def confirm(self, request: Confirmation) -> Answer:
@@ -62,3 +67,8 @@ class ScreenPrompter:
     def after_failure(self, task: Task, verdict: Verdict, attempt: int) -> Answer:
         # The guide stops on the failed task; the operator retries (r) or skips (s) from there.
         return Answer("stop", reason=verdict.reason)
+
+
+def _close(screen: Screen[Any]) -> None:
+    if screen.is_attached:
+        screen.dismiss(None)

@@ -24,7 +24,8 @@ class ConfirmCommand(ModalScreen[Answer]):
         Binding("y", "answer('run')", "Run", id="confirm.yes", tooltip="Run this command"),
         Binding("n,escape", "answer('stop')", "Don't run", id="confirm.no", tooltip="Leave it not run"),
         Binding("s", "answer('skip')", "Skip", id="confirm.skip", tooltip="Skip this task with a reason"),
-        Binding("ctrl+e", "answer('edit')", "Edit", id="confirm.edit", tooltip="Edit the command first"),
+        Binding("ctrl+e", "answer('edit')", "Edit", id="confirm.edit", priority=True,
+                tooltip="Edit the command first"),
     ]
 
     def __init__(self, request: Confirmation) -> None:

@@ -16,8 +16,6 @@ from textual.widgets import Footer, Static
 
 from runbook_tui.engine.session import Session
 from runbook_tui.model import Runbook
-from runbook_tui.parse import load_runbook
-from runbook_tui.parse.errors import RunbookError
 from runbook_tui.tui.widgets.step_tree import StepTree
 from runbook_tui.tui.widgets.step_view import StepView
 
@@ -29,18 +27,6 @@ class RelatedScreen(Screen[None]):
         super().__init__()
         self.runbook = runbook
         self.session = session
-
-    @classmethod
-    def load(cls, path: Path, session: Session | None) -> RelatedScreen | None:
-        """The screen for a related runbook, or None (with a notification) if it cannot be read."""
-        from textual import get_current_app
-
-        try:
-            runbook = load_runbook(path)
-        except RunbookError as exc:
-            get_current_app().notify(str(exc), severity="error", timeout=15)
-            return None
-        return cls(runbook, session)
 
     def compose(self) -> ComposeResult:
         yield Static(f"{self.runbook.title} — related runbook, read-only (escape to return to the run; "

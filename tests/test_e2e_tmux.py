@@ -1,0 +1,118 @@
+"""End to end in a real terminal: the TUI under tmux, driven with send-keys, read with capture-pane.
+
+Skips when tmux is missing, unless RUNBOOK_TUI_REQUIRE_TMUX=1 (then it fails). Uses its own tmux
+server (`-L` socket) and kills only that server.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.tui_helpers import events
+
+RUNBOOK = textwrap.dedent("""\
+    # E2E check
+
+    **Owner:** runbook-tui tests
+
+    ## Steps
+    1. **Say the answer**
+       - `echo e2e-$((6*7))`
+""")
+
+
+class Tmux:
+    """One private tmux server."""
+
+    def __init__(self) -> None:
+        self.socket = f"rbt-e2e-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    def __call__(self, *args: str, check: bool = True) -> str:
+        done = subprocess.run(["tmux", "-L", self.socket, *args], check=False, capture_output=True, text=True,
+                              timeout=30)
+        if check and done.returncode != 0:
+            raise AssertionError(f"tmux {' '.join(args)} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def screen(self) -> str:
+        return self("capture-pane", "-p", "-t", "e2e")
+
+    def wait_for(self, text: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not on screen after {timeout}s; the screen:\n{screen}")
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def tmux() -> Iterator[Tmux]:
+    if shutil.which("tmux") is None:
+        if os.environ.get("RUNBOOK_TUI_REQUIRE_TMUX") == "1":
+            pytest.fail("tmux is missing and RUNBOOK_TUI_REQUIRE_TMUX=1")
+        pytest.skip("tmux is not installed (set RUNBOOK_TUI_REQUIRE_TMUX=1 to make this a failure)")
+    server = Tmux()
+    try:
+        yield server
+    finally:
+        server("kill-server", check=False)
+
+
+def wait_for_file(path: Path, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.read_text().strip()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} did not appear within {timeout}s")
+        time.sleep(0.1)
+    return path.read_text().strip()
+
+
+def test_run_a_command_in_a_real_terminal(tmux: Tmux, tmp_path: Path) -> None:
+    book = tmp_path / "e2e.md"
+    book.write_text(RUNBOOK, encoding="utf-8")
+    transcript = tmp_path / "t.jsonl"
+    exit_file = tmp_path / "exit-code"
+    app = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "runbook_tui", str(book),
+                                                "--transcript", str(transcript)))
+    config = shlex.quote(str(tmp_path / "config"))  # no user settings, keymap or themes
+    shell = (f"cd {shlex.quote(str(tmp_path))} && XDG_CONFIG_HOME={config} {app}; "
+             f"echo $? > {shlex.quote(str(exit_file))}")
+    tmux("new-session", "-d", "-x", "120", "-y", "40", "-s", "e2e", shell)
+
+    tmux.wait_for("0/1 tasks")
+    tmux.wait_for("echo e2e-$((6*7))")
+    tmux("send-keys", "-t", "e2e", "Enter")
+    tmux.wait_for("Run task 1.1.1?")
+    tmux("send-keys", "-t", "e2e", "y")
+    screen = tmux.wait_for("e2e-42")
+    assert "[exit 0," in tmux.wait_for("[exit 0,"), screen
+    tmux.wait_for("1/1 tasks")
+    tmux("send-keys", "-t", "e2e", "q")
+
+    assert wait_for_file(exit_file) == "0", "every task settled and passed: the run succeeded"
+    verified = subprocess.run([sys.executable, "-m", "runbook_tui", "transcript", "verify", str(transcript)],
+                              check=False, capture_output=True, text=True, timeout=60)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    kinds = [e["type"] for e in events(transcript)]
+    assert kinds[0] == "run.started" and kinds[-1] == "run.finished"
+    assert "command.started" in kinds and "command.finished" in kinds
+    (started,) = events(transcript, "command.started")
+    assert started["command"] == "echo e2e-$((6*7))"
+    assert "e2e-42" in "".join(e["text"] for e in events(transcript, "output"))
+    assert events(transcript, "command.finished")[0]["exit_code"] == 0
+    assert events(transcript, "run.finished")[0]["result"] == "success"
+    assert events(transcript, "run.started")[0]["operator"]["tty"] is not None, "it ran on a terminal"
