@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runbook_tui.audit.transcript import default_transcript_dir, read_events, verify
+from runbook_tui.audit.transcript import TranscriptError, default_transcript_dir, read_events, verify
 from runbook_tui.engine.session import RunState, TaskOutcome
 from runbook_tui.model import Runbook, Task
 
@@ -55,23 +55,27 @@ class RunHistory:
             history.problem = f"{path}: this run already finished ({history.result}); start a new run instead"
         return history
 
-    def _apply(self, event: dict[str, Any]) -> None:
-        kind = event["type"]
+    def _apply(self, event: Any) -> None:
+        if not isinstance(event, dict):
+            raise TranscriptError(f"{self.path}: an event is not a JSON object")
+        kind = event.get("type")
         if kind == "run.started":
-            runbook = event.get("runbook", {})
+            runbook = _mapping(event.get("runbook"))
             self.runbook_path = runbook.get("path", "")
             self.runbook_sha256 = runbook.get("sha256", "")
             self.title = runbook.get("title", "")
             self.mode = event.get("mode", "paranoid")
-            self.values = {k: v for k, v in event.get("variables", {}).items() if "[REDACTED" not in v}
-            operator = event.get("operator", {})
+            self.values = {str(k): v for k, v in _mapping(event.get("variables")).items()
+                           if isinstance(v, str) and "[REDACTED" not in v}
+            operator = _mapping(event.get("operator"))
             self.operator = f"{operator.get('user', '?')}@{operator.get('host', '?')}"
             self.started = event.get("ts", "")
         elif kind == "task.finished":
-            if event["status"] in SETTLED:
-                self.settled[event["task_id"]] = (event["status"], event.get("fingerprint", ""))
+            task_id = str(event.get("task_id"))
+            if event.get("status") in SETTLED:
+                self.settled[task_id] = (event["status"], str(event.get("fingerprint", "")))
             else:
-                self.settled.pop(event["task_id"], None)
+                self.settled.pop(task_id, None)
         elif kind == "run.finished":
             self.result = event.get("result", "finished")
         elif kind == "run.aborted":
@@ -87,6 +91,11 @@ class RunHistory:
             if settled and _same(task, settled[1]):
                 state.finished[task.id] = TaskOutcome(settled[0])  # type: ignore[arg-type]
         return state
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """A field that should be an object, or {} when a damaged transcript says otherwise."""
+    return value if isinstance(value, dict) else {}
 
 
 def _same(task: Task, fingerprint: str) -> bool:
@@ -111,7 +120,7 @@ def list_runs(directory: Path | None = None) -> list[RunSummary]:
         try:
             for event in read_events(path):
                 history._apply(event)
-        except (ValueError, OSError):
+        except (ValueError, OSError, TranscriptError):
             history.result = "unreadable"
         runs.append(RunSummary(history.started or "?", history.title or path.stem, history.operator or "?",
                                history.result, str(path)))

@@ -51,8 +51,13 @@ class TranscriptError(Exception):
 
 
 def canonical(obj: Any) -> bytes:
-    """The exact bytes that are hashed: sorted keys, no spaces, UTF-8."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """The exact bytes that are hashed: sorted keys, no spaces, UTF-8.
+
+    A string Python decoded with surrogateescape (a non-UTF-8 file name, argument or working
+    directory) keeps its undecodable bytes as `\\udcXX` JSON escapes, so it is recorded, not lost.
+    """
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8", "backslashreplace")
 
 
 def utc_timestamp() -> str:

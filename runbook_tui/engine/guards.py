@@ -69,7 +69,7 @@ class RunLock:
     """Held for the length of a run; `acquire` returns the other holder's details if there is one."""
 
     def __init__(self, runbook_path: str) -> None:
-        key = hashlib.sha256(os.path.abspath(runbook_path).encode()).hexdigest()[:24]
+        key = hashlib.sha256(os.fsencode(os.path.abspath(runbook_path))).hexdigest()[:24]
         self.path = lock_dir() / f"{key}.lock"
         self._file: IO[str] | None = None
 
