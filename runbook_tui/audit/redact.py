@@ -85,7 +85,8 @@ class Redactor:
         out: list[str] = []
         pos = 0
         hold = _hold_start(names, text, 0)
-        while (match := pattern.search(text, pos)) is not None and match.start() < hold:
+        present = any(variant in text for variant in names)
+        while present and (match := pattern.search(text, pos)) is not None and match.start() < hold:
             out.append(text[pos : match.start()])
             out.append(f"[REDACTED:{names[match.group()]}]")
             pos = match.end()

@@ -27,6 +27,8 @@ _INCOMPLETE = re.compile(
     r"(?:\x1b(?:[\]P_^X][^\x07\x1b]*(?:\x1b)?|\[[0-?]*[ -/]*|[ -/]*)?"
     r"|\x9b[0-?]*[ -/]*|[\x90\x98\x9d\x9e\x9f][^\x07\x9c\x1b]*\x1b?)\Z"
 )
+# Any character that starts something `_SEQUENCE` removes; text without one passes unchanged.
+_SPECIAL = re.compile(r"[\x00-\x07\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 MAX_HELD = 4096  # an unterminated sequence longer than this is dropped, not held forever
 
 
@@ -36,8 +38,31 @@ def _keep(match: re.Match[str]) -> str:
     return ""
 
 
+_CSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+_SGR = re.compile(r"\x1b\[[0-?]*m")
+_STARTS = ("\x1b", "\x9b", "\x90", "\x98", "\x9d", "\x9e", "\x9f", "\x1b]", "\x1bP", "\x1b_", "\x1b^", "\x1bX")
+
+
+def _incomplete_start(text: str) -> int | None:
+    """Where an escape sequence cut off by the end of the chunk starts (only the last ones can)."""
+    for start in sorted({p for p in (text.rfind(s) for s in _STARTS) if p >= 0}):
+        if _INCOMPLETE.match(text, start):
+            return start
+    return None
+
+
 def safe_text(text: str, *, colors: bool = True) -> str:
-    """Whole text with every sequence but SGR (or all of them, `colors=False`) removed."""
+    """Whole text with every sequence but SGR (or all of them, `colors=False`) removed.
+
+    Fast paths first: text that is plain once its CSI sequences are set aside needs no full scan.
+    """
+    if colors:
+        if _SPECIAL.search(_SGR.sub("", text)) is None:
+            return text
+    else:
+        stripped = _CSI.sub("", text)
+        if _SPECIAL.search(stripped) is None:
+            return stripped
     return _SEQUENCE.sub(_keep if colors else "", text)
 
 
@@ -51,10 +76,12 @@ class TerminalFilter:
     def feed(self, chunk: str) -> str:
         text = self._held + chunk
         self._held = ""
-        incomplete = _INCOMPLETE.search(text)
-        if incomplete and len(text) - incomplete.start() <= MAX_HELD:
-            self._held = text[incomplete.start():]
-            text = text[: incomplete.start()]
+        if _SPECIAL.search(text) is None:  # plain text: nothing to drop or hold back
+            return text
+        start = _incomplete_start(text)
+        if start is not None and len(text) - start <= MAX_HELD:
+            self._held = text[start:]
+            text = text[:start]
         return safe_text(text, colors=self.colors)
 
     def flush(self) -> str:

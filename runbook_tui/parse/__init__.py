@@ -38,6 +38,17 @@ def read_text(path: str | Path) -> str:
 
 def parse_text(text: str, path: str) -> Runbook:
     """Parse runbook text, as YAML when the path says so, otherwise as Markdown."""
+    import gc
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _parse_text(text, path)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _parse_text(text: str, path: str) -> Runbook:
     if path.lower().endswith(YAML_SUFFIXES):
         from runbook_tui.parse.yaml import parse_yaml
 

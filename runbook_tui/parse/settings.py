@@ -86,7 +86,7 @@ class YamlSource:
     def compose(self, text: str) -> yaml.Node | None:
         """The document's root node, or None when it holds nothing but comments."""
         try:
-            return yaml.compose(text, Loader=yaml.SafeLoader)
+            return yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)

@@ -8,6 +8,7 @@ transcript file that another run is writing.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -77,6 +78,7 @@ class RunbookApp(App[int]):
         self.running: Task | None = None
         self.containers: ContainerWatch | None = None
         self.startup_notice: str | None = None
+        self._output_pane: OutputPane | None = None
         self.concurrent: dict[str, Any] | None = None
         self._lock: Any = None
         self._stop_following = threading.Event()
@@ -136,8 +138,16 @@ class RunbookApp(App[int]):
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._terminal_lost)
 
     def _terminal_lost(self) -> None:
-        """SIGHUP: the running command may finish; nothing else starts; the run is recorded as aborted."""
+        """SIGHUP: the running command may finish; nothing else starts; the run is recorded as aborted.
+
+        The terminal is gone, so the screen is pointed at /dev/null: Textual's writer would
+        otherwise block on it and the app could never exit.
+        """
         assert self.session is not None
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.close(devnull)
         self.session.disconnect()
         if self.running is None:
             self._quit(interrupt=False)
@@ -223,6 +233,8 @@ class RunbookApp(App[int]):
     # ---- what the session reports ------------------------------------------------------------
     def event(self, event: dict[str, Any]) -> None:  # type: ignore[override]
         """Observer: a transcript event is on disk (called on the session's thread)."""
+        if event["type"] == "output" and not self.read_only:
+            return  # apply_event ignores it; waiting for the UI here would hold back the transcript
         if threading.current_thread() is threading.main_thread():
             self.apply_event(event)
         else:
@@ -230,7 +242,9 @@ class RunbookApp(App[int]):
 
     def output(self, task_id: str, text: str) -> None:
         """Observer: live output (called on the PTY reader thread)."""
-        self.query_one("#output", OutputPane).feed(task_id, text)
+        if self._output_pane is None:  # no DOM query per chunk on the reader thread
+            self._output_pane = self.query_one("#output", OutputPane)
+        self._output_pane.feed(task_id, text)
 
     def apply_event(self, event: dict[str, Any]) -> None:
         kind = event["type"]
@@ -281,8 +295,9 @@ class RunbookApp(App[int]):
 
     def on_step_tree_selected(self, message: StepTree.Selected) -> None:
         self._refresh_view(message.item)
-        if message.item.task is not None:
-            self.query_one("#output", OutputPane).show(message.item.task.id)
+        pane = self.query_one("#output", OutputPane)
+        if message.item.task is not None and pane.shown != message.item.task.id:
+            pane.show(message.item.task.id)
 
     def _refresh_view(self, item: Item | None = None) -> None:
         item = item or self.selected
@@ -446,6 +461,9 @@ class RunbookApp(App[int]):
         else:
             code = 0 if session.finish() == "success" else 1
         session.transcript.close()
+        if session.disconnected.is_set():
+            # everything is recorded; if Textual cannot shut down without its terminal, do not linger
+            threading.Timer(5.0, os._exit, args=(code,)).start()
         self.call_from_thread(self.exit, code)
 
     def run_on_terminal(self, argv: list[str], *, on_output: Any, cwd: str, env: Any) -> Any:

@@ -31,7 +31,15 @@ class TaskOutput:
 
     def add(self, text: str) -> list[str]:
         """Take raw text; return the lines it completed."""
-        pieces = (self.partial + self._plain.feed(text)).split("\n")
+        text = self._plain.feed(text)
+        cut = len(text)
+        for _ in range(MAX_LINES + 1):
+            cut = text.rfind("\n", 0, cut)
+            if cut < 0:
+                break
+        if cut >= 0:  # more than MAX_LINES lines in this batch: the older ones would be dropped anyway
+            self.partial, text = "", text[cut + 1 :]
+        pieces = (self.partial + text).split("\n")
         self.partial = _overwrite(pieces.pop())[-MAX_LINE:]
         done = [_overwrite(piece)[:MAX_LINE] for piece in pieces[-MAX_LINES:]]
         self.lines.extend(done)
@@ -77,9 +85,12 @@ class OutputPane(Vertical):
             return
         visible: list[str] = []
         touched_shown = False
+        batches: dict[str, list[str]] = {}
         while self._queue:
             task_id, text = self._queue.popleft()
-            completed = self._outputs.setdefault(task_id, TaskOutput()).add(text)
+            batches.setdefault(task_id, []).append(text)
+        for task_id, texts in batches.items():
+            completed = self._outputs.setdefault(task_id, TaskOutput()).add("".join(texts))
             self._last = task_id
             if task_id == self.shown:
                 visible.extend(completed)
