@@ -293,8 +293,13 @@ def transcript_verify(path: str) -> None:
 def transcript_export(path: str, fmt: str, output: str | None) -> None:
     """Export a transcript for release notes (md), tools (json) or replay (cast)."""
     from runbook_tui.audit.export import export
+    from runbook_tui.audit.transcript import TranscriptError
 
-    text = export(path, fmt)  # type: ignore[arg-type]
+    try:
+        text = export(path, fmt)  # type: ignore[arg-type]
+    except TranscriptError as exc:
+        click.echo(f"error: {exc} (run `runbook-tui transcript verify {path}`)", err=True)
+        sys.exit(EXIT_BAD_INPUT)
     if output:
         Path(output).write_text(text, encoding="utf-8")
         click.echo(f"wrote {output}", err=True)

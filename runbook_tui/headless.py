@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 import click
 
-from runbook_tui.audit.terminal import TerminalFilter
+from runbook_tui.audit.terminal import TerminalFilter, visible
 from runbook_tui.audit.transcript import Transcript, TranscriptError, new_transcript_path
 from runbook_tui.engine.checks import Verdict
 from runbook_tui.engine.guards import RunLock, describe_holder
@@ -61,13 +61,13 @@ class Printer:
             self._line(f"runbook-tui: {event['runbook']['title']} ({event['mode']} mode), "
                        f"transcript sealed line by line")
         elif kind == "step.entered":
-            self._line(f"\n▶ {event['step_id']} {event['title']}")
+            self._line(f"\n▶ {event['step_id']} {visible(event['title'])}")
         elif kind == "command.started":
             attempt = f" (attempt {event['attempt']})" if event.get("attempt", 1) > 1 else ""
-            self._line(f"$ {event['run_command']}{attempt}")
+            self._line(f"$ {visible(event['run_command'])}{attempt}")
         elif kind == "command.planned":
             self._line(f"  would run [{event['task_id']}] in {event['cwd']}:")
-            for line in event["run_command"].splitlines():
+            for line in visible(event["run_command"]).splitlines():
                 self._line(f"    {line}")
             if event.get("env"):
                 self._line("    with " + ", ".join(f"{k}={v}" for k, v in event["env"].items()))
@@ -95,8 +95,8 @@ class TerminalPrompter:
 
     def confirm(self, request: Confirmation) -> Answer:
         click.echo("")
-        click.echo(f"  task {request.task.id}: {request.task.text}")
-        for line in request.command.splitlines():
+        click.echo(f"  task {request.task.id}: {visible(request.task.text)}")
+        for line in visible(request.command).splitlines():
             click.echo(f"  │ {line}")
         where = f"cwd {request.cwd}" + (f", container {request.container}" if request.container else "")
         click.echo(f"  {where}; env: {', '.join(request.env_names) or 'none'}; risk: {request.risk}")
@@ -125,7 +125,7 @@ class TerminalPrompter:
         return Answer("run") if choice == "y" else self._skip_or_abort("skip" if choice == "s" else "abort")
 
     def confirm_manual(self, task: Task, step: Step) -> Answer:
-        click.echo(f"  [ ] {task.id} {task.text}")
+        click.echo(f"  [ ] {task.id} {visible(task.text)}")
         choice = click.prompt("  Done? [y]es, [s]kip, [a]bort", default="y",
                               type=click.Choice(["y", "s", "a"]), show_choices=False)
         return Answer("done") if choice == "y" else self._skip_or_abort("skip" if choice == "s" else "abort")
@@ -186,8 +186,18 @@ class _Terminated(Exception):
     """SIGTERM arrived: stop like Ctrl+C does."""
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise _Terminated("terminated (SIGTERM)")
+def _stopper(session: Session, name: str) -> Callable[[int, object], None]:
+    """SIGINT/SIGTERM: while a command runs, stop it (SIGINT, SIGTERM, SIGKILL to its group) and
+    let the session record that; between commands (at a prompt), stop the run right away.
+    Raising in the middle of a command could cut a transcript line or leave the command alive."""
+
+    def handler(signum: int, frame: object) -> None:
+        if session.command_running:
+            session.interrupt()
+        else:
+            raise _Terminated(f"stopped by {name}")
+
+    return handler
 
 
 def _front_end(yes: bool, confirm_high_risk: bool, mode: str) -> tuple[Any, str | None]:
@@ -228,7 +238,9 @@ def _drive(session: Session, prepare: Callable[[], None]) -> int:
     holder = lock.acquire(str(session.transcript.path))
     if holder is not None:
         click.echo(f"warning: another run of this runbook is in progress: {describe_holder(holder)}", err=True)
-    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _on_sigterm),
+    session.concurrent_run = holder
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _stopper(session, "SIGTERM")),
+                signal.SIGINT: signal.signal(signal.SIGINT, _stopper(session, "Ctrl+C (SIGINT)")),
                 signal.SIGHUP: signal.signal(signal.SIGHUP, lambda *_: session.disconnect())}
     try:
         prepare()

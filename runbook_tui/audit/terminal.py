@@ -19,7 +19,7 @@ _SEQUENCE = re.compile(
     r")"
     r"|[\x00-\x07\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]"  # C0 controls but BS, TAB, LF, CR, ESC
     r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
-    r"|[\x90\x98\x9d\x9e\x9f][^\x07\x9c\x1b]*(?:\x07|\x9c|\x1b\\)?"  # 8-bit DCS/SOS/OSC/PM/APC
+    r"|[\x90\x98\x9d\x9e\x9f][^\x07\x9c\x1b]*(?:\x07|\x9c|\x1b\\)"  # 8-bit DCS/SOS/OSC/PM/APC
     r"|[\x80-\x9f]"  # other C1 controls
     r"|\x1b"  # a lone ESC that starts nothing we know
 )
@@ -87,3 +87,15 @@ class TerminalFilter:
     def flush(self) -> str:
         held, self._held = self._held, ""
         return safe_text(held, colors=self.colors)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """Runbook text (a command, a title) as printable characters: `\\x1b` instead of an escape.
+
+    What the operator is asked to confirm must be exactly what is shown; a command hiding an
+    erase-line and a carriage return could otherwise display one thing and run another.
+    """
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)

@@ -153,6 +153,9 @@ class Transcript:
             except (OSError, ValueError) as exc:
                 self._undo_partial_write(exc)
                 raise TranscriptError(f"cannot write to transcript {self.path}: {exc}") from exc
+            except BaseException as exc:  # a signal mid-write: the line is not part of the chain
+                self._undo_partial_write(exc)
+                raise
             self._size += len(line)
             self._seq += 1
             self._prev = digest
@@ -255,8 +258,8 @@ def _last_line_starts(file: IO[bytes], end: int) -> tuple[int, int]:
 
 def _parses(data: bytes) -> bool:
     try:
-        json.loads(data)
-    except ValueError:
+        json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):
         return False
     return True
 
@@ -265,10 +268,8 @@ def read_events(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     """Stream the events of a transcript (no verification; a torn last line is skipped)."""
     with open(path, "rb") as file:
         for number, line in enumerate(file, 1):
-            if line.endswith(b"\n"):
+            if line.endswith(b"\n") or _parses(line):
                 yield _load(line, path, number)
-            elif _parses(line):
-                yield json.loads(line)
 
 
 def follow(path: str | os.PathLike[str], stop: threading.Event) -> Iterator[dict[str, Any]]:
@@ -297,10 +298,14 @@ def follow(path: str | os.PathLike[str], stop: threading.Event) -> Iterator[dict
 
 
 def _load(line: bytes, path: str | os.PathLike[str], number: int) -> dict[str, Any]:
+    """One event: a UTF-8 JSON object, or TranscriptError (never another exception)."""
     try:
-        return json.loads(line)
-    except ValueError as exc:
-        raise TranscriptError(f"{path}:{number}: not a JSON event: {exc}") from exc
+        event = json.loads(line.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise TranscriptError(f"{path}:{number}: not a JSON event: {exc}") from None
+    if not isinstance(event, dict):
+        raise TranscriptError(f"{path}:{number}: not an event (a JSON {type(event).__name__})")
+    return event
 
 
 @dataclass(frozen=True)
@@ -341,8 +346,8 @@ def verify(path: str | os.PathLike[str]) -> VerifyResult:
 def _diagnose(line: bytes, seq: int, prev: str) -> str | None:
     """Why `line` breaks the chain ("torn" for a crash-cut last line), or None if it does not."""
     try:
-        event = json.loads(line)
-    except ValueError:
+        event = json.loads(line.decode("utf-8"))
+    except (ValueError, RecursionError):
         return "torn" if not line.endswith(b"\n") else "not valid JSON (edited or truncated)"
     if not isinstance(event, dict) or not isinstance(event.get("hash"), str):
         return "not an event (no hash)"

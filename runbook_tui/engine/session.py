@@ -167,6 +167,8 @@ class Session:
         self.terminal = terminal
         self._docker: Any = None  # a Docker client, made for the first container task
         self.ended = False  # run.finished or run.aborted has been written
+        self.command_running = False  # a signal then stops the command; between commands it stops the run
+        self.concurrent_run: dict[str, Any] | None = None  # another run of this runbook, from the lock
         self.disconnected = threading.Event()  # the operator's terminal is gone (SIGHUP)
         self._runbook_changed = False
         self.abort_event = threading.Event()  # stop the command and the run
@@ -186,11 +188,9 @@ class Session:
             self.observer.event(event)
         return event
 
-    def start(self, concurrent: dict[str, Any] | None = None) -> None:
-        """Write run.started: who, where, what, with which values (secret names only).
-
-        `concurrent` describes another run of the same runbook in progress, if the lock said so.
-        """
+    def start(self) -> None:
+        """Write run.started: who, where, what, with which values (secret names only), and
+        `concurrent_run`: another run of the same runbook in progress, if the lock said so."""
         self.record(
             "run.started",
             run_id=self.run_id,
@@ -203,7 +203,7 @@ class Session:
             cwd=os.getcwd(),
             variables={k: self.redactor.redact(v) for k, v in self.values.items()},
             secrets=sorted(self.secrets),
-            concurrent_run=concurrent,
+            concurrent_run=self.concurrent_run,
         )
 
     def resume(self, interrupted: str | None) -> None:
@@ -465,20 +465,25 @@ class Session:
             self.record("command.finished", task_id=task.id, exit_code=127, signal=None, duration=0.0,
                         timed_out=False, attempt=attempt, error=message)
             return status, Verdict(False, message)
+        status: ExitStatus | None = None
+        self.command_running = True
         try:
             status = self._supervise(proc, task, stream)
         except BaseException:
-            # Ctrl+C, SIGTERM or a failure of ours: the command does not outlive the run.
+            # A failure of ours (or an exception from a front end): the command does not outlive it.
             proc.abort(self.grace)
-            status = proc.wait()
-            assert status is not None
-            status = ExitStatus(status.exit_code, status.signal, status.duration, aborted=True)
+            ended = proc.wait()
+            if ended is not None:
+                status = ExitStatus(ended.exit_code, ended.signal, ended.duration, aborted=True)
             raise
         finally:
+            self.command_running = False
             stream.close()
-            self.record("command.finished", task_id=task.id, exit_code=status.exit_code, signal=status.signal,
-                        duration=round(status.duration, 3), timed_out=status.timed_out, aborted=status.aborted,
-                        attempt=attempt)
+            final = status or ExitStatus(exit_code=None, signal=None, duration=0.0, aborted=True)
+            lost = {"output_lost": str(stream.error)} if stream.error is not None else {}
+            self.record("command.finished", task_id=task.id, exit_code=final.exit_code, signal=final.signal,
+                        duration=round(final.duration, 3), timed_out=final.timed_out, aborted=final.aborted,
+                        attempt=attempt, **lost)
         if stream.error is not None:
             raise stream.error
         return status, judge(task, status, stream.tail.text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,12 +73,15 @@ def lint(runbook: Runbook, text: str | None = None) -> list[Warning]:
                 found.append(Warning(path, task.line, 1, "placeholder",
                                      f"task {task.id} has placeholders {', '.join(task.placeholders)} "
                                      "that the operator must fill in"))
+            if any(ord(c) < 32 and c not in "\n\t" or 0x7f <= ord(c) <= 0x9f for c in task.command):
+                found.append(Warning(path, task.line, 1, "hidden-command",
+                                     f"task {task.id} holds control characters that a terminal would not show"))
             if (why := dangerous_reason(task.command)) is not None:
                 found.append(Warning(path, task.line, 1, "dangerous-command",
                                      f"task {task.id} {why}: {task.command.splitlines()[0]}"))
     base = Path(path).parent
     for related in runbook.related:
-        if not (base / related.target).exists():
+        if not os.path.exists(base / related.target):  # never raises, even for a silly long name
             found.append(Warning(path, related.line, 1, "missing-related",
                                  f"related runbook '{related.title}' points at {related.target}, which does not exist"))
     if text is not None and runbook.format == "markdown":

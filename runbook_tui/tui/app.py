@@ -197,7 +197,8 @@ class RunbookApp(App[int]):
                     except SecretError as exc:
                         self.call_from_thread(self.notify, str(exc), severity="error")
             self.session.add_secret(secret.name, value)
-        self.session.start(concurrent=self.concurrent)
+        self.session.concurrent_run = self.concurrent
+        self.session.start()
 
     @work(thread=True, exclusive=True, group="session", exit_on_error=False)
     def _run(self, task: Task, step: Step, section: Section, edited: str | None = None) -> None:
