@@ -336,13 +336,10 @@ def test_exec_gets_env_cwd_and_a_tty_and_reports_the_container(engine: DockerEng
 
 def test_exec_timeout_kills_the_process_in_the_container(engine: DockerEngine, box: Any) -> None:
     out: list[str] = []
-    started = time.monotonic()
     status = exec_in_container(engine.client, box.name, "echo waiting; sleep 300", on_output=out.append,
                                timeout=1.0, grace=1.0)
-    elapsed = time.monotonic() - started
     assert status.timed_out and not status.aborted
     assert status.exit_code is None and status.signal == 2  # SIGINT was enough
-    assert 1.0 <= elapsed < 6
     assert "waiting" in "".join(out)
     assert "sleep 300" not in ps(box)
 

@@ -15,6 +15,7 @@ import pytest
 
 from runbook_tui.audit.transcript import read_events
 from tests.paths import SEED
+from tests.test_markdown_seed import SEED_COMMANDS
 
 
 def write(tmp_path: Path, text: str, name: str = "book.md") -> Path:
@@ -86,16 +87,7 @@ def test_seed_runs_end_to_end_in_noop_and_shows_exactly_what_would_run(tmp_path:
     result = cli("run", str(SEED), "--mode", "noop", "--transcript", str(transcript), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     planned = events(transcript, "command.planned")
-    assert [e["run_command"] for e in planned] == [
-        "python src/manage.py check",
-        "python src/manage.py makemigrations --check --dry-run",
-        "docker compose build",
-        "python src/manage.py migrate --noinput",
-        "docker compose up -d web worker",
-        'python src/manage.py shell -c "from modules.jobs.models import JobQueue; '
-        'print(JobQueue.objects.pending().count())"',
-        "docker compose logs web --tail=100",
-    ]
+    assert [e["run_command"] for e in planned] == SEED_COMMANDS
     for event in planned:
         assert f"would run [{event['task_id']}]" in result.stdout
         assert event["run_command"] in result.stdout
