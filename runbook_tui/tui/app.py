@@ -79,6 +79,7 @@ class RunbookApp(App[int]):
         self.containers: ContainerWatch | None = None
         self.startup_notice: str | None = None
         self._output_pane: OutputPane | None = None
+        self._started = threading.Event()  # run.started is recorded
         self.concurrent: dict[str, Any] | None = None
         self._lock: Any = None
         self._stop_following = threading.Event()
@@ -170,9 +171,9 @@ class RunbookApp(App[int]):
             self.query_one(StepTree).relabel()
 
     # ---- session lifecycle (worker threads) --------------------------------------------------
-    @work(thread=True, exclusive=True, group="session", exit_on_error=False)
+    @work(thread=True, group="startup", exit_on_error=False)
     def _start(self) -> None:
-        """Read secrets (asking for missing ones), then record run.started."""
+        """Read secrets (asking for missing ones), then record run.started; tasks wait for it."""
         from runbook_tui.integrations.secrets import SecretError, read_secret, store_secret
 
         assert self.session is not None
@@ -199,11 +200,13 @@ class RunbookApp(App[int]):
             self.session.add_secret(secret.name, value)
         self.session.concurrent_run = self.concurrent
         self.session.start()
+        self._started.set()
 
     @work(thread=True, exclusive=True, group="session", exit_on_error=False)
     def _run(self, task: Task, step: Step, section: Section, edited: str | None = None) -> None:
         assert self.session is not None
         self.running = task
+        self._started.wait()  # an early enter must not run anything before run.started is on disk
         try:
             self.session.run_task(task, step, section, edited=edited)
         except RunAborted as exc:
@@ -219,6 +222,7 @@ class RunbookApp(App[int]):
     @work(thread=True, group="session-call", exit_on_error=False)
     def _session_call(self, method: str, *args: Any) -> None:
         assert self.session is not None
+        self._started.wait()
         getattr(self.session, method)(*args)
 
     @work(thread=True, group="follow", exit_on_error=False)
