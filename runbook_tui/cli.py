@@ -371,7 +371,7 @@ def secrets_set(target: str) -> None:
 @click.option("-n", "--limit", default=20, show_default=True, help="How many runs to list.")
 def runs(directory: str | None, limit: int) -> None:
     """List past runs, newest first: time, runbook, operator, result, transcript."""
-    from runbook_tui.audit.history import list_runs
+    from runbook_tui.engine.history import list_runs
 
     for entry in list_runs(Path(directory) if directory else None)[:limit]:
         click.echo(f"{entry.started}  {entry.result:<8}  {entry.operator:<24}  {entry.title}  {entry.path}")

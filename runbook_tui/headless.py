@@ -324,7 +324,7 @@ def _terminal() -> Any:
 def resume_headless(path: str, *, yes: bool, confirm_high_risk: bool, interrupted: str,
                     values: dict[str, str]) -> int:
     """`runbook-tui resume`: reopen the runbook of a run, skip what finished, continue the chain."""
-    from runbook_tui.audit.history import RunHistory
+    from runbook_tui.engine.history import RunHistory
     from runbook_tui.integrations.git import repo_facts
     from runbook_tui.integrations.secrets import SecretError
     from runbook_tui.parse import load_runbook
