@@ -211,6 +211,27 @@ def test_no_lost_tail_on_large_output():
     assert lines[:-1] == [str(i) for i in range(1, 200001)]  # all, in order
 
 
+def test_a_flood_reaches_on_output_in_batches_not_read_by_read():
+    """A fast writer's PTY gives a line or so per read; passing each on would load the reader."""
+    out = Collector()
+    run_command(["seq", "200000"], on_output=out, timeout=LIMIT)
+    reads_at_least = len(out.text) // 4096  # a PTY read returns at most 4 KiB
+    assert len(out.chunks) < reads_at_least / 4
+
+
+def test_output_of_a_command_still_running_is_not_held_back():
+    out = Collector()
+    proc = PtyProcess.spawn(["bash", "-c", "printf ready; sleep 5"], on_output=out)
+    try:
+        deadline = time.monotonic() + 2
+        while out.text != "ready" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert out.text == "ready"
+    finally:
+        proc.abort(grace=0.5)
+        proc.wait()
+
+
 def test_multibyte_char_split_across_reads():
     # The pause makes the reader see the first byte of "é" alone.
     _, out = bash(r"printf '\xc3'; sleep 0.2; printf '\xa9\n'")

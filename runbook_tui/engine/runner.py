@@ -28,6 +28,11 @@ __all__ = ["DEFAULT_TERM", "ExitStatus", "Process", "PtyProcess", "run_command",
 DEFAULT_TERM = "xterm-256color"
 
 _CHUNK = 64 * 1024
+# A PTY delivers a fast writer's output a line or so per read. Reads are gathered and handed
+# to on_output at most this late (or once _BATCH bytes are in), so the reader keeps up with
+# the writer instead of filtering, redacting and printing every kilobyte on its own.
+_BATCH_DELAY = 0.005
+_BATCH = 64 * 1024
 # After the leader exits, whatever still holds the PTY (background children) gets this long
 # of silence (and at most _DRAIN_MAX in total, in case it never goes quiet) before it is killed.
 _DRAIN_QUIET = 0.3
@@ -95,6 +100,33 @@ def _take_controlling_tty() -> None:
     fcntl.ioctl(1, termios.TIOCSCTTY, 0)
 
 
+class _Batch:
+    """Bytes read from the PTY and not yet handed on, with the time the oldest arrived."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._data = bytearray()
+        self._since = 0.0
+
+    def add(self, data: bytes) -> None:
+        if not self._data:
+            self._since = time.monotonic()
+        self._data += data
+
+    def full(self) -> bool:
+        return len(self._data) >= _BATCH
+
+    def due_in(self) -> float | None:
+        """Seconds until the batch must be handed on; None when it is empty."""
+        return self._since + _BATCH_DELAY - time.monotonic() if self._data else None
+
+    def take(self, *, final: bool = False) -> str:
+        """The batch as text (a split UTF-8 character waits for the next one, unless final)."""
+        text = self._decoder.decode(bytes(self._data), final=final)
+        self._data.clear()
+        return text
+
+
 def _open_pidfd(pid: int) -> int | None:
     """A pidfd lets the supervisor sleep until the leader exits; fall back to polling."""
     try:
@@ -108,7 +140,7 @@ class PtyProcess:
 
     A single supervisor thread reads the PTY, calls ``on_output`` (always from that thread,
     in order), notices the leader's exit, kills whatever is left in the group, reaps the
-    leader and closes every fd. Output is never accumulated here.
+    leader and closes every fd. Output is held back at most _BATCH_DELAY (or _BATCH bytes).
     """
 
     pid: int
@@ -268,8 +300,8 @@ class PtyProcess:
         except BaseException as exc:  # must not kill the thread, or wait() would hang
             self._error = exc
 
-    def _read_chunk(self, decoder: codecs.IncrementalDecoder) -> bool:
-        """Read one chunk and emit it; False at EOF (EIO on Linux once all slave fds closed)."""
+    def _read_chunk(self, batch: _Batch) -> bool:
+        """Read one chunk into ``batch``; False at EOF (EIO on Linux once all slave fds closed)."""
         try:
             data = os.read(self._master, _CHUNK)
         except OSError as exc:
@@ -278,10 +310,27 @@ class PtyProcess:
             data = b""
         if not data:
             return False
-        self._emit(decoder.decode(data))
+        batch.add(data)
+        if batch.full():
+            self._emit(batch.take())
         return True
 
-    def _drain(self, sel: selectors.BaseSelector, decoder: codecs.IncrementalDecoder,
+    def _select(self, sel: selectors.BaseSelector, batch: _Batch,
+                timeout: float | None) -> list[tuple[selectors.SelectorKey, int]]:
+        """``sel.select``, but hand the batch on first if it is due or would wait for nothing."""
+        due = batch.due_in()
+        if due is not None and due <= 0:
+            self._emit(batch.take())
+        elif due is not None:
+            ready = sel.select(due if timeout is None else min(due, timeout))
+            if ready:
+                return ready
+            self._emit(batch.take())
+            if timeout is not None:
+                timeout = max(0.0, timeout - due)
+        return sel.select(timeout)
+
+    def _drain(self, sel: selectors.BaseSelector, batch: _Batch,
                deadline: float, quiet: float | None) -> bool:
         """Read until EOF (True), ``deadline``, or ``quiet`` seconds without output (False)."""
         quiet_until = time.monotonic() + quiet if quiet is not None else deadline
@@ -289,14 +338,14 @@ class PtyProcess:
             remaining = min(deadline, quiet_until) - time.monotonic()
             if remaining <= 0:
                 return False
-            if sel.select(remaining):
-                if not self._read_chunk(decoder):
+            if self._select(sel, batch, remaining):
+                if not self._read_chunk(batch):
                     return True
                 if quiet is not None:
                     quiet_until = time.monotonic() + quiet
 
     def _supervise(self) -> None:
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        batch = _Batch()
         sel = selectors.DefaultSelector()
         pidfd = _open_pidfd(self.pid)
         exited_at: float | None = None
@@ -307,11 +356,14 @@ class PtyProcess:
             eof = False
             # 1. Stream output until the leader exits (EOF alone is not the end: `exec >&-`).
             while True:
-                for key, _ in sel.select(None if pidfd is not None else _POLL):
-                    if key.data == "out" and not self._read_chunk(decoder):
+                exit_signalled = pidfd is None  # without a pidfd, poll for the exit
+                for key, _ in self._select(sel, batch, None if pidfd is not None else _POLL):
+                    if key.data == "exit":
+                        exit_signalled = True
+                    elif not self._read_chunk(batch):
                         eof = True
                         sel.unregister(self._master)
-                if self._leader_has_exited():
+                if exit_signalled and self._leader_has_exited():
                     break
             exited_at = time.monotonic()
             with self._lock:
@@ -320,11 +372,11 @@ class PtyProcess:
                 sel.unregister(pidfd)
             # 2. Drain the tail; background children may hold the PTY open.
             if not eof:
-                eof = self._drain(sel, decoder, exited_at + _DRAIN_MAX, _DRAIN_QUIET)
+                eof = self._drain(sel, batch, exited_at + _DRAIN_MAX, _DRAIN_QUIET)
             # 3. No orphan survives the command, whether or not it held the PTY.
             self._signal(signal.SIGKILL)
             if not eof:
-                self._drain(sel, decoder, time.monotonic() + _EOF_AFTER_KILL, None)
+                self._drain(sel, batch, time.monotonic() + _EOF_AFTER_KILL, None)
         except BaseException as exc:
             if self._error is None:
                 self._error = exc
@@ -332,7 +384,7 @@ class PtyProcess:
             if exited_at is None:  # we failed mid-run: don't leave the command running
                 self._signal(signal.SIGKILL)
                 exited_at = time.monotonic()
-            self._emit(decoder.decode(b"", final=True))
+            self._emit(batch.take(final=True))
             sel.close()
             if pidfd is not None:
                 os.close(pidfd)
