@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,15 @@ def test_not_a_repository(tmp_path: Path) -> None:
     (tmp_path / "runbook.md").write_text("# x\n")
     facts = repo_facts(tmp_path / "runbook.md")
     assert facts == {"repo": None, "note": "not in a git repository"}
+
+
+def test_outside_a_repository_gitpython_is_not_even_imported(tmp_path: Path) -> None:
+    """`run` pays for GitPython only where there is a repository to describe."""
+    (tmp_path / "runbook.md").write_text("# x\n")
+    code = ("import sys; from runbook_tui.integrations.git import repo_facts; "
+            f"facts = repo_facts({str(tmp_path / 'runbook.md')!r}); print(facts['note'], 'git' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "not in a git repository False"
     assert repo_facts(tmp_path / "missing" / "runbook.md")["repo"] is None
 
 
