@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if missing:
         ctx.log(f"not installed, skipped: {', '.join(sorted(missing))}")
+    ctx.compile_code()
     results = []
     started = time.perf_counter()
     ctx.log(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

@@ -50,7 +50,9 @@ class Context:
     def env(self) -> dict[str, str]:
         """The children's environment: private config/state/lock dirs, the bench secret."""
         env = dict(os.environ)
-        for key in ("TERM_PROGRAM", "TEXTUAL", "PYTHONSTARTUP"):
+        # An installed tool has its bytecode (pip compiles it); a start-up measured without
+        # would time the compiler, not us.
+        for key in ("TERM_PROGRAM", "TEXTUAL", "PYTHONSTARTUP", "PYTHONDONTWRITEBYTECODE"):
             env.pop(key, None)
         env.update({
             "XDG_CONFIG_HOME": str(self.work / "config"),
@@ -62,6 +64,11 @@ class Context:
                                                         env.get("PYTHONPATH")])),
         })
         return env
+
+    def compile_code(self) -> None:
+        """Write the bytecode of the package measured, as `pip install` does."""
+        package = (self.code or REPO) / "runbook_tui"
+        subprocess.run([python(), "-m", "compileall", "-q", str(package)], env=self.env, check=True)
 
     def trust(self, runbook: Path) -> None:
         """`auto` and `run --yes` need a trusted runbook (when this version has `trust`)."""
