@@ -50,17 +50,17 @@ class TaskOptions:
 
     def merged_over(self, base: TaskOptions) -> TaskOptions:
         """These options, with every unset key taken from `base` (a step's or a runbook's)."""
-        values = {
-            key: getattr(self, key) if getattr(self, key) is not None else getattr(base, key)
-            for key in self.__dataclass_fields__
-        }
-        return TaskOptions(**values)
+        mine, theirs = vars(self), vars(base)
+        if not any(value is not None for value in theirs.values()):
+            return self
+        if not any(value is not None for value in mine.values()):
+            return base
+        return TaskOptions(**{key: value if value is not None else theirs[key] for key, value in mine.items()})
 
     def as_dict(self) -> dict[str, object]:
         """Only the keys that are set, in annotation form (for JSON, YAML and the TUI)."""
         out: dict[str, object] = {}
-        for key in self.__dataclass_fields__:
-            value = getattr(self, key)
+        for key, value in vars(self).items():
             if value is None:
                 continue
             if isinstance(value, WaitUntil):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import yaml
 
@@ -216,14 +216,17 @@ def to_markdown(runbook: Runbook) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def markdown_steps(steps: Iterable[Step]) -> str:
-    """A procedural section's body: each step a numbered item, its own options in a comment before it."""
+def markdown_steps(steps: Iterable[Step], render: Callable[[Step, int], str] | None = None) -> str:
+    """A procedural section's body: each step a numbered item, its own options in a comment before it.
+
+    `render` gives a step's item (default `markdown_step`); the YAML parser passes the one it made.
+    """
     blocks = []
     for number, step in enumerate(steps, start=1):
         own = {key: value for key, value in (("name", step.name), ("optional", _optional_by_flag(step))) if value}
         if own:
             blocks.append(_comment(own))
-        blocks.append(markdown_step(step, number))
+        blocks.append((render or markdown_step)(step, number))
     return "\n\n".join(blocks)
 
 

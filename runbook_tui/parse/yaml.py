@@ -94,7 +94,7 @@ def _section(src: YamlSource, node: yaml.Node, sid: str) -> Section:
     steps = [_step(src, item, sid, number) for number, item in enumerate(items, start=1)]
     if steps:
         return Section(id=sid, title=title, line=src.line(node), steps=tuple(steps),
-                       markdown=markdown_steps(steps), procedural=True)
+                       markdown=markdown_steps(steps, lambda step, _: step.markdown), procedural=True)
     body = (src.scalar(entries["body"][1], "body") or "") if "body" in entries else ""
     return Section(id=sid, title=title, line=src.line(node), markdown=body.strip("\n"))
 
@@ -103,7 +103,7 @@ def _step(src: YamlSource, node: yaml.Node, section_id: str, number: int) -> Ste
     sid = f"{section_id}.{number}"
     if isinstance(node, yaml.ScalarNode):
         title = src.text(node, "step").strip()
-        return _finish_step(Step(id=sid, title=title, line=src.line(node)), TaskOptions(), number)
+        return _finish_step(sid, title, src.line(node), (), "", TaskOptions(), TaskOptions(), number)
     entries = src.mapping(node, f"step {sid}")
     src.check_keys(entries, STEP_KEYS, "a step")
     title = _title(src, entries, node, "a step")
@@ -122,16 +122,16 @@ def _step(src: YamlSource, node: yaml.Node, section_id: str, number: int) -> Ste
     elif forms:
         tasks = [_build_task(src, entries, node, f"{sid}.1", defaults, None, src.line(entries[forms[0]][0]))]
     description = (src.scalar(entries["description"][1], "description") or "") if "description" in entries else ""
-    step = Step(id=sid, title=title, line=src.line(node), tasks=tuple(tasks), description=description.strip(),
-                optional=bool(options.optional), name=options.name)
-    return _finish_step(step, defaults, number)
+    return _finish_step(sid, title, src.line(node), tuple(tasks), description.strip(), options, defaults, number)
 
 
-def _finish_step(step: Step, defaults: TaskOptions, number: int) -> Step:
-    """The title's "if needed", the manual task of a step without tasks, and the step's Markdown."""
-    tasks = step.tasks or (Task(id=f"{step.id}.1", kind="manual", text=step.title, line=step.line, options=defaults),)
-    optional = step.optional or OPTIONAL_TITLE.search(step.title) is not None
-    step = replace(step, tasks=tasks, optional=optional)
+def _finish_step(sid: str, title: str, line: int, tasks: tuple[Task, ...], description: str,
+                 options: TaskOptions, defaults: TaskOptions, number: int) -> Step:
+    """The step, with the title's "if needed", the manual task of a step without tasks, and its Markdown."""
+    tasks = tasks or (Task(id=f"{sid}.1", kind="manual", text=title, line=line, options=defaults),)
+    optional = bool(options.optional) or OPTIONAL_TITLE.search(title) is not None
+    step = Step(id=sid, title=title, line=line, tasks=tasks, description=description, optional=optional,
+                name=options.name)
     return replace(step, markdown=markdown_step(step, number))
 
 
