@@ -114,7 +114,8 @@ def _step(src: YamlSource, node: yaml.Node, section_id: str, number: int) -> Ste
                         entries[forms[1]][0])
     if "run" not in entries:
         _only_with_run(src, entries)
-    defaults = replace(options, name=None, optional=None)
+    step_only = options.name is not None or options.optional is not None  # not inherited by its tasks
+    defaults = replace(options, name=None, optional=None) if step_only else options
     tasks: list[Task] = []
     if forms == ["tasks"]:
         items = src.sequence(entries["tasks"][1], "tasks")
