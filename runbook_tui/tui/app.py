@@ -260,7 +260,8 @@ class RunbookApp(App[int]):
             tree.set_status(task, "running")
             attempt = f" (attempt {event['attempt']})" if event.get("attempt", 1) > 1 else ""
             pane.mark(task.id, f"$ {event['run_command']}{attempt}")
-            pane.show(task.id) if pane.shown != task.id else None
+            if pane.shown != task.id:
+                pane.show(task.id)
         elif kind == "output" and self.read_only:
             pane.feed(event["task_id"], event["text"])
         elif kind == "command.finished" and isinstance(task, Task):
