@@ -65,9 +65,7 @@ def _exited(pid: int) -> bool:
     """Wait for the pane's program to exit; kill its process group (its own session) if it does not."""
     deadline = time.monotonic() + EXIT_GRACE
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _alive(pid):
             return True
         time.sleep(0.05)
     try:
@@ -75,6 +73,18 @@ def _exited(pid: int) -> bool:
     except ProcessLookupError:
         return True
     return False
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie: with tmux gone the program is reaped by whatever adopts it, and
+    that can take seconds (in this sandbox PID 1 is not an init), so `kill(pid, 0)` would still
+    succeed on a program that has long exited."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as file:
+            state = file.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 def case_startup(ctx: Context) -> CaseResult:

@@ -125,3 +125,44 @@ def test_run_a_command_in_a_real_terminal(tmux: Tmux, tmp_path: Path) -> None:
     assert events(transcript, "command.finished")[0]["exit_code"] == 0
     assert events(transcript, "run.finished")[0]["result"] == "success"
     assert events(transcript, "run.started")[0]["operator"]["tty"] is not None, "it ran on a terminal"
+
+
+def _running(needle: str) -> list[int]:
+    """Processes (not zombies) whose command line holds `needle`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if needle.encode() in cmdline and state not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
+def test_the_app_exits_when_its_terminal_goes_away(tmux: Tmux, tmp_path: Path) -> None:
+    """The SSH session drops (tmux kill-server hangs up the pane): the app records why and exits,
+    releasing its run lock, instead of blocking for ever on writes to a terminal that is gone."""
+    book = tmp_path / "e2e.md"
+    book.write_text(RUNBOOK, encoding="utf-8")
+    transcript = tmp_path / f"hangup-{uuid.uuid4().hex}.jsonl"
+    app = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "runbook_tui", str(book),
+                                                "--transcript", str(transcript)))
+    tmux("new-session", "-d", "-x", "120", "-y", "40", "-s", "e2e",
+         f"cd {shlex.quote(str(tmp_path))} && XDG_CONFIG_HOME={shlex.quote(str(tmp_path / 'config'))} {app}")
+    tmux.wait_for("0/1 tasks")
+    assert _running(transcript.name), "the app is running"
+
+    tmux("kill-server")
+    deadline = time.monotonic() + 30
+    while _running(transcript.name) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = _running(transcript.name)
+    for pid in left:  # only our own app, found by its unique transcript name
+        os.kill(pid, 9)
+    assert not left, "the app was still running 30 s after its terminal went away"
+    kinds = [e["type"] for e in events(transcript)]
+    assert kinds[-2:] == ["operator.disconnected", "run.aborted"], kinds
