@@ -199,6 +199,7 @@ def case_headless(ctx: Context) -> CaseResult:
                 Target(f"ours/asciinema, {workload.name}", ratio(series, OURS, "asciinema"), 1.0, "x"),
                 Target(f"ours/script, {workload.name}", ratio(series, OURS, "script"), 1.5, "x"),
             ]
+            _streaming_alone(ctx, result, workload, series)
     result.notes.append("Ours: whole process, stdout to /dev/null, redaction on with one secret registered "
                         "(front matter `secrets: {TOKEN: \"env:BENCH_TOKEN\"}`), transcript fsynced per event. "
                         "Baselines: `script -q -c CMD FILE` and `asciinema rec -q -c CMD FILE`, stdout to "
@@ -208,6 +209,22 @@ def case_headless(ctx: Context) -> CaseResult:
                         "fsynced JSONL in 256 KB events that issue 6 quotes (0.88x asciinema then): no redaction, "
                         "no escape filter, no live output, no git facts.")
     return result
+
+
+def _streaming_alone(ctx: Context, result: CaseResult, workload: Workload, series: dict[str, Series]) -> None:
+    """Each tool's start and stop (`seq 1`), and `workload` without them: what the ratios are made of."""
+    fixed = compare(ctx, seq(1), "fixed", OURS, floor=True)
+    for s in fixed.values():
+        result.problems += s.problems()
+    rows = []
+    for tool, s in series.items():
+        alone = s.seconds - fixed[tool].seconds
+        ours_alone = series[OURS].seconds - fixed[OURS].seconds
+        rows.append([tool, fmt_s(fixed[tool].seconds), fmt_s(alone),
+                     "1.00x" if tool == OURS else fmt_ratio(ours_alone / alone if alone > 0 else None)])
+        result.numbers[f"fixed.{tool.split()[0].lower()}_s"] = fixed[tool].seconds
+    result.tables.append(Table(f"Start and stop (`seq 1`) and the output alone (`{workload.command}` minus `seq 1`), "
+                               "medians", ["tool", "`seq 1`, whole process", "output alone", "ours/tool"], rows))
 
 
 def case_tui(ctx: Context) -> CaseResult:
