@@ -140,3 +140,13 @@ def test_prose_mentions_are_not_commands() -> None:
 def test_hugo_ref_links_are_related_runbooks() -> None:
     book = parse("prometheus-operator/NodeFilesystemAlmostOutOfSpace.md")
     assert [r.target for r in book.related] == ["./NodeFilesystemFilesFillingUp.md"]
+
+
+def test_a_script_opening_with_an_assignment_and_a_loop_is_a_command() -> None:
+    """"To find the database leader, you can run this script:" and a one-line `for` loop."""
+    book = parse("openshift/NorthboundStaleAlert.md")
+    script = book.find("4.5.1")
+    assert script is not None and script.command is not None
+    assert script.command.startswith('LEADER="not found"; for MASTER_POD in $(oc -n openshift-ovn-kubernetes')
+    assert script.command.endswith('echo "nbdb leader ${LEADER}"')
+    assert script.variables == ()  # LEADER, MASTER_POD and RAFT_ROLE are the script's own

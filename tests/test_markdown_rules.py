@@ -57,6 +57,44 @@ def test_run_true_makes_a_reference_block_runnable_and_run_false_the_opposite() 
     assert [t.kind for t in never.tasks] == ["manual"]
 
 
+@pytest.mark.parametrize("script", [
+    "exec >&- 2>&-; sleep 600 &",
+    'LEADER="not found"; for POD in $(oc get pods -o name); do echo "$POD"; done',
+    "if [ -f /etc/app.conf ]; then cat /etc/app.conf; fi",
+    "{ date; uptime; } > health.txt",
+    "RELEASE=2.4.1 && deploy-tool --release $RELEASE",
+])
+def test_shell_grammar_in_a_shell_block_is_a_command(script: str) -> None:
+    """The first word is no program, but the shell grammar around it says this is meant to run."""
+    book = md(f"""
+        # T
+        ## Steps
+        1. Do it
+           ```sh
+           {script}
+           ```
+        """)
+    assert commands(book) == [script]
+
+
+@pytest.mark.parametrize("text", [
+    'sum by(resource) (rate(apiserver_request_total{code=~"5.."}[5m]))',
+    '"msg"="trying to connect" "database"="OVN_Northbound"',
+    "notAfter=Aug  6 13:11:20 2025 GMT",
+    "forecast: sunny",
+])
+def test_promql_and_output_in_a_shell_block_stay_reference(text: str) -> None:
+    book = md(f"""
+        # T
+        ## Steps
+        1. Look at it
+           ```sh
+           {text}
+           ```
+        """)
+    assert commands(book) == []
+
+
 def test_console_block_without_prompt_is_reference_unless_a_known_program() -> None:
     book = md("""
         # T

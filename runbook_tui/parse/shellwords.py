@@ -40,6 +40,10 @@ _PROMQL = re.compile(
     r"\b(?:sum|rate|irate|increase|avg|min|max|count|topk|bottomk|histogram_quantile|label_replace|"
     r"absent|predict_linear|delta|deriv|scalar|vector)\s*(?:by\s*)?\(|\w\{[^}]*=~?\"|\[\d+[smhdw]\]"
 )
+# Shell grammar no PromQL query or sample of output starts with: a compound command, or `exec`
+# re-pointing file descriptors. Leading `NAME=value;` assignments are looked past first.
+_LEADING_ASSIGNMENTS = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]*=(?:'[^']*'|\"[^\"]*\"|[^\s;&|]*)\s*(?:;|&&)\s*)+")
+_SHELL_SYNTAX = re.compile(r"(?:for|while|until|if|case|select)\s+\S|\{\s+\S|exec\s+\d*[<>]")
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _DEFINED_IN_SCRIPT = re.compile(
     r"(?:^|[\s;&|(])(?:export\s+|local\s+|declare\s+(?:-\w+\s+)*|readonly\s+)?([A-Za-z_][A-Za-z0-9_]*)\+?="
@@ -95,6 +99,12 @@ def looks_like_command(text: str, *, inline: bool = False) -> bool:
     line = next((ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")), "")
     if not line or (inline and not re.search(r"\s", line)):
         return False
+    if not inline:
+        prefix = _LEADING_ASSIGNMENTS.match(line)
+        if prefix:
+            line = line[prefix.end():]
+        if _SHELL_SYNTAX.match(line):
+            return True
     program, args = _first_word(line)
     if not program or not _PROGRAM_SHAPE.match(program) or program[0].isdigit():
         return False
