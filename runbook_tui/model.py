@@ -123,6 +123,7 @@ class Section:
 
     `markdown` is the section's source text (what the TUI renders); for a step it is the
     step's own slice, while `description` is its prose without the tasks (what YAML keeps).
+    A procedural section's `description` is the text before its first step.
     """
 
     id: str
@@ -131,6 +132,7 @@ class Section:
     steps: tuple[Step, ...] = ()
     markdown: str = ""
     procedural: bool = False
+    description: str = ""
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,7 @@ def model_view(runbook: Runbook, *, section_text: bool = True) -> dict[str, obje
                 "title": section.title,
                 "procedural": section.procedural,
                 "text": section.markdown if section_text and not section.steps else None,
+                "intro": section.description,  # the prose before a procedural section's first step
                 "steps": [
                     {
                         "title": step.title,
@@ -187,6 +188,30 @@ def test_to_markdown_canonical_form() -> None:
     assert "     ```console\n     $ echo \"$TAG\"\n     v1\n     ```" in text
     assert "## Related Resources\n\n- [Rollback](./rollback.md)\n" in text
     assert "related:\n  - title: Dashboards\n" in text  # not a link the parser would follow: front matter
+
+
+def test_the_text_before_a_sections_first_step_survives_both_ways() -> None:
+    from runbook_tui.parse.markdown import parse_markdown
+
+    book = parse_markdown(textwrap.dedent("""\
+        # Deploy
+
+        ## Rollout
+
+        Announce the rollout in **#ops** first.
+
+        1. Build
+           ```sh
+           make build
+           ```
+        """), "x.md")
+    assert book.sections[0].description == "Announce the rollout in **#ops** first."
+    as_yaml = to_yaml(book)
+    assert "description: Announce the rollout in **#ops** first." in as_yaml
+    again = parse_yaml(as_yaml, "x.yaml")
+    assert again.sections[0].description == book.sections[0].description
+    assert again.sections[0].markdown.startswith("Announce the rollout")  # what the TUI shows
+    assert parse_markdown(to_markdown(again), "y.md").sections[0].description == book.sections[0].description
 
 
 def test_yaml_to_markdown_keeps_steps_tasks_and_options() -> None:

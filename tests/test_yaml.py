@@ -201,6 +201,7 @@ BAD = [
     (STEP % "{title: A, manual: x, language: bash}", "language", "'language' only goes with 'run'"),
     (STEP % "{title: A, tasks: [{manual: x, title: y}]}", "title: y", "'title' only goes with 'run'"),
     ("title: T\nsections: [{title: S, body: x, steps: [A]}]\n", "steps", "either a body"),
+    ("title: T\nsections: [{title: S, description: x, body: y}]\n", "description", "goes before its steps"),
     ("title: T\nsections:\n  - title: S\n    steps:\n      - title: A\n        risk: extreme\n", "risk",
      "risk: expected low or high"),
     (STEP % "{title: A, run: ls, timeout: soon}", "timeout", "timeout: expected a duration"),

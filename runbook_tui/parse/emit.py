@@ -114,7 +114,8 @@ def _yaml_related(related: Related) -> object:
 def _yaml_section(section: Section) -> dict[str, object]:
     if not section.steps:
         return {"title": section.title, **({"body": section.markdown} if section.markdown else {})}
-    return {"title": section.title, "steps": [_yaml_step(step) for step in section.steps]}
+    intro = {"description": section.description} if section.description else {}
+    return {"title": section.title, **intro, "steps": [_yaml_step(step) for step in section.steps]}
 
 
 def _yaml_step(step: Step) -> object:
@@ -207,6 +208,8 @@ def to_markdown(runbook: Runbook) -> str:
         parts.append(runbook.description)
     for section in runbook.sections:
         parts.append(f"## {escape(section.title)}")
+        if section.steps and section.description:
+            parts.append(section.description)
         body = markdown_steps(section.steps) if section.steps else section.markdown
         if body:
             parts.append(body)

@@ -195,17 +195,24 @@ class MarkdownParser:
         # "Overview" or "Impact" quoting a command stays reading; numbered steps with commands do not
         reading = heading is not None and READING_TITLES.match(title) is not None
         procedural = (has_steps and has_command) if reading else (has_steps or has_command)
-        steps = self._steps(sid, title, body) if procedural else []
-        return Section(id=sid, title=title, line=line, steps=tuple(steps), markdown=markdown, procedural=bool(steps))
+        steps, intro = self._steps(sid, title, body) if procedural else ([], "")
+        return Section(id=sid, title=title, line=line, steps=tuple(steps), markdown=markdown, procedural=bool(steps),
+                       description=intro if steps else "")
 
     # ---- steps -------------------------------------------------------------------------
-    def _steps(self, sid: str, title: str, body: list[Node]) -> list[Step]:
+    def _steps(self, sid: str, title: str, body: list[Node]) -> tuple[list[Step], str]:
+        """The section's steps, and the prose before the first one (when no step is made of it)."""
         steps: list[Step] = []
         pending: TaskOptions | None = None
         loose: list[Node] = []
+        intro = ""
 
         def flush_loose() -> None:
-            steps.extend(self._implicit_steps(sid, len(steps), loose, title))
+            nonlocal intro
+            made = self._implicit_steps(sid, len(steps), loose, title)
+            if not steps and not made and loose:
+                intro = self._slice(loose)
+            steps.extend(made)
             loose.clear()
 
         index = 0
@@ -239,7 +246,7 @@ class MarkdownParser:
                 loose.append(node)
             index += 1
         flush_loose()
-        return steps
+        return steps, intro
 
     def _item_step(self, step_id: str, item: Node, options: TaskOptions | None) -> Step:
         children = list(item.children)

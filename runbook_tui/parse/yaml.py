@@ -5,6 +5,7 @@
       - title: Overview
         body: Markdown text to read         # no steps: a reading section
       - title: Deploy
+        description: Announce it in #ops.   # optional: the text before the first step
         steps:
           - title: Migrate
             risk: high                      # a step's annotation keys are its tasks' defaults
@@ -26,7 +27,7 @@ always has something to confirm. `name` and `optional` on a step belong to the s
 its other annotation keys are defaults for its tasks. `run` is the command, so the `run`
 annotation is not a YAML key. A command task may also have `language` (a fence language such
 as bash or python; default: the runbook's shell) and `output` (expected output, for reference).
-A section has either a `body` or `steps`: put an introduction in a reading section of its own.
+A section has either a `body` (to read) or `steps`, which its `description` may introduce.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from runbook_tui.parse.shellwords import command_placeholders, command_variables
 OPTION_KEYS = tuple(key for key in ANNOTATION_KEYS if key != "run")
 TASK_KEYS = ("title", "run", "manual", "language", "output", *OPTION_KEYS)
 STEP_KEYS = ("title", "description", "tasks", "run", "manual", "language", "output", *OPTION_KEYS)
-SECTION_KEYS = ("title", "body", "steps")
+SECTION_KEYS = ("title", "body", "description", "steps")
 
 
 def parse_yaml(text: str, path: str) -> Runbook:
@@ -90,11 +91,17 @@ def _section(src: YamlSource, node: yaml.Node, sid: str) -> Section:
             "a section has either a body (to read) or steps, not both: put the text in a section of its own",
             entries["steps"][0],
         )
+    if "description" in entries and "steps" not in entries:
+        raise src.error("a section's description goes before its steps; a section to read has a body",
+                        entries["description"][0])
     items = src.sequence(entries["steps"][1], "steps") if "steps" in entries else []
     steps = [_step(src, item, sid, number) for number, item in enumerate(items, start=1)]
     if steps:
+        intro = (src.scalar(entries["description"][1], "description") or "").strip("\n") \
+            if "description" in entries else ""
+        body = markdown_steps(steps, lambda step, _: step.markdown)
         return Section(id=sid, title=title, line=src.line(node), steps=tuple(steps),
-                       markdown=markdown_steps(steps, lambda step, _: step.markdown), procedural=True)
+                       markdown=f"{intro}\n\n{body}" if intro else body, procedural=True, description=intro)
     body = (src.scalar(entries["body"][1], "body") or "") if "body" in entries else ""
     return Section(id=sid, title=title, line=src.line(node), markdown=body.strip("\n"))
 
