@@ -468,8 +468,10 @@ class RunbookApp(App[int]):
             code = 0 if session.finish() == "success" else 1
         session.transcript.close()
         if session.disconnected.is_set():
-            # everything is recorded; if Textual cannot shut down without its terminal, do not linger
-            threading.Timer(5.0, os._exit, args=(code,)).start()
+            # Everything is recorded and there is no screen left to restore. Textual's shutdown
+            # would write to the lost terminal and can block for ever on its bounded writer
+            # queue, holding the run lock: leave now (the kernel drops the lock's flock).
+            os._exit(code)
         self.call_from_thread(self.exit, code)
 
     def run_on_terminal(self, argv: list[str], *, on_output: Any, cwd: str, env: Any) -> Any:
