@@ -620,6 +620,32 @@ async def test_flood_of_output_does_not_stop_the_keys(seed_run: Callable[..., Ru
     assert verify(run.transcript).ok
 
 
+async def test_during_a_flood_the_pane_redraws_less_often_but_never_loses_the_tail() -> None:
+    """A drain that brings more lines than the pane keeps replaces the whole Log; while that goes
+    on the pane redraws a few times a second, and switching tasks still shows everything."""
+    from textual.app import App, ComposeResult
+    from textual.widgets import Log
+
+    class PaneApp(App[None]):
+        def compose(self) -> ComposeResult:
+            yield OutputPane(id="output")
+
+    app = PaneApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = app.query_one(OutputPane)
+        pane.feed("t", "".join(f"flood-{i}\n" for i in range(MAX_LINES + 100)))
+        pane.show("t")
+        assert pane.lines_of("t")[-1] == f"flood-{MAX_LINES + 99}"
+        pane.feed("t", "after\n")
+        pane.drain()  # right after a drain that brought a flood: held back for a moment
+        assert pane.lines_of("t")[-1] == f"flood-{MAX_LINES + 99}"
+        pane.show("t")  # ...but a switch of task shows everything that arrived
+        assert pane.lines_of("t")[-1] == "after"
+        pane.feed("t", "quiet\n")
+        await until(pilot, lambda: pane.lines_of("t")[-1] == "quiet", 5, "the timer to show the tail")
+        assert app.query_one(Log).lines[-1] == "quiet"
+
+
 async def test_watch_app_shows_the_statuses_of_a_headless_run(seed_run: Callable[..., Run],
                                                               tmp_path: Path) -> None:
     run = seed_run()

@@ -3,11 +3,14 @@
 Output arrives on the PTY reader thread and only goes into a queue there. A timer on the app's
 thread drains the queue every 50 ms, splits it into lines (a carriage return overwrites the line,
 as on a terminal), keeps the last MAX_LINES per task, and writes only what the Log can show.
-The full output is in the transcript, not here.
+While a flood brings more lines per drain than the pane keeps, every drain replaces the whole
+Log, so it drains every FLOOD_INTERVAL instead: the screen still moves, and the app's thread
+is left to the keys. The full output is in the transcript, not here.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 
 from textual.app import ComposeResult
@@ -19,6 +22,7 @@ from runbook_tui.audit.terminal import TerminalFilter
 MAX_LINES = 5000
 MAX_LINE = 4000  # characters of one line kept for display (a 50 MB line stays in the transcript)
 DRAIN_INTERVAL = 0.05
+FLOOD_INTERVAL = 0.25
 
 
 class TaskOutput:
@@ -67,6 +71,8 @@ class OutputPane(Vertical):
         self._outputs: dict[str, TaskOutput] = {}
         self.shown: str | None = None
         self._last: str | None = None  # the task whose output arrived last
+        self._flooding = False  # the last drain brought more lines than the pane keeps
+        self._drained_at = 0.0
 
     def compose(self) -> ComposeResult:
         yield Log(max_lines=MAX_LINES, id="log")
@@ -79,10 +85,17 @@ class OutputPane(Vertical):
         """Any thread: queue output for the next drain."""
         self._queue.append((task_id, text))
 
-    def drain(self) -> None:
-        """App thread: move queued output into the per-task buffers and the visible Log."""
+    def drain(self, *, now: bool = False) -> None:
+        """App thread: move queued output into the per-task buffers and the visible Log.
+
+        `now` drains even during a flood (switching tasks must show everything so far).
+        """
         if not self._queue:
             return
+        if self._flooding and not now and time.monotonic() - self._drained_at < FLOOD_INTERVAL:
+            return
+        self._drained_at = time.monotonic()
+        arrived = 0
         visible: list[str] = []
         touched_shown = False
         batches: dict[str, list[str]] = {}
@@ -91,10 +104,12 @@ class OutputPane(Vertical):
             batches.setdefault(task_id, []).append(text)
         for task_id, texts in batches.items():
             completed = self._outputs.setdefault(task_id, TaskOutput()).add("".join(texts))
+            arrived += len(completed)
             self._last = task_id
             if task_id == self.shown:
                 visible.extend(completed)
                 touched_shown = True
+        self._flooding = arrived >= MAX_LINES
         if touched_shown:
             log = self.query_one(Log)
             if visible:
@@ -107,7 +122,7 @@ class OutputPane(Vertical):
         A task that has not run yet shows the output of the last one that did, labelled, so
         the guide moving on does not hide what just happened.
         """
-        self.drain()
+        self.drain(now=True)
         if task_id not in self._outputs and self._last is not None:
             self.border_title = f"output of task {self._last} (the selected task has not run)"
             task_id = self._last
