@@ -1,11 +1,13 @@
 """Reference for case 1: the least a Python recorder can do, as issue 6 describes it.
 
-    python bench/floor.py 'seq 1000000' FILE
+    python bench/floor.py 'seq 1000000' FILE [MODULE ...]
 
 Runs the command under a PTY (bash -c, its own session), reads 64 KiB at a time, decodes
 UTF-8 incrementally and writes a hash-chained JSONL of output events of at most 256 KiB,
 one per 100 ms, each fsynced. No redaction, no escape filtering, no live view, no git facts:
 the gap between this and `runbook-tui run` is what our features and structure cost.
+MODULEs are imported first: with the libraries the stack prescribes, it shows what starting
+them costs before any code of ours runs.
 """
 
 from __future__ import annotations
@@ -70,5 +72,8 @@ def _recorder(out: BinaryIO) -> Callable[..., None]:
 
     return record
 
+
 if __name__ == "__main__":
+    for module in sys.argv[3:]:
+        __import__(module)
     sys.exit(main(sys.argv[1], sys.argv[2]))

@@ -27,6 +27,8 @@ from bench.workloads import (
 )
 
 OURS, TUI, FLOOR = "ours", "ours (TUI)", "Python floor (reference)"
+# What `run` cannot start without, whatever our own code does: the CLI, the Markdown parser, YAML.
+STACK = ("click", "markdown_it", "yaml")
 # "Flat": issue 6's own reference design went from 44 MB at 1M lines to 52 MB at 5M (+8 MB).
 FLAT_MB = 10
 
@@ -79,11 +81,11 @@ def run_ours(ctx: Context, workload: Workload, book: Path) -> Sample:
     return sample
 
 
-def run_floor(ctx: Context, workload: Workload) -> Sample:
+def run_floor(ctx: Context, workload: Workload, imports: tuple[str, ...] = ()) -> Sample:
     """bench/floor.py: a bare Python PTY recorder writing a hash-chained, fsynced JSONL."""
     out = _fresh(ctx.work / "floor.jsonl")
-    proc = run_timed([python(), str(REPO / "bench" / "floor.py"), workload.command, str(out)], env=ctx.env,
-                     cwd=ctx.work)
+    proc = run_timed([python(), str(REPO / "bench" / "floor.py"), workload.command, str(out), *imports],
+                     env=ctx.env, cwd=ctx.work)
     sample = Sample(proc.seconds, proc.rss_kb)
     if proc.returncode != 0 or not out.exists():
         sample.complete, sample.detail = False, f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}"
@@ -223,6 +225,9 @@ def _streaming_alone(ctx: Context, result: CaseResult, workload: Workload, serie
         rows.append([tool, fmt_s(fixed[tool].seconds), fmt_s(alone),
                      "1.00x" if tool == OURS else fmt_ratio(ours_alone / alone if alone > 0 else None)])
         result.numbers[f"fixed.{tool.split()[0].lower()}_s"] = fixed[tool].seconds
+    stack = median([run_floor(ctx, seq(1), STACK).seconds for _ in range(ctx.reps)])
+    result.numbers["fixed.floor_with_stack_s"] = stack
+    rows.append([f"Python floor importing {', '.join(STACK)}", fmt_s(stack), "", ""])
     result.tables.append(Table(f"Start and stop (`seq 1`) and the output alone (`{workload.command}` minus `seq 1`), "
                                "medians", ["tool", "`seq 1`, whole process", "output alone", "ours/tool"], rows))
 
