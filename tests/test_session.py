@@ -269,3 +269,58 @@ def test_a_failed_start_is_recorded(tmp_path: Path) -> None:
     finished = kinds(tmp_path, "command.finished")[0]
     assert finished["exit_code"] == 127 and "cannot start" in finished["error"]
     assert os.path.exists(tmp_path / "t.jsonl") and verify(tmp_path / "t.jsonl").ok
+
+
+# ---- a command that out-writes the transcript ----------------------------------------------------
+
+def _feeding(stream: Any, chunks: int, size: int) -> tuple[threading.Thread, list[int]]:
+    """A stand-in PTY reader feeding `chunks` chunks of `size` characters; the list counts them."""
+    fed: list[int] = []
+
+    def reader() -> None:
+        for number in range(chunks):
+            stream.feed("x" * size)
+            fed.append(number)
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    return thread, fed
+
+
+def test_output_beyond_the_pending_limit_waits_for_the_flush(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader is held back, like a command writing to a slow terminal; nothing is lost."""
+    from runbook_tui.engine import session as session_module
+
+    monkeypatch.setattr(session_module, "PENDING_MAX", 1000)
+    monkeypatch.setattr(session_module, "PENDING_WAIT", 60.0)
+    s = session(tmp_path, "# T\n## Steps\n- `echo x --y`\n", Operator())
+    stream = session_module.OutputStream(s, "1.1.1")
+    thread, fed = _feeding(stream, 6, 600)
+    deadline = time.monotonic() + 10
+    while len(fed) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert len(fed) == 2, "1,200 characters pending: the third chunk waits for a flush"
+    while thread.is_alive() and time.monotonic() < deadline:
+        stream.flush()
+        time.sleep(0.02)
+    assert len(fed) == 6
+    stream.close()
+    recorded = "".join(e["text"] for e in kinds(tmp_path, "output"))
+    assert recorded == "x" * 3600
+
+
+def test_a_stalled_flush_slows_the_reader_but_never_stops_it(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from runbook_tui.engine import session as session_module
+
+    monkeypatch.setattr(session_module, "PENDING_MAX", 1000)
+    monkeypatch.setattr(session_module, "PENDING_WAIT", 0.05)
+    s = session(tmp_path, "# T\n## Steps\n- `echo x --y`\n", Operator())
+    stream = session_module.OutputStream(s, "1.1.1")
+    thread, fed = _feeding(stream, 6, 600)
+    thread.join(30)
+    assert len(fed) == 6, "no flush came, and the reader went on after waiting"
+    stream.close()
+    assert "".join(e["text"] for e in kinds(tmp_path, "output")) == "x" * 3600

@@ -37,6 +37,11 @@ TaskStatus = Literal["done", "failed", "skipped", "manual", "not_confirmed", "pl
 RESOLUTION_TITLES = re.compile(r"resolution|mitigation|rollback|recovery|remediation|deploy", re.IGNORECASE)
 OUTPUT_EVENT_MAX = 256 * 1024
 FLUSH_INTERVAL = 0.1
+# Output waiting for the next flush, at most: beyond it the PTY reader waits (PENDING_WAIT at a
+# time), so a command that out-writes the transcript's disk is slowed down like one writing to
+# a slow terminal instead of piling its output up in memory.
+PENDING_MAX = 64 * OUTPUT_EVENT_MAX
+PENDING_WAIT = 1.0
 
 
 class RunAborted(Exception):
@@ -566,6 +571,9 @@ class OutputStream:
     `feed` runs on the PTY reader thread; `flush` on the session's thread. If the transcript
     cannot be written, output is no longer recorded and the error stops the run once the
     command has ended (a migration is not killed halfway because a disk filled up).
+
+    An interactive program's output is fed on the session's own thread, which flushes only
+    when it ends: `live=False` streams are therefore never held back (see PENDING_MAX).
     """
 
     def __init__(self, session: Session, task_id: str, *, live: bool = True) -> None:
@@ -576,7 +584,8 @@ class OutputStream:
         self.error: TranscriptError | None = None
         self._pending: list[str] = []
         self._size = 0
-        self._lock = threading.Lock()
+        self._flushed = threading.Condition()
+        self._bounded = live
         # an interactive program already shows its output on the operator's terminal
         self._live: Callable[[str, str], None] | None = session.observer.output if session.observer and live else None
 
@@ -587,7 +596,9 @@ class OutputStream:
     def _accept(self, safe: str) -> None:
         if not safe:
             return
-        with self._lock:
+        with self._flushed:
+            if self._bounded and self._size >= PENDING_MAX and self.error is None:
+                self._flushed.wait(PENDING_WAIT)  # a stalled flush slows the reader, never stops it
             self._pending.append(safe)
             self._size += len(safe)
         self.tail.add(safe)
@@ -595,8 +606,9 @@ class OutputStream:
             self._live(self.task_id, safe)
 
     def flush(self) -> None:
-        with self._lock:
+        with self._flushed:
             text, self._pending, self._size = "".join(self._pending), [], 0
+            self._flushed.notify_all()
         if not text or self.error is not None:
             return
         try:
