@@ -84,15 +84,21 @@ def open_command(runbook: str | None, mode: str, variables: tuple[str, ...], tra
     from runbook_tui.audit.transcript import TranscriptError
     from runbook_tui.tui.app import make_app
 
-    try:
-        app = make_app(book, mode=mode, variables=parse_vars(variables), transcript=transcript, theme=theme)
-    except TranscriptError as exc:
-        click.echo(f"error: {exc}; nothing was run", err=True)
-        sys.exit(EXIT_BAD_INPUT)
-    code = app.run()
-    if app.session is not None:
-        click.echo(f"transcript: {app.session.transcript.path}", err=True)
-    sys.exit(code or EXIT_OK)
+    values = parse_vars(variables)
+    while True:
+        try:
+            app = make_app(book, mode=mode, variables=values, transcript=transcript, theme=theme)
+        except TranscriptError as exc:
+            click.echo(f"error: {exc}; nothing was run", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        code = app.run()
+        if app.session is not None:
+            click.echo(f"transcript: {app.session.transcript.path}", err=True)
+        if app.next_run is None:
+            sys.exit(code or EXIT_OK)
+        # the operator switched to a related runbook: its own run, in the transcript announced
+        (book, next_transcript), values = app.next_run, {}
+        transcript = str(next_transcript)
 
 
 def parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:

@@ -166,3 +166,56 @@ def test_the_app_exits_when_its_terminal_goes_away(tmux: Tmux, tmp_path: Path) -
     assert not left, "the app was still running 30 s after its terminal went away"
     kinds = [e["type"] for e in events(transcript)]
     assert kinds[-2:] == ["operator.disconnected", "run.aborted"], kinds
+
+
+def test_switching_to_a_related_runbook_starts_its_own_run(tmux: Tmux, tmp_path: Path) -> None:
+    """o opens the related runbook, r and y end this run; the same command then runs the other one."""
+    book = tmp_path / "deploy.md"
+    book.write_text(RUNBOOK + "\nIf it goes wrong, see [the rollback](./rollback.md).\n", encoding="utf-8")
+    (tmp_path / "rollback.md").write_text(textwrap.dedent("""\
+        # Roll back
+
+        ## Steps
+        1. **Say so**
+           - `echo rolled-back`
+    """), encoding="utf-8")
+    transcript = tmp_path / "deploy.jsonl"
+    exit_file = tmp_path / "exit-code"
+    app = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "runbook_tui", str(book),
+                                                "--transcript", str(transcript)))
+    config = shlex.quote(str(tmp_path / "config"))
+    state = shlex.quote(str(tmp_path / "state"))
+    tmux("new-session", "-d", "-x", "120", "-y", "40", "-s", "e2e",
+         f"cd {shlex.quote(str(tmp_path))} && XDG_CONFIG_HOME={config} XDG_STATE_HOME={state} {app}; "
+         f"echo $? > {shlex.quote(str(exit_file))}")
+    tmux.wait_for("0/1 tasks")
+    for _ in range(6):  # a key sent while the app still starts can be missed
+        tmux("send-keys", "-t", "e2e", "o")
+        try:
+            tmux.wait_for("related runbook, read-only", timeout=5)
+            break
+        except AssertionError:
+            continue
+    tmux("send-keys", "-t", "e2e", "r")
+    tmux.wait_for("and run Roll back?")
+    tmux("send-keys", "-t", "e2e", "y")
+    tmux.wait_for("Roll back")
+    tmux.wait_for("echo rolled-back")
+    for _ in range(6):  # the new app may still be starting: press q until it has gone
+        tmux("send-keys", "-t", "e2e", "q")
+        try:
+            code = wait_for_file(exit_file, timeout=5)
+            break
+        except AssertionError:
+            continue
+    else:
+        code = wait_for_file(exit_file)
+    assert code == "1", "the rollback run was left with a task not done"
+
+    switched = events(transcript, "runbook.switched")[-1]
+    assert switched["path"] == str((tmp_path / "rollback.md").resolve())
+    assert events(transcript)[-1]["type"] == "run.aborted"
+    following = Path(switched["transcript"])
+    started = events(following, "run.started")[0]
+    assert started["runbook"]["path"] == str((tmp_path / "rollback.md").resolve())
+    assert events(following)[-1]["type"] == "run.aborted"

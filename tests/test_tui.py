@@ -462,6 +462,52 @@ async def test_related_runbook_opens_on_top_and_escape_comes_back(seed_run: Call
     assert "command.started" not in run.types(), "opening a related runbook runs nothing"
 
 
+async def test_running_a_related_runbook_ends_this_run_and_names_the_next(seed_run: Callable[..., Run]) -> None:
+    """From the deployment to the rollback runbook at 3 a.m.: this run is ended and says where
+    the next one is recorded; the CLI then starts that run (tested under tmux)."""
+    run = seed_run()
+    async with run_test(run.app, SIZE) as pilot:
+        await ready(pilot, run)
+        await pilot.press("enter")
+        await until_status(pilot, FIRST_TASK, "manual")
+        await pilot.press("o")
+        await until_screen(pilot, Choose)
+        await pilot.press("enter")
+        related = await until_screen(pilot, RelatedScreen)
+        assert related.runbook.title == "Rollback Procedures"
+        await pilot.press("r")
+        await until_screen(pilot, YesNo)
+        await pilot.press("y")
+        await until_exited(pilot, run.app)
+    assert run.app.next_run is not None
+    following, next_transcript = run.app.next_run
+    assert following.title == "Rollback Procedures"
+    switched = events(run.transcript, "runbook.switched")[-1]
+    assert switched["path"] == str((run.book.parent / "ROLLBACK.md").resolve())
+    assert switched["transcript"] == str(next_transcript) and switched["sha256"] == following.sha256
+    aborted = events(run.transcript)[-1]
+    assert aborted["type"] == "run.aborted"
+    assert aborted["reason"].startswith("operator switched to the related runbook Rollback Procedures")
+    assert verify(run.transcript).ok
+
+
+async def test_no_switch_while_a_command_runs(seed_run: Callable[..., Run]) -> None:
+    run = seed_run({"check": "sleep 30"})
+    async with run_test(run.app, SIZE) as pilot:
+        await ready(pilot, run)
+        await run_confirmed(pilot, run, "4.3.1")
+        await pilot.press("y")
+        await until_status(pilot, "4.3.1", "running")
+        run.app.switch_to(run.app.runbook)
+        await until(pilot, lambda: any("is running" in n for n in notifications(run.app)))
+        assert not isinstance(run.app.screen, YesNo) and run.app.next_run is None
+        await pilot.press("ctrl+c")
+        await until_screen(pilot, YesNo)
+        await pilot.press("y")
+        await until_status(pilot, "4.3.1", "failed", timeout=20)
+    assert "runbook.switched" not in run.types()
+
+
 async def test_export_writes_markdown_next_to_the_transcript(seed_run: Callable[..., Run]) -> None:
     run = seed_run()
     async with run_test(run.app, SIZE) as pilot:

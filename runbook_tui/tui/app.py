@@ -78,6 +78,7 @@ class RunbookApp(App[int]):
         self.running: Task | None = None
         self.containers: ContainerWatch | None = None
         self.startup_notice: str | None = None
+        self.next_run: tuple[Runbook, Path] | None = None  # a related runbook to run after this one
         self._output_pane: OutputPane | None = None
         self._started = threading.Event()  # run.started is recorded
         self.concurrent: dict[str, Any] | None = None
@@ -436,6 +437,30 @@ class RunbookApp(App[int]):
         """Textual's own quit key (ctrl+q) ends the run the same careful way as q."""
         self.action_quit_run()
 
+    def switch_to(self, runbook: Runbook) -> None:
+        """End this run and hand over to `runbook` (the CLI starts its run when the app exits).
+
+        Not while a command runs: its outcome belongs to this run and must be seen first.
+        """
+        if self.session is None:
+            return
+        if self.running is not None:
+            self.notify(f"Task {self.running.id} is running: wait for it, or interrupt it (ctrl+c), "
+                        "before you switch.", severity="warning")
+            return
+        pending = sum(1 for _ in self.session.pending_tasks())
+        self.push_screen(YesNo(f"End this run ({pending} task(s) not done) and run {runbook.title}?"),
+                         lambda yes: self._switch(runbook) if yes else None)
+
+    def _switch(self, runbook: Runbook) -> None:
+        from runbook_tui.audit.transcript import new_transcript_path
+
+        assert self.session is not None
+        self.next_run = (runbook, new_transcript_path(runbook.title))
+        self.session.record("runbook.switched", path=str(Path(runbook.path).resolve()), sha256=runbook.sha256,
+                            title=runbook.title, transcript=str(self.next_run[1]))
+        self._quit(interrupt=False, reason=f"operator switched to the related runbook {runbook.title}")
+
     def action_quit_run(self) -> None:
         if self.session is None:
             self._stop_following.set()
@@ -448,8 +473,9 @@ class RunbookApp(App[int]):
         self._quit(interrupt=False)
 
     @work(thread=True, group="quit", exit_on_error=False)
-    def _quit(self, interrupt: bool) -> None:
-        """Stop what runs, then end the transcript: finished if every task settled, else aborted."""
+    def _quit(self, interrupt: bool, reason: str | None = None) -> None:
+        """Stop what runs, then end the transcript: finished if every task settled, else aborted
+        (with `reason`, or the number of tasks left)."""
         session = self.session
         assert session is not None
         if interrupt:
@@ -462,7 +488,7 @@ class RunbookApp(App[int]):
             session.aborted("operator disconnected: terminal lost; resume the run to continue")
             code = 1
         elif pending:
-            session.aborted(f"operator quit with {len(pending)} task(s) left")
+            session.aborted(f"{reason or 'operator quit'} with {len(pending)} task(s) left")
             code = 1
         else:
             code = 0 if session.finish() == "success" else 1

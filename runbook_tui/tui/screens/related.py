@@ -1,7 +1,8 @@
-"""A related runbook, opened on top of the run: read it, copy from it, escape back.
+"""A related runbook, opened on top of the run: read it, copy from it, escape back, or run it.
 
 The run and its transcript go on underneath; opening and closing are recorded, so a reviewer
-sees that the operator consulted the rollback runbook at 03:12.
+sees that the operator consulted the rollback runbook at 03:12. Running it ends this run
+(recorded as a switch, with the new run's transcript) and starts one of its own.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from runbook_tui.tui.widgets.step_view import StepView
 
 
 class RelatedScreen(Screen[None]):
-    BINDINGS = [Binding("escape", "back", "Back to the run", id="related.back", tooltip="Close this runbook")]
+    BINDINGS = [
+        Binding("escape", "back", "Back to the run", id="related.back", tooltip="Close this runbook"),
+        Binding("r", "run", "Run it instead", id="related.run", tooltip="End this run and run this runbook"),
+    ]
 
     def __init__(self, runbook: Runbook, session: Session | None) -> None:
         super().__init__()
@@ -29,8 +33,8 @@ class RelatedScreen(Screen[None]):
         self.session = session
 
     def compose(self) -> ComposeResult:
-        yield Static(f"{self.runbook.title} — related runbook, read-only (escape to return to the run; "
-                     f"run it with: runbook-tui {self.runbook.path})", id="related-title")
+        yield Static(f"{self.runbook.title} — related runbook, read-only (escape: back to the run; "
+                     "r: end the run and run this one)", id="related-title")
         with Horizontal(id="main"):
             yield StepTree(self.runbook, id="related-tree")
             yield StepView(id="related-view")
@@ -45,6 +49,9 @@ class RelatedScreen(Screen[None]):
     def on_step_tree_selected(self, message: StepTree.Selected) -> None:
         message.stop()
         self.query_one(StepView).show(message.item, "")
+
+    def action_run(self) -> None:
+        self.app.switch_to(self.runbook)  # type: ignore[attr-defined]
 
     def action_back(self) -> None:
         if self.session is not None:
