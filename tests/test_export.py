@@ -187,6 +187,19 @@ def test_json_of_an_interrupted_run_is_incomplete(tmp_path: Path) -> None:
     assert "did not finish" in export(path, "md")
 
 
+def test_a_switch_to_a_related_runbook_says_where_the_run_went_on(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    with Transcript.create(path) as record:
+        record.append("run.started", runbook={"path": "/srv/deploy.md", "sha256": "ab" * 32, "title": "Deploy"})
+        record.append("runbook.switched", path="/srv/rollback.md", sha256="cd" * 32, title="Rollback",
+                      transcript="/var/log/runs/rollback.jsonl")
+        record.append("run.aborted", reason="operator switched to the related runbook Rollback with 3 task(s) left")
+    markdown = export(path, "md")
+    assert ("- **Continued with:** Rollback (`/srv/rollback.md`), transcript `/var/log/runs/rollback.jsonl`"
+            in markdown)
+    assert json.loads(export(path, "json"))["run"]["continued"]["transcript"] == "/var/log/runs/rollback.jsonl"
+
+
 def test_exports_say_when_the_chain_is_broken(transcript: Path) -> None:
     content = transcript.read_bytes()
     transcript.write_bytes(content.replace(b"exit_code\":3", b"exit_code\":0", 1))

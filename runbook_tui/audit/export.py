@@ -83,6 +83,7 @@ class RunRecord:
     summary: dict[str, Any] = field(default_factory=dict)
     notes: list[dict[str, Any]] = field(default_factory=list)
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
+    continued: dict[str, Any] | None = None  # runbook.switched: the related runbook run next
 
     @property
     def duration(self) -> float | None:
@@ -129,6 +130,8 @@ def fold(events: Iterable[dict[str, Any]]) -> RunRecord:
             run.secrets = event.get("secrets") or []
         elif kind == "runbook.opened" and not run.runbook:
             run.runbook = {key: event.get(key) for key in ("path", "sha256", "title")}
+        elif kind == "runbook.switched":
+            run.continued = {key: event.get(key) for key in ("path", "sha256", "title", "transcript")}
         elif kind == "step.entered":
             steps[event["step_id"]] = event.get("title", "")
         elif kind == "note":
@@ -238,6 +241,10 @@ def _header(run: RunRecord, integrity: VerifyResult, filename: str) -> list[str]
     who = f"{operator.get('user', '?')}@{operator.get('host', '?')}"
     extras = [f"tty {operator['tty']}" if operator.get("tty") else "", operator.get("git_user") or ""]
     lines = [f"- **Result:** {_inline(run.result)}" + (f": {_inline(run.reason)}" if run.reason else "")]
+    if run.continued:
+        nxt = run.continued
+        lines.append(f"- **Continued with:** {_inline(nxt.get('title') or '?')} ({_code(nxt.get('path') or '?')}), "
+                     f"transcript {_code(nxt.get('transcript') or '?')}")
     lines.append(f"- **Operator:** {_inline(who)}" + _parenthesised(extras))
     book = run.runbook
     lines.append(f"- **Runbook:** {_code(book.get('path') or '?')}, SHA-256 {_code(book.get('sha256') or '?')}")
