@@ -14,7 +14,7 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -47,6 +47,18 @@ class Tmux:
 
     def screen(self) -> str:
         return self("capture-pane", "-p", "-t", "e2e")
+
+    def press_until(self, key: str, done: Callable[[], object], tries: int = 6) -> None:
+        """Press `key` until `done()` holds: a key sent while the app is still starting up (on a
+        loaded machine) can be missed, and an operator would simply press it again."""
+        for _ in range(tries):
+            self("send-keys", "-t", "e2e", key)
+            try:
+                if done():
+                    return
+            except AssertionError:
+                continue
+        raise AssertionError(f"pressing {key!r} {tries} times did not get there; the screen:\n{self.screen()}")
 
     def wait_for(self, text: str, timeout: float = 30) -> str:
         deadline = time.monotonic() + timeout
@@ -95,17 +107,7 @@ def test_run_a_command_in_a_real_terminal(tmux: Tmux, tmp_path: Path) -> None:
 
     tmux.wait_for("0/1 tasks")
     tmux.wait_for("echo e2e-$((6*7))")
-    # A key sent while the app is still starting up (on a loaded machine) can be missed: press
-    # enter again until the confirmation shows, as an operator would.
-    for _ in range(6):
-        tmux("send-keys", "-t", "e2e", "Enter")
-        try:
-            tmux.wait_for("Run task 1.1.1?", timeout=5)
-            break
-        except AssertionError:
-            continue
-    else:
-        tmux.wait_for("Run task 1.1.1?")
+    tmux.press_until("Enter", lambda: tmux.wait_for("Run task 1.1.1?", timeout=5))
     tmux("send-keys", "-t", "e2e", "y")
     screen = tmux.wait_for("e2e-42")
     assert "[exit 0," in tmux.wait_for("[exit 0,"), screen
@@ -189,28 +191,14 @@ def test_switching_to_a_related_runbook_starts_its_own_run(tmux: Tmux, tmp_path:
          f"cd {shlex.quote(str(tmp_path))} && XDG_CONFIG_HOME={config} XDG_STATE_HOME={state} {app}; "
          f"echo $? > {shlex.quote(str(exit_file))}")
     tmux.wait_for("0/1 tasks")
-    for _ in range(6):  # a key sent while the app still starts can be missed
-        tmux("send-keys", "-t", "e2e", "o")
-        try:
-            tmux.wait_for("related runbook, read-only", timeout=5)
-            break
-        except AssertionError:
-            continue
+    tmux.press_until("o", lambda: tmux.wait_for("related runbook, read-only", timeout=5))
     tmux("send-keys", "-t", "e2e", "r")
     tmux.wait_for("and run Roll back?")
     tmux("send-keys", "-t", "e2e", "y")
     tmux.wait_for("Roll back")
     tmux.wait_for("echo rolled-back")
-    for _ in range(6):  # the new app may still be starting: press q until it has gone
-        tmux("send-keys", "-t", "e2e", "q")
-        try:
-            code = wait_for_file(exit_file, timeout=5)
-            break
-        except AssertionError:
-            continue
-    else:
-        code = wait_for_file(exit_file)
-    assert code == "1", "the rollback run was left with a task not done"
+    tmux.press_until("q", lambda: wait_for_file(exit_file, timeout=5))  # the new app may still be starting
+    assert wait_for_file(exit_file) == "1", "the rollback run was left with a task not done"
 
     switched = events(transcript, "runbook.switched")[-1]
     assert switched["path"] == str((tmp_path / "rollback.md").resolve())

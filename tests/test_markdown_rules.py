@@ -66,15 +66,19 @@ def test_run_true_makes_a_reference_block_runnable_and_run_false_the_opposite() 
 ])
 def test_shell_grammar_in_a_shell_block_is_a_command(script: str) -> None:
     """The first word is no program, but the shell grammar around it says this is meant to run."""
-    book = md(f"""
+    assert commands(in_a_shell_block(script)) == [script]
+
+
+def in_a_shell_block(text: str) -> Runbook:
+    """A runbook whose one step holds `text` in a ```sh block."""
+    return md(f"""
         # T
         ## Steps
         1. Do it
            ```sh
-           {script}
+           {text}
            ```
         """)
-    assert commands(book) == [script]
 
 
 @pytest.mark.parametrize("text", [
@@ -84,15 +88,7 @@ def test_shell_grammar_in_a_shell_block_is_a_command(script: str) -> None:
     "forecast: sunny",
 ])
 def test_promql_and_output_in_a_shell_block_stay_reference(text: str) -> None:
-    book = md(f"""
-        # T
-        ## Steps
-        1. Look at it
-           ```sh
-           {text}
-           ```
-        """)
-    assert commands(book) == []
+    assert commands(in_a_shell_block(text)) == []
 
 
 def test_console_block_without_prompt_is_reference_unless_a_known_program() -> None:

@@ -287,15 +287,20 @@ def _feeding(stream: Any, chunks: int, size: int) -> tuple[threading.Thread, lis
     return thread, fed
 
 
-def test_output_beyond_the_pending_limit_waits_for_the_flush(tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """The reader is held back, like a command writing to a slow terminal; nothing is lost."""
+def _bounded_stream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wait: float) -> Any:
+    """An output stream that holds its reader back past 1,000 pending characters, `wait` s at a time."""
     from runbook_tui.engine import session as session_module
 
     monkeypatch.setattr(session_module, "PENDING_MAX", 1000)
-    monkeypatch.setattr(session_module, "PENDING_WAIT", 60.0)
+    monkeypatch.setattr(session_module, "PENDING_WAIT", wait)
     s = session(tmp_path, "# T\n## Steps\n- `echo x --y`\n", Operator())
-    stream = session_module.OutputStream(s, "1.1.1")
+    return session_module.OutputStream(s, "1.1.1")
+
+
+def test_output_beyond_the_pending_limit_waits_for_the_flush(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader is held back, like a command writing to a slow terminal; nothing is lost."""
+    stream = _bounded_stream(tmp_path, monkeypatch, wait=60.0)
     thread, fed = _feeding(stream, 6, 600)
     deadline = time.monotonic() + 10
     while len(fed) < 2 and time.monotonic() < deadline:
@@ -313,12 +318,7 @@ def test_output_beyond_the_pending_limit_waits_for_the_flush(tmp_path: Path,
 
 def test_a_stalled_flush_slows_the_reader_but_never_stops_it(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from runbook_tui.engine import session as session_module
-
-    monkeypatch.setattr(session_module, "PENDING_MAX", 1000)
-    monkeypatch.setattr(session_module, "PENDING_WAIT", 0.05)
-    s = session(tmp_path, "# T\n## Steps\n- `echo x --y`\n", Operator())
-    stream = session_module.OutputStream(s, "1.1.1")
+    stream = _bounded_stream(tmp_path, monkeypatch, wait=0.05)
     thread, fed = _feeding(stream, 6, 600)
     thread.join(30)
     assert len(fed) == 6, "no flush came, and the reader went on after waiting"
