@@ -462,6 +462,24 @@ async def test_related_runbook_opens_on_top_and_escape_comes_back(seed_run: Call
     assert "command.started" not in run.types(), "opening a related runbook runs nothing"
 
 
+async def test_keys_on_a_related_runbook_do_not_act_on_the_run_underneath(seed_run: Callable[..., Run]) -> None:
+    run = seed_run()
+    async with run_test(run.app, SIZE) as pilot:
+        await ready(pilot, run)
+        await pilot.press("o")
+        await until_screen(pilot, Choose)
+        await pilot.press("enter")
+        await until_screen(pilot, RelatedScreen)
+        await pilot.press("s", "e", "o")  # skip, edit and open-related belong to the run's screen
+        await pilot.pause(0.3)
+        assert [type(s) for s in run.app.screen_stack][1:] == [RelatedScreen]
+        await pilot.press("escape")
+        await until(pilot, lambda: len(run.app.screen_stack) == 1)
+        await pilot.press("s")
+        await until_screen(pilot, TextPrompt)  # on the run's screen, s skips (and asks why)
+    assert "task.skipped" not in run.types()
+
+
 async def test_running_a_related_runbook_ends_this_run_and_names_the_next(seed_run: Callable[..., Run]) -> None:
     """From the deployment to the rollback runbook at 3 a.m.: this run is ended and says where
     the next one is recorded; the CLI then starts that run (tested under tmux)."""

@@ -27,6 +27,7 @@ from runbook_tui.model import MODES, Runbook, Section, Step, Task
 from runbook_tui.tui.commands import RunbookCommands
 from runbook_tui.tui.prompter import ScreenPrompter
 from runbook_tui.tui.screens.dialogs import Choose, EditCommand, TextPrompt, YesNo
+from runbook_tui.tui.screens.related import RelatedScreen
 from runbook_tui.tui.widgets.container_watch import ContainerStatus, ContainerWatch, tab_id
 from runbook_tui.tui.widgets.output_pane import OutputPane
 from runbook_tui.tui.widgets.run_header import RunHeader
@@ -324,6 +325,9 @@ class RunbookApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.read_only and action in ("skip", "retry", "edit", "note", "export", "interrupt"):
             return False
+        # Reading a related runbook, a key must not act on the run's task hidden underneath.
+        if isinstance(self.screen, RelatedScreen) and action in ("skip", "retry", "edit", "related"):
+            return False
         return True
 
     def _busy(self) -> bool:
@@ -415,8 +419,6 @@ class RunbookApp(App[int]):
         """Open a related runbook on top; a missing or broken file is a notification, not a crash."""
         from runbook_tui.parse import load_runbook
         from runbook_tui.parse.errors import RunbookError
-        from runbook_tui.tui.screens.related import RelatedScreen
-
         target = Path(self.runbook.path).parent / self.runbook.related[index].target
         try:
             related = load_runbook(target)
