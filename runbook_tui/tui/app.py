@@ -419,6 +419,7 @@ class RunbookApp(App[int]):
         """Open a related runbook on top; a missing or broken file is a notification, not a crash."""
         from runbook_tui.parse import load_runbook
         from runbook_tui.parse.errors import RunbookError
+
         target = Path(self.runbook.path).parent / self.runbook.related[index].target
         try:
             related = load_runbook(target)
