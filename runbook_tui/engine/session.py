@@ -618,6 +618,8 @@ class OutputStream:
             self.error = exc
 
     def close(self) -> None:
+        """On the session's thread: flush first, so the redactor's tail never waits on itself."""
+        self.flush()
         self._accept(self.session.redactor.flush(self.stream_id))
         self.flush()
 
