@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.common import BASELINES, REPO, CaseResult, Context, Table, Target, fmt_mb, fmt_ratio, fmt_s, python
-from bench.measure import Sample, exact_rss, median, ours_exe, percentile, rotate, run_timed
+from bench.measure import Proc, Sample, exact_rss, median, ours_exe, percentile, rotate, run_timed
 from bench.workloads import (
     Workload,
     ansi_lines,
@@ -69,16 +69,7 @@ def run_ours(ctx: Context, workload: Workload, book: Path) -> Sample:
     transcript = _fresh(ctx.work / "ours.jsonl")
     proc = run_timed([*ours_exe(), "run", "--yes", "--transcript", str(transcript), str(book)],
                      env=ctx.env, cwd=ctx.work)
-    sample = Sample(proc.seconds, proc.rss_kb)
-    if proc.returncode != 0 or not transcript.exists():
-        sample.complete, sample.detail = False, f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}"
-    else:
-        tally, events, ok = transcript_tally(transcript)
-        sample.complete, sample.detail = judge(workload, tally)
-        sample.complete = sample.complete and ok
-        sample.extra["events"] = events
-    transcript.unlink(missing_ok=True)
-    return sample
+    return _recorded(proc, workload, transcript)
 
 
 def run_floor(ctx: Context, workload: Workload, imports: tuple[str, ...] = ()) -> Sample:
@@ -86,14 +77,20 @@ def run_floor(ctx: Context, workload: Workload, imports: tuple[str, ...] = ()) -
     out = _fresh(ctx.work / "floor.jsonl")
     proc = run_timed([python(), str(REPO / "bench" / "floor.py"), workload.command, str(out), *imports],
                      env=ctx.env, cwd=ctx.work)
+    return _recorded(proc, workload, out)
+
+
+def _recorded(proc: Proc, workload: Workload, recording: Path) -> Sample:
+    """The sample of a run that wrote a hash-chained JSONL: complete when it holds the whole output."""
     sample = Sample(proc.seconds, proc.rss_kb)
-    if proc.returncode != 0 or not out.exists():
+    if proc.returncode != 0 or not recording.exists():
         sample.complete, sample.detail = False, f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}"
     else:
-        tally, _, ok = transcript_tally(out)
+        tally, events, ok = transcript_tally(recording)
         sample.complete, sample.detail = judge(workload, tally)
         sample.complete = sample.complete and ok
-    out.unlink(missing_ok=True)
+        sample.extra["events"] = events
+    recording.unlink(missing_ok=True)
     return sample
 
 
