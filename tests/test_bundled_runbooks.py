@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from runbook_tui.engine.runner import shell_argv
+from runbook_tui.process import shell_argv
 from runbook_tui.model import Runbook, Task
 from runbook_tui.parse import load_runbook, parse_text
 

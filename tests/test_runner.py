@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runbook_tui.engine.runner import ExitStatus, PtyProcess, run_command, shell_argv
+from runbook_tui.engine.runner import PtyProcess, run_command
+from runbook_tui.process import ExitStatus, shell_argv
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from runbook_tui.engine.runner import ExitStatus
+from runbook_tui.process import ExitStatus
 from runbook_tui.model import Task
 
 # expect_output is matched against this much of the end of the output (the whole output lives

@@ -15,7 +15,8 @@ import termios
 import tty
 from collections.abc import Callable, Mapping, Sequence
 
-from runbook_tui.engine.runner import ExitStatus, PtyProcess
+from runbook_tui.engine.runner import PtyProcess
+from runbook_tui.process import ExitStatus
 
 
 def run_on_terminal(argv: Sequence[str], *, on_output: Callable[[str], None], cwd: str | None = None,

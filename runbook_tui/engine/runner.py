@@ -20,12 +20,10 @@ import termios
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Protocol
 
-__all__ = ["DEFAULT_TERM", "ExitStatus", "Process", "PtyProcess", "run_command", "shell_argv", "supervise"]
+from runbook_tui.process import DEFAULT_TERM, ExitStatus, supervise
 
-DEFAULT_TERM = "xterm-256color"
+__all__ = ["PtyProcess", "run_command"]
 
 _CHUNK = 64 * 1024
 # A PTY delivers a fast writer's output a line or so per read. Reads are gathered and handed
@@ -40,43 +38,8 @@ _DRAIN_MAX = 2.0
 # After SIGKILLing the group, how long to wait for the PTY to report EOF. Only a process that
 # escaped the group (setsid) can keep it open longer; we stop reading rather than hang.
 _EOF_AFTER_KILL = 1.0
-# Poll interval for leader exit where pidfd is unavailable, and for abort_event in run_command.
+# Poll interval for the leader's exit where pidfd is unavailable.
 _POLL = 0.05
-
-
-@dataclass(frozen=True)
-class ExitStatus:
-    """How a command ended."""
-
-    exit_code: int | None  # None when killed by a signal
-    signal: int | None  # signal number that killed the leader, else None
-    duration: float  # seconds (monotonic) from spawn until the leader exited
-    timed_out: bool = False
-    aborted: bool = False  # stopped by abort() (operator / app shutdown)
-
-    @property
-    def ok_code(self) -> int:
-        """Shell-style code for display: the exit code, or 128 + signal."""
-        if self.exit_code is not None:
-            return self.exit_code
-        return 128 + (self.signal or 0)
-
-
-def shell_argv(script: str, shell: str = "bash") -> list[str]:
-    """argv that runs ``script`` with ``shell`` and fails loudly.
-
-    ``pipefail`` so a failing producer is not hidden by ``| tee``; ``-e`` only for multi-line
-    scripts, where a failing line must not be silently followed by the next one. ``sh``/``dash``
-    get no ``pipefail`` (not portable there).
-    """
-    lines = [ln.strip() for ln in script.splitlines()]
-    code_lines = [ln for ln in lines if ln and not ln.startswith("#")]
-    argv = [shell]
-    if len(code_lines) > 1:
-        argv.append("-e")
-    if os.path.basename(shell) not in ("sh", "dash"):
-        argv += ["-o", "pipefail"]
-    return argv + ["-c", script]
 
 
 def _child_env(env: Mapping[str, str] | None) -> dict[str, str]:
@@ -421,51 +384,3 @@ def run_command(
     """
     proc = PtyProcess.spawn(argv, on_output=on_output, cwd=cwd, env=env, rows=rows, cols=cols)
     return supervise(proc, timeout=timeout, grace=grace, should_abort=abort_event.is_set if abort_event else None)
-
-
-class Process(Protocol):
-    """What `supervise` needs of a running command: a local PtyProcess or a docker exec."""
-
-    def wait(self, timeout: float | None = None) -> ExitStatus | None: ...
-
-    def abort(self, grace: float = 2.0) -> None: ...
-
-
-def supervise(proc: Process, *, timeout: float | None = None, grace: float = 2.0,
-              should_abort: Callable[[], bool] | None = None, tick: Callable[[], None] | None = None,
-              interval: float = _POLL) -> ExitStatus:
-    """Wait for ``proc``; on ``timeout`` or once ``should_abort()`` says so, abort it with ``grace``.
-
-    ``tick`` is called every ``interval`` seconds while it runs (the session flushes output to
-    the transcript there). If the caller itself is interrupted (e.g. KeyboardInterrupt), the
-    command is aborted too.
-    """
-    deadline = None if timeout is None else time.monotonic() + timeout
-    polling = should_abort is not None or tick is not None
-    timed_out = False
-    try:
-        while True:
-            if should_abort is not None and should_abort():
-                proc.abort(grace)
-                break
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                timed_out = True
-                proc.abort(grace)
-                break
-            step = remaining
-            if polling:
-                step = interval if remaining is None else min(remaining, interval)
-            finished = proc.wait(step) is not None
-            if tick is not None:
-                tick()
-            if finished:
-                break
-    except BaseException:
-        proc.abort(grace)
-        raise
-    status = proc.wait()
-    assert status is not None
-    if timed_out and status.aborted:
-        status = replace(status, aborted=False, timed_out=True)
-    return status

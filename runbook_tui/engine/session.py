@@ -26,7 +26,8 @@ from runbook_tui.audit.redact import Redactor
 from runbook_tui.audit.transcript import Transcript, TranscriptError
 from runbook_tui.engine.checks import OutputTail, Verdict, judge
 from runbook_tui.engine.env import command_environment, fill_placeholders, injected_environment
-from runbook_tui.engine.runner import ExitStatus, Process, PtyProcess, shell_argv, supervise
+from runbook_tui.engine.runner import PtyProcess
+from runbook_tui.process import ExitStatus, Process, shell_argv, supervise
 from runbook_tui.model import Mode, Runbook, Section, Step, Task
 from runbook_tui.parse.shellwords import placeholder_label
 

@@ -10,7 +10,7 @@
   itself when the container is recreated (``docker compose up -d``) or restarted, and keeps
   retrying, saying why, while the engine is unreachable.
 - :class:`ContainerProcess` / :func:`exec_in_container` run a task's script through
-  ``docker exec`` on a TTY, shaped like :mod:`runbook_tui.engine.runner` (same ``ExitStatus``,
+  ``docker exec`` on a TTY, shaped like the local PTY runner (same ``ExitStatus``,
   same abort escalation SIGINT, SIGTERM, SIGKILL, no orphan left behind).
 
 Secrets reach an exec only as its environment variables; no value of ``env`` is ever logged or
@@ -35,7 +35,7 @@ import docker.errors
 from docker.models.containers import Container
 from docker.types import CancellableStream
 
-from runbook_tui.engine.runner import DEFAULT_TERM, ExitStatus, shell_argv, supervise
+from runbook_tui.process import DEFAULT_TERM, ExitStatus, shell_argv, supervise
 
 __all__ = [
     "COMPOSE_SERVICE_LABEL",
@@ -640,7 +640,7 @@ class ContainerProcess:
     ) -> ContainerProcess:
         """Start ``[shell, "-c", script]`` in the running container ``target`` names.
 
-        The argv is :func:`runbook_tui.engine.runner.shell_argv`'s, as for a local command: a
+        The argv is :func:`runbook_tui.process.shell_argv`'s, as for a local command: a
         multi-line script gets ``-e`` and a bash-like shell ``-o pipefail``, so a script fails the
         same way in a container as on the operator's machine.
 

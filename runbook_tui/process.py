@@ -1,0 +1,104 @@
+"""What every target's running command is, whatever runs it: a local PTY, a docker exec, SSH.
+
+The engine drives commands only through these: `Process` (wait, abort), `ExitStatus` (how it
+ended) and `supervise` (timeout, abort, a periodic tick). Targets in `integrations/` build
+Processes from here and never import the engine, which drives them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+__all__ = ["DEFAULT_TERM", "ExitStatus", "Process", "shell_argv", "supervise"]
+
+# The terminal type a command is told it has, on our PTY or in a container.
+DEFAULT_TERM = "xterm-256color"
+# How often supervise() polls should_abort and calls tick when the caller asked for either.
+POLL = 0.05
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """How a command ended."""
+
+    exit_code: int | None  # None when killed by a signal
+    signal: int | None  # signal number that killed the leader, else None
+    duration: float  # seconds (monotonic) from spawn until the leader exited
+    timed_out: bool = False
+    aborted: bool = False  # stopped by abort() (operator / app shutdown)
+
+    @property
+    def ok_code(self) -> int:
+        """Shell-style code for display: the exit code, or 128 + signal."""
+        if self.exit_code is not None:
+            return self.exit_code
+        return 128 + (self.signal or 0)
+
+
+def shell_argv(script: str, shell: str = "bash") -> list[str]:
+    """argv that runs ``script`` with ``shell`` and fails loudly.
+
+    ``pipefail`` so a failing producer is not hidden by ``| tee``; ``-e`` only for multi-line
+    scripts, where a failing line must not be silently followed by the next one. ``sh``/``dash``
+    get no ``pipefail`` (not portable there).
+    """
+    lines = [ln.strip() for ln in script.splitlines()]
+    code_lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    argv = [shell]
+    if len(code_lines) > 1:
+        argv.append("-e")
+    if os.path.basename(shell) not in ("sh", "dash"):
+        argv += ["-o", "pipefail"]
+    return argv + ["-c", script]
+
+
+class Process(Protocol):
+    """What `supervise` needs of a running command: a local PtyProcess or a docker exec."""
+
+    def wait(self, timeout: float | None = None) -> ExitStatus | None: ...
+
+    def abort(self, grace: float = 2.0) -> None: ...
+
+
+def supervise(proc: Process, *, timeout: float | None = None, grace: float = 2.0,
+              should_abort: Callable[[], bool] | None = None, tick: Callable[[], None] | None = None,
+              interval: float = POLL) -> ExitStatus:
+    """Wait for ``proc``; on ``timeout`` or once ``should_abort()`` says so, abort it with ``grace``.
+
+    ``tick`` is called every ``interval`` seconds while it runs (the session flushes output to
+    the transcript there). If the caller itself is interrupted (e.g. KeyboardInterrupt), the
+    command is aborted too.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    polling = should_abort is not None or tick is not None
+    timed_out = False
+    try:
+        while True:
+            if should_abort is not None and should_abort():
+                proc.abort(grace)
+                break
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                timed_out = True
+                proc.abort(grace)
+                break
+            step = remaining
+            if polling:
+                step = interval if remaining is None else min(remaining, interval)
+            finished = proc.wait(step) is not None
+            if tick is not None:
+                tick()
+            if finished:
+                break
+    except BaseException:
+        proc.abort(grace)
+        raise
+    status = proc.wait()
+    assert status is not None
+    if timed_out and status.aborted:
+        status = replace(status, aborted=False, timed_out=True)
+    return status
