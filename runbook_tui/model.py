@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Iterator, Literal
 
 TaskKind = Literal["command", "manual"]
@@ -47,6 +48,7 @@ class TaskOptions:
     optional: bool | None = None
     run: bool | None = None
     skip: bool | None = None
+    secrets: tuple[str, ...] | None = None  # secrets this task may see besides those its command names
 
     def merged_over(self, base: TaskOptions) -> TaskOptions:
         """These options, with every unset key taken from `base` (a step's or a runbook's)."""
@@ -67,7 +69,7 @@ class TaskOptions:
                 value = {"timeout": value.timeout, "interval": value.interval}
             elif key == "env":
                 value = dict(value)
-            elif key == "expect_exit":
+            elif key in ("expect_exit", "secrets"):
                 value = list(value)
             out[key] = value
         return out
@@ -217,6 +219,11 @@ class Runbook:
 
     def commands(self) -> Iterator[Task]:
         return (task for task in self.tasks() if task.kind == "command")
+
+    @cached_property
+    def marks_risks(self) -> bool:
+        """Whether any command says `risk=` (the policy's default for unmarked runbooks depends on it)."""
+        return any(task.options.risk for task in self.commands())
 
     def find(self, id_or_name: str) -> Section | Step | Task | None:
         """The element with this dotted id or annotation name."""

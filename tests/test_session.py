@@ -33,9 +33,12 @@ class Operator:
         self.asked.append(request)
         return Answer(self.confirm_answer, typed=self.typed)  # type: ignore[arg-type]
 
-    def confirm_step(self, step: Step, commands: list[str]) -> Answer:
-        self.asked.append(("step", step.id, commands))
+    def confirm_step(self, step: Step, commands: list[Confirmation]) -> Answer:
+        self.asked.append(("step", step.id, [c.command for c in commands]))
         return Answer("run")
+
+    def offer_to_store(self, secret_name: str) -> bool:
+        return False
 
     def confirm_manual(self, task: Task, step: Step) -> Answer:
         self.asked.append(("manual", task.id))
@@ -80,8 +83,15 @@ def test_paranoid_asks_before_every_command_and_auto_does_not(tmp_path: Path) ->
     auto = tmp_path / "auto"
     auto.mkdir()
     op2 = Operator()
-    s2 = session(auto, text, op2, mode="auto")
+    s2 = session(auto, text, op2, mode="auto", trusted=True)
     assert s2.run_all() == "success" and op2.asked == []
+    assert [e["reason"] for e in kinds(auto, "policy.allowed")] == ["auto mode, trusted runbook"] * 2
+    untrusted = tmp_path / "untrusted"
+    untrusted.mkdir()
+    op3 = Operator()
+    s3 = session(untrusted, text, op3, mode="auto")
+    assert s3.mode == "paranoid" and s3.run_all() == "success"
+    assert [a.command for a in op3.asked] == ["echo one --x", "echo two --x"]
 
 
 def test_step_mode_confirms_once_per_step(tmp_path: Path) -> None:
@@ -94,7 +104,7 @@ def test_step_mode_confirms_once_per_step(tmp_path: Path) -> None:
            - `echo a2 --x`
         2. **B**
            - `echo b1 --x`
-        """, op, mode="step")
+        """, op, mode="step", trusted=True)
     assert s.run_all() == "success"
     assert op.asked == [("step", "1.1", ["echo a1 --x", "echo a2 --x"]), ("step", "1.2", ["echo b1 --x"])]
 

@@ -8,10 +8,14 @@ exception (they are text in the command), so they are quoted for the exact spot 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from collections.abc import Mapping
 
 from runbook_tui.model import Runbook, Task
+
+# `$NAME` or `${NAME}` (also `${NAME:-default}`) in an env value: the names it reads.
+_REFERENCE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def fill_placeholders(command: str, values: Mapping[str, str]) -> str:
@@ -52,14 +56,46 @@ def _quoted(value: str, quote: str | None) -> str:
 
 def injected_environment(runbook: Runbook, values: Mapping[str, str], secrets: Mapping[str, str],
                          task: Task) -> dict[str, str]:
-    """What the runbook adds for a task: its env, the variables, the secrets, the task's `env`."""
+    """What the runbook adds for a task: its env, the variables, the secrets it uses, the task's `env`.
+
+    A secret reaches only a task that names it: as `$NAME` in its command or in an `env` value,
+    or in its `secrets=` annotation. Every other command runs without it, so a compromised or
+    chatty tool in one step cannot read the database password meant for another.
+    """
     env = dict(runbook.env)
     env.update(values)
-    env.update(secrets)
+    env.update({name: value for name, value in secrets.items() if name in secrets_used(runbook, task)})
     env.update(dict(task.options.env or ()))
     return env
+
+
+def secrets_used(runbook: Runbook, task: Task) -> frozenset[str]:
+    """Names of the runbook's secrets this task may see."""
+    named = set(task.variables) | set(task.options.secrets or ())
+    for _, value in (*runbook.env, *(task.options.env or ())):
+        named.update(_REFERENCE.findall(value))
+    return frozenset(named & {secret.name for secret in runbook.secrets})
 
 
 def command_environment(injected: Mapping[str, str]) -> dict[str, str]:
     """A local command's environment: the operator's, with the runbook's values on top."""
     return {**os.environ, **injected}
+
+
+def environment_hazards(runbook: Runbook, values: Mapping[str, str], task: Task) -> list[str]:
+    """Why the environment this task would get can run code that its command does not show."""
+    names = {key for key, _ in runbook.env} | set(values) | {key for key, _ in task.options.env or ()}
+    reasons = [f"it sets {name}, which {why}" for name, why in dangerous_environment(sorted(names))]
+    if runbook.shell not in (None, "bash", "sh"):
+        reasons.append(f"it runs under the runbook's own shell {runbook.shell!r}")
+    return reasons
+
+
+# HAZARDS-MERGE: provisional; the hazards branch brings the full list and its reasons.
+_DANGEROUS_NAMES = ("PATH", "BASH_ENV", "ENV", "PROMPT_COMMAND", "IFS", "SHELLOPTS", "BASHOPTS", "PS4")
+
+
+def dangerous_environment(names: list[str]) -> list[tuple[str, str]]:
+    """(name, why) for each name that changes which code a shell runs."""
+    return [(name, "changes which code the shell runs") for name in names
+            if name in _DANGEROUS_NAMES or name.startswith(("LD_", "PYTHON"))]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import getpass
 import hashlib
 import os
-import re
 import socket
 import threading
 import time
@@ -26,6 +25,8 @@ from runbook_tui.audit.redact import Redactor
 from runbook_tui.audit.transcript import Transcript, TranscriptError
 from runbook_tui.engine.checks import OutputTail, Verdict, judge
 from runbook_tui.engine.env import command_environment, fill_placeholders, injected_environment
+from runbook_tui.engine.policy import (Decision, Risk, confirmation_needed, effective_mode, step_confirmation_needed,
+                                       task_risk)
 from runbook_tui.engine.runner import PtyProcess
 from runbook_tui.process import ExitStatus, Process, shell_argv, supervise
 from runbook_tui.model import Mode, Runbook, Section, Step, Task
@@ -33,9 +34,6 @@ from runbook_tui.parse.shellwords import placeholder_label
 
 Action = Literal["run", "skip", "abort", "done", "retry", "stop"]
 TaskStatus = Literal["done", "failed", "skipped", "manual", "not_confirmed", "planned"]
-# Section titles that hold the changes themselves; on a high-severity runbook their commands
-# need a typed confirmation even when the runbook does not say risk=high.
-RESOLUTION_TITLES = re.compile(r"resolution|mitigation|rollback|recovery|remediation|deploy", re.IGNORECASE)
 OUTPUT_EVENT_MAX = 256 * 1024
 FLUSH_INTERVAL = 0.1
 # Output waiting for the next flush, at most: beyond it the PTY reader waits (PENDING_WAIT at a
@@ -74,7 +72,8 @@ class Question:
 
 @dataclass(frozen=True)
 class Confirmation:
-    """Everything the operator must see before saying yes to a command."""
+    """Everything the operator must see before saying yes to a command: what runs, where, with
+    which environment (secret values masked), how dangerous it is and why they are asked."""
 
     task: Task
     step: Step
@@ -85,6 +84,16 @@ class Confirmation:
     risk: Literal["low", "high"]
     typed_word: str | None  # the word to type for a high-risk command
     attempt: int = 1
+    shell: str = "bash"
+    env: tuple[tuple[str, str], ...] = ()  # (name, value as shown: secrets masked)
+    risk_reasons: tuple[str, ...] = ()
+    reason: str = ""  # why the operator is asked (the policy's decision)
+
+    def shown(self) -> dict[str, Any]:
+        """What the prompt shows, as recorded in confirm.asked."""
+        return {"prompt": self.command, "cwd": self.cwd, "container": self.container, "shell": self.shell,
+                "env": dict(self.env), "risk": self.risk, "risk_reasons": list(self.risk_reasons),
+                "typed_word": self.typed_word, "attempt": self.attempt, "reason": self.reason}
 
 
 class Prompter(Protocol):
@@ -92,12 +101,18 @@ class Prompter(Protocol):
 
     def confirm(self, request: Confirmation) -> Answer: ...
 
-    def confirm_step(self, step: Step, commands: list[str]) -> Answer: ...
+    def confirm_step(self, step: Step, commands: list[Confirmation]) -> Answer:
+        """Step mode: every command of the step, in full, approved (or not) at once."""
+        ...
 
     def confirm_manual(self, task: Task, step: Step) -> Answer: ...
 
     def ask_values(self, questions: list[Question]) -> dict[str, str]:
         """Every answer, by question name; raises MissingValue if the operator gives none."""
+        ...
+
+    def offer_to_store(self, secret_name: str) -> bool:
+        """Whether to store a secret the operator just typed in the keyring."""
         ...
 
     def after_failure(self, task: Task, verdict: Verdict, attempt: int) -> Answer: ...
@@ -133,6 +148,7 @@ class RunState:
     finished: dict[str, TaskOutcome] = field(default_factory=dict)
     entered_steps: set[str] = field(default_factory=set)
     confirmed_steps: set[str] = field(default_factory=set)
+    approved: dict[str, str] = field(default_factory=dict)  # task id -> command approved with its step
 
 
 class Session:
@@ -154,12 +170,14 @@ class Session:
         git_facts: dict[str, Any] | None = None,
         state: RunState | None = None,
         terminal: Terminal | None = None,
+        trusted: bool = False,
     ) -> None:
         self.runbook = runbook
         self.transcript = transcript
         self.prompter = prompter
         self.observer = observer
-        self.mode: Mode = mode
+        self.trusted = trusted
+        self.mode, self.mode_notice = effective_mode(mode, trusted, runbook.path)
         self.values: dict[str, str] = {v.name: v.default for v in runbook.variables if v.default is not None}
         self.values.update(values or {})
         self.secrets = dict(secrets or {})
@@ -204,6 +222,7 @@ class Session:
             runbook={"path": os.path.abspath(self.runbook.path), "sha256": self.runbook.sha256,
                      "title": self.runbook.title},
             mode=self.mode,
+            trusted=self.trusted,
             operator=operator_facts(self.git_facts),
             git=self.git_facts,
             cwd=os.getcwd(),
@@ -214,15 +233,32 @@ class Session:
 
     def resume(self, interrupted: str | None) -> None:
         """Write run.resumed on an existing chain (the transcript was opened for appending)."""
-        self.record("run.resumed", run_id=self.run_id, mode=self.mode, operator=operator_facts(self.git_facts),
+        self.record("run.resumed", run_id=self.run_id, mode=self.mode, trusted=self.trusted,
+                    operator=operator_facts(self.git_facts),
                     runbook={"path": os.path.abspath(self.runbook.path), "sha256": self.runbook.sha256},
                     interrupted_task=interrupted, finished=sorted(self.state.finished))
 
     def note(self, text: str, task_id: str | None = None) -> None:
         self.record("note", text=self.redactor.redact(text), task_id=task_id)
 
+    def change_mode(self, requested: Mode, by: str = "operator") -> str | None:
+        """Ask less or more from the next task on, as the policy allows; recorded either way.
+
+        Returns a notice when the request was refused (a relaxed mode on an untrusted runbook).
+        """
+        mode, notice = effective_mode(requested, self.trusted, self.runbook.path)
+        self.record("mode.changed", requested=requested, mode=mode, previous=self.mode, by=by,
+                    trusted=self.trusted, refused=notice)
+        self.mode = mode
+        return notice
+
+    def jumped(self, element_id: str) -> None:
+        """The operator moved to another step or task out of order (recorded, nothing runs)."""
+        self.record("operator.jumped", to=element_id)
+
     def finish(self) -> str:
-        """Write run.finished with the overall result: success unless a required task failed.
+        """Write run.finished with the overall result: success unless a required task failed,
+        and the tasks that did not run (a failure stopped the run before them).
 
         A run ends once: a second finish or abort (a quit racing an interrupt) records nothing.
         """
@@ -233,13 +269,15 @@ class Session:
         result = "failed" if failed else "success"
         if not self.ended:
             self.ended = True
-            self.record("run.finished", result=result, counts=counts, failed=failed)
+            left = [task.id for _, _, task in self.pending_tasks()]
+            self.record("run.finished", result=result, counts=counts, failed=failed, left=left)
         return result
 
-    def aborted(self, reason: str) -> None:
+    def aborted(self, reason: str, left: list[str] | None = None) -> None:
+        """Write run.aborted once, with the tasks that did not run (by id)."""
         if not self.ended:
             self.ended = True
-            self.record("run.aborted", reason=reason)
+            self.record("run.aborted", reason=self.redactor.redact(reason), left=left or [])
 
     # ---- the guided sequence -------------------------------------------------------------
     def pending_tasks(self) -> Iterator[tuple[Section, Step, Task]]:
@@ -297,18 +335,35 @@ class Session:
             return self.skip(task, step, "marked skip in the runbook")
         if task.kind == "manual":
             return self._manual(task, step)
-        if self.mode == "step" and step.id not in self.state.confirmed_steps:
-            commands = [t.command or "" for t in step.tasks if t.kind == "command" and t.id not in self.state.finished]
-            answer = self.prompter.confirm_step(step, commands)
-            self.record("confirm.answered", step_id=step.id, answer=answer.action, reason=answer.reason)
-            if answer.action == "abort":
-                raise RunAborted("operator aborted at step " + step.id)
-            if answer.action == "skip":
-                return self.skip(task, step, answer.reason or "step skipped")
-            if answer.action != "run":
-                return self._finish(task, step, TaskOutcome("not_confirmed", reason=answer.reason or "step not confirmed"))
-            self.state.confirmed_steps.add(step.id)
-        return self._command(task, step, section, edited)
+        if step_confirmation_needed(self.mode, self.trusted) and step.id not in self.state.confirmed_steps:
+            refused = self._confirm_step(task, step)
+            if refused is not None:
+                return refused
+        return self._command(task, step, edited)
+
+    def _confirm_step(self, task: Task, step: Step) -> TaskOutcome | None:
+        """Step mode: show every command of the step as it will run, in full, and ask once.
+
+        The approval covers exactly those texts: a command that differs when its turn comes
+        (edited, or a value changed) is asked again. Returns the task's outcome if not approved.
+        """
+        requests = [self._confirmation(t, step, self.resolve(t), attempt=1, reason="step mode")
+                    for t in step.tasks if t.kind == "command" and t.id not in self.state.finished
+                    and not t.options.skip]
+        self.record("confirm.asked", step_id=step.id, kind="step", commands=[
+            {"task_id": r.task.id, **self._redacted(r.shown())} for r in requests])
+        answer = self.prompter.confirm_step(step, requests)
+        self.record("confirm.answered", step_id=step.id, kind="step", answer=answer.action,
+                    reason=self.redactor.redact(answer.reason))
+        if answer.action == "abort":
+            raise RunAborted("operator aborted at step " + step.id)
+        if answer.action == "skip":
+            return self.skip(task, step, answer.reason or "step skipped")
+        if answer.action != "run":
+            return self._finish(task, step, TaskOutcome("not_confirmed", reason=answer.reason or "step not confirmed"))
+        self.state.confirmed_steps.add(step.id)
+        self.state.approved.update({r.task.id: r.command for r in requests})
+        return None
 
     def skip(self, task: Task, step: Step, reason: str) -> TaskOutcome:
         return self._finish(task, step, TaskOutcome("skipped", reason=reason))
@@ -344,14 +399,9 @@ class Session:
         return self._finish(task, step, TaskOutcome("not_confirmed", reason=answer.reason or "not confirmed"))
 
     # ---- commands ------------------------------------------------------------------------
-    def risk(self, task: Task, section: Section) -> Literal["low", "high"]:
-        """High when the task says so, or on the resolution steps of a high-severity runbook."""
-        if task.options.risk:
-            return task.options.risk
-        severity = (self.runbook.severity or "").lower()
-        if severity.startswith(("high", "critical", "sev1", "p1")) and RESOLUTION_TITLES.search(section.title):
-            return "high"
-        return "low"
+    def risk(self, task: Task) -> Risk:
+        """The policy's risk for this task, with the values this run has (one risk everywhere)."""
+        return task_risk(self.runbook, task, self.values)
 
     def typed_word(self) -> str:
         """What a high-risk confirmation asks the operator to type: the environment's name, or yes."""
@@ -373,41 +423,66 @@ class Session:
                  if placeholder_label(token) in self.values}
         return fill_placeholders(task.command or "", fills)
 
-    def _command(self, task: Task, step: Step, section: Section, edited: str | None) -> TaskOutcome:
+    def environment(self, task: Task) -> dict[str, str]:
+        """What the runbook adds to this task's environment (secrets only where it uses them)."""
+        return injected_environment(self.runbook, self.values, self.secrets, task)
+
+    def _redacted(self, shown: dict[str, Any]) -> dict[str, Any]:
+        """A confirmation's fields for the transcript: every text through the redactor."""
+        return {k: self.redactor.redact(v) if isinstance(v, str) else v for k, v in shown.items()}
+
+    def _confirmation(self, task: Task, step: Step, command: str, *, attempt: int, reason: str) -> Confirmation:
+        """Everything that will run, as the operator is shown it (secret values masked)."""
+        risk = self.risk(task)
+        injected = self.environment(task)
+        shown_env = tuple((k, "[secret]" if k in self.secrets else self.redactor.redact(v))
+                          for k, v in sorted(injected.items()))
+        return Confirmation(task, step, command, self._cwd(task), task.options.container, sorted(injected),
+                            risk.level, self.typed_word() if risk.level == "high" else None, attempt,
+                            shell=self._shell(task), env=shown_env, risk_reasons=risk.reasons, reason=reason)
+
+    def _cwd(self, task: Task) -> str:
+        return os.path.abspath(task.options.cwd or self.runbook.cwd or os.getcwd())
+
+    def _shell(self, task: Task) -> str:
+        return (self.runbook.shell or "sh") if task.options.container else self.shell
+
+    def _command(self, task: Task, step: Step, edited: str | None) -> TaskOutcome:
         command = edited if edited is not None else self.resolve(task)
-        cwd = os.path.abspath(task.options.cwd or self.runbook.cwd or os.getcwd())
-        env_names = sorted(injected_environment(self.runbook, self.values, self.secrets, task))
+        cwd = self._cwd(task)
         if self.mode == "noop":
-            injected = injected_environment(self.runbook, self.values, self.secrets, task)
+            request = self._confirmation(task, step, command, attempt=1, reason="noop")
             self.record("command.planned", task_id=task.id, step_id=step.id, command=task.command,
                         run_command=self.redactor.redact(command), cwd=cwd, container=task.options.container,
-                        env={k: "[secret]" if k in self.secrets else self.redactor.redact(v)
-                             for k, v in sorted(injected.items())})
+                        shell=request.shell, env=dict(request.env), risk=request.risk,
+                        risk_reasons=list(request.risk_reasons))
             return self._finish(task, step, TaskOutcome("planned"))
-        risk = self.risk(task, section)
         attempt = 1
         while True:
-            needs_confirm = (
-                risk == "high" or task.options.confirm or (self.mode == "paranoid" and task.options.confirm is not False)
-            )
-            if needs_confirm:
-                self.check_connected()
-                request = Confirmation(task, step, command, cwd, task.options.container, env_names, risk,
-                                       self.typed_word() if risk == "high" else None, attempt)
-                self.record("confirm.asked", task_id=task.id, prompt=self.redactor.redact(command), risk=risk,
-                            typed_word=request.typed_word, attempt=attempt, edited=edited is not None)
+            decision = self._decide(task, command, edited)
+            self.check_connected()
+            if decision.ask:
+                request = self._confirmation(task, step, command, attempt=attempt, reason=decision.reason)
+                self.record("confirm.asked", task_id=task.id, **self._redacted(request.shown()),
+                            edited=edited is not None)
                 answer = self.prompter.confirm(request)
-                self.record("confirm.answered", task_id=task.id, answer=answer.action, reason=answer.reason,
-                            typed=answer.typed, edited=answer.command is not None)
+                # An edited command was approved as the operator wrote it, in full, in the editor.
+                approved = answer.command if answer.command is not None else command
+                self.record("confirm.answered", task_id=task.id, answer=answer.action,
+                            reason=self.redactor.redact(answer.reason), typed=answer.typed,
+                            edited=answer.command is not None,
+                            approved=self.redactor.redact(approved) if answer.action == "run" else None)
                 if answer.action == "abort":
                     raise RunAborted(f"operator aborted at task {task.id}")
                 if answer.action == "skip":
                     return self.skip(task, step, answer.reason or "skipped by the operator")
-                if answer.action == "stop":
+                if answer.action != "run":
                     return self._finish(task, step, TaskOutcome("not_confirmed", reason=answer.reason or "not confirmed"))
                 if answer.command is not None:
                     command, edited = answer.command, answer.command
-            status, verdict, attempt = self._attempts(task, step, command, cwd, env_names, attempt, edited is not None)
+            else:
+                self._allowed(task, command, decision.reason, attempt)
+            status, verdict, attempt = self._attempts(task, step, command, cwd, attempt, edited is not None)
             if verdict.passed:
                 return self._finish(task, step, TaskOutcome("done", exit_code=status.ok_code))
             if status.aborted and self.abort_event.is_set():
@@ -427,18 +502,31 @@ class Session:
                 return self.skip(task, step, answer.reason or f"failed ({verdict.reason}), skipped by the operator")
             return self._finish(task, step, TaskOutcome("failed", exit_code=status.ok_code, reason=verdict.reason))
 
-    def _attempts(self, task: Task, step: Step, command: str, cwd: str, env_names: list[str],
+    def _decide(self, task: Task, command: str, edited: str | None) -> Decision:
+        """The policy's answer for this command as it will run now."""
+        approved = edited is None and self.state.approved.get(task.id) == command
+        return confirmation_needed(task, mode=self.mode, trusted=self.trusted, risk=self.risk(task),
+                                   step_approved=approved)
+
+    def _allowed(self, task: Task, command: str, reason: str, attempt: int) -> None:
+        """Record why a command starts without a question of its own (the invariant's other half)."""
+        self.record("policy.allowed", task_id=task.id, run_command=self.redactor.redact(command), reason=reason,
+                    mode=self.mode, trusted=self.trusted, attempt=attempt)
+
+    def _attempts(self, task: Task, step: Step, command: str, cwd: str,
                   attempt: int, edited: bool) -> tuple[ExitStatus, Verdict, int]:
         """Run the command until it passes: `retries` more times, or every interval until `wait_until` ends.
 
-        Returns the last attempt's status and verdict, and its number.
+        Every automatic attempt after the first is recorded as allowed by the approval of the
+        first; none starts once the terminal is gone or the run is being stopped. Returns the
+        last attempt's status and verdict, and its number.
         """
         wait = task.options.wait_until
         deadline = time.monotonic() + wait.timeout if wait else 0.0
         retries_left = task.options.retries or 0
         while True:
-            status, verdict = self._execute(task, step, command, cwd, env_names, attempt, edited)
-            if verdict.passed or self.abort_event.is_set() or status.aborted:
+            status, verdict = self._execute(task, step, command, cwd, attempt, edited)
+            if verdict.passed or self.abort_event.is_set() or status.aborted or self.disconnected.is_set():
                 return status, verdict, attempt
             if wait is not None:
                 if time.monotonic() + wait.interval >= deadline or self.abort_event.wait(wait.interval):
@@ -447,17 +535,21 @@ class Session:
                 retries_left -= 1
             else:
                 return status, verdict, attempt
+            if self.disconnected.is_set():
+                return status, verdict, attempt
             attempt += 1
+            kind = "wait_until" if wait is not None else f"retries={task.options.retries}"
+            self._allowed(task, command, f"automatic attempt ({kind}) of the approved command", attempt)
 
-    def _execute(self, task: Task, step: Step, command: str, cwd: str, env_names: list[str],
+    def _execute(self, task: Task, step: Step, command: str, cwd: str,
                  attempt: int, edited: bool) -> tuple[ExitStatus, Verdict]:
         """One attempt: command.started, streamed output events, command.finished."""
-        injected = injected_environment(self.runbook, self.values, self.secrets, task)
+        injected = self.environment(task)
         target = self._container_facts(task.options.container) if task.options.container else {}
         self.record("command.started", task_id=task.id, step_id=step.id, command=task.command,
                     run_command=self.redactor.redact(command), cwd=cwd, container=task.options.container,
                     image=target.get("image"), container_id=target.get("id"),
-                    env_names=env_names, attempt=attempt, shell=self.shell, edited=edited)
+                    env_names=sorted(injected), attempt=attempt, shell=self._shell(task), edited=edited)
         stream = OutputStream(self, task.id, live=not task.options.interactive)
         if task.options.interactive:
             return self._interactive(task, command, cwd, command_environment(injected), stream, attempt)
@@ -474,6 +566,9 @@ class Session:
         status: ExitStatus | None = None
         self.command_running = True
         try:
+            if isinstance(proc, PtyProcess):  # where to look on resume if the app dies meanwhile
+                self.record("command.spawned", task_id=task.id, attempt=attempt, host=socket.gethostname(),
+                            pid=proc.pid, pgid=proc.pgid)
             status = self._supervise(proc, task, stream)
         except BaseException:
             # A failure of ours (or an exception from a front end): the command does not outlive it.

@@ -31,6 +31,7 @@ ANNOTATION_KEYS = (
     "optional",
     "run",
     "skip",
+    "secrets",
 )
 DEFAULT_WAIT_INTERVAL = 5.0
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?")
@@ -112,6 +113,16 @@ def _env(value: object, key: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _names(value: object, key: str) -> tuple[str, ...]:
+    """Environment variable names from `A,B`, `A B` or a YAML list."""
+    items = value if isinstance(value, list) else str(value).replace(",", " ").split()
+    names = tuple(str(item) for item in items)
+    bad = next((name for name in names if not _ENV_NAME.match(name)), None)
+    if not names or bad is not None:
+        raise AnnotationError(f"{key}: expected names such as DB_PASSWORD,API_TOKEN, got {value!r}", key)
+    return names
+
+
 def _text(value: object, key: str) -> str:
     if isinstance(value, (Mapping, list)) or value is None or str(value).strip() == "":
         raise AnnotationError(f"{key}: expected a non-empty text value, got {value!r}", key)
@@ -154,6 +165,8 @@ def options_from_mapping(values: Mapping[str, object]) -> TaskOptions:
             opts[key] = _exit_codes(value, key)
         elif key == "env":
             opts[key] = _env(value, key)
+        elif key == "secrets":
+            opts[key] = _names(value, key)
         elif key == "wait_until":
             opts[key] = _wait_until(value, values.get("interval"))
         elif key == "interval" and "wait_until" not in values:
