@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -81,19 +82,24 @@ def open_command(runbook: str | None, mode: str, variables: tuple[str, ...], tra
     """Open RUNBOOK in the terminal app."""
     path = Path(runbook) if runbook else bundled_path("runbooks", "demo.md")
     book = load_runbook(path)
-    from runbook_tui.audit.transcript import TranscriptError
+    from runbook_tui.engine.run import RunProblem
     from runbook_tui.tui.app import make_app
 
     values = parse_vars(variables)
     while True:
         try:
             app = make_app(book, mode=mode, variables=values, transcript=transcript, theme=theme)
-        except TranscriptError as exc:
-            click.echo(f"error: {exc}; nothing was run", err=True)
+        except RunProblem as exc:
+            click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_BAD_INPUT)
-        code = app.run()
-        if app.session is not None:
-            click.echo(f"transcript: {app.session.transcript.path}", err=True)
+        assert app.run is not None
+        try:
+            code = app.run()
+        finally:
+            if not app.run.session.ended:  # the app stopped without ending the run (a crash): say so
+                code = app.run.abort("the app stopped unexpectedly")
+            app.run.close()
+        click.echo(f"transcript: {app.run.transcript_path}", err=True)
         if app.next_run is None:
             sys.exit(code or EXIT_OK)
         # the operator switched to a related runbook: its own run, in the transcript announced
@@ -195,15 +201,20 @@ def render_plan(book: Runbook) -> str:
             suffix = "  (optional)" if step.optional else ""
             lines.append(f"  {step.id} {step.title}{suffix}")
             for task in step.tasks:
-                lines.extend(_plan_task(task))
+                lines.extend(_plan_task(book, task))
     return "\n".join(lines) + "\n"
 
 
-def _plan_task(task: Task) -> list[str]:
+def _plan_task(book: Runbook, task: Task) -> list[str]:
+    from runbook_tui.engine.policy import task_risk
+
     if task.command is None:
         return [f"      [ ] {task.id}  {task.text}"]
-    flags = ", ".join(f"{k}={v}" for k, v in task.options.as_dict().items())
+    flags = ", ".join(f"{k}={v}" for k, v in task.options.as_dict().items() if k != "risk")
     head = f"      $ {task.id}" + (f"  [{flags}]" if flags else "")
+    risk = task_risk(book, task)
+    if risk.level == "high":
+        head += "  HIGH RISK (typed confirmation): " + "; ".join(risk.reasons)
     body = [f"          {line}" for line in task.command.splitlines()]
     return [head, *body]
 
@@ -251,14 +262,18 @@ def run(path: str, mode: str, yes: bool, confirm_high_risk: bool, variables: tup
 @click.option("--confirm-high-risk", is_flag=True, help="Also confirm risk=high commands.")
 @click.option("--interrupted", type=click.Choice(["ask", "rerun", "skip", "done"]), default="ask", show_default=True,
               help="What to do with the task that was running when the run stopped.")
-@click.option("--var", "variables", multiple=True, metavar="K=V", help="Give a variable or placeholder a value.")
+@click.option("--mode", type=click.Choice(["paranoid", "step", "auto", "noop"]), default="paranoid",
+              show_default=True, help="Decided now, never taken from the transcript.")
+@click.option("--var", "variables", multiple=True, metavar="K=V",
+              help="Give a variable or placeholder a value (values are never taken from the transcript).")
 @user_errors
-def resume(transcript: str, yes: bool, confirm_high_risk: bool, interrupted: str, variables: tuple[str, ...]) -> None:
+def resume(transcript: str, yes: bool, confirm_high_risk: bool, interrupted: str, mode: str,
+           variables: tuple[str, ...]) -> None:
     """Continue an interrupted run, appending to its transcript."""
     from runbook_tui.headless import resume_headless
 
-    sys.exit(resume_headless(transcript, yes=yes, confirm_high_risk=confirm_high_risk, interrupted=interrupted,
-                             values=parse_vars(variables)))
+    sys.exit(resume_headless(transcript, mode=mode, yes=yes, confirm_high_risk=confirm_high_risk,
+                             interrupted=interrupted, values=parse_vars(variables)))
 
 
 @main.command()
@@ -298,7 +313,7 @@ def transcript_verify(path: str) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of standard output.")
 def transcript_export(path: str, fmt: str, output: str | None) -> None:
     """Export a transcript for release notes (md), tools (json) or replay (cast)."""
-    from runbook_tui.audit.export import export
+    from runbook_tui.audit.export import export, write_exclusive
     from runbook_tui.audit.transcript import TranscriptError
 
     try:
@@ -307,8 +322,13 @@ def transcript_export(path: str, fmt: str, output: str | None) -> None:
         click.echo(f"error: {exc} (run `runbook-tui transcript verify {path}`)", err=True)
         sys.exit(EXIT_BAD_INPUT)
     if output:
-        Path(output).write_text(text, encoding="utf-8")
-        click.echo(f"wrote {output}", err=True)
+        try:
+            write_exclusive(output, text)
+        except FileExistsError:
+            click.echo(f"error: {output} already exists; an export never overwrites a file: "
+                       "choose another name with -o", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        click.echo(f"wrote {os.path.abspath(output)}", err=True)
     else:
         click.echo(text, nl=False)
 

@@ -15,11 +15,11 @@ from typing import Any, TextIO
 
 import click
 
-from runbook_tui.audit.terminal import TerminalFilter, visible
-from runbook_tui.audit.transcript import Transcript, TranscriptError, new_transcript_path
+from runbook_tui.audit.terminal import TERMINAL_RESET, TerminalFilter, visible
+from runbook_tui.audit.transcript import TranscriptError
 from runbook_tui.engine.checks import Verdict
-from runbook_tui.engine.guards import RunLock, describe_holder
-from runbook_tui.engine.session import Answer, Confirmation, MissingValue, Question, RunAborted, Session
+from runbook_tui.engine.run import Run, RunProblem, RunSettings
+from runbook_tui.engine.session import Answer, Confirmation, MissingValue, Question
 from runbook_tui.model import Runbook, Step, Task
 
 STATUS_MARKS = {"done": "✓", "manual": "✓", "skipped": "↷", "failed": "✗", "not_confirmed": "✗", "planned": "·"}
@@ -33,6 +33,7 @@ class Printer:
         self.colors = self.out.isatty()
         self._filter = TerminalFilter(colors=self.colors)
         self._at_line_start = True
+        self._dirty = False  # command output was written since our last line
         self._gone = False
 
     def _write(self, text: str) -> None:
@@ -46,19 +47,22 @@ class Printer:
             self._gone = True
 
     def _line(self, text: str) -> None:
-        self._write(("" if self._at_line_start else "\n") + text + "\n")
+        reset = TERMINAL_RESET if self._dirty and self.colors else ""
+        self._write(reset + ("" if self._at_line_start else "\n") + text + "\n")
         self._at_line_start = True
+        self._dirty = False
 
     def output(self, task_id: str, text: str) -> None:
         safe = self._filter.feed(text).replace("\r\n", "\n")
         if safe:
             self._write(safe)
             self._at_line_start = safe.endswith("\n")
+            self._dirty = True
 
     def event(self, event: dict[str, Any]) -> None:
         kind = event["type"]
         if kind == "run.started":
-            self._line(f"runbook-tui: {event['runbook']['title']} ({event['mode']} mode), "
+            self._line(f"runbook-tui: {visible(event['runbook']['title'])} ({event['mode']} mode), "
                        f"transcript sealed line by line")
         elif kind == "step.entered":
             self._line(f"\n▶ {event['step_id']} {visible(event['title'])}")
@@ -66,11 +70,13 @@ class Printer:
             attempt = f" (attempt {event['attempt']})" if event.get("attempt", 1) > 1 else ""
             self._line(f"$ {visible(event['run_command'])}{attempt}")
         elif kind == "command.planned":
-            self._line(f"  would run [{event['task_id']}] in {event['cwd']}:")
+            self._line(f"  would run [{event['task_id']}] in {visible(event['cwd'])} with {visible(event['shell'])}:")
             for line in visible(event["run_command"]).splitlines():
                 self._line(f"    {line}")
             if event.get("env"):
-                self._line("    with " + ", ".join(f"{k}={v}" for k, v in event["env"].items()))
+                self._line("    with " + ", ".join(f"{k}={visible(v)}" for k, v in event["env"].items()))
+            if event.get("risk") == "high":
+                self._line("    HIGH RISK: " + "; ".join(visible(r) for r in event.get("risk_reasons", [])))
         elif kind == "command.finished":
             tail = self._filter.flush()
             if tail:
@@ -78,30 +84,33 @@ class Printer:
         elif kind == "task.finished":
             mark = STATUS_MARKS.get(event["status"], "?")
             detail = f" (exit {event['exit_code']})" if "exit_code" in event else ""
-            reason = f": {event['reason']}" if event.get("reason") else ""
+            reason = f": {visible(event['reason'])}" if event.get("reason") else ""
             self._line(f"{mark} {event['task_id']} {event['status']}{detail}{reason}")
         elif kind == "note":
-            self._line(f"note: {event['text']}")
+            self._line(f"note: {visible(event['text'])}")
         elif kind == "runbook.changed":
-            self._line(f"warning: {event['path']} changed on disk; this run keeps the version it started with")
+            self._line(f"warning: {visible(event['path'])} changed on disk; this run keeps the version it started with")
         elif kind == "run.finished":
             self._line(f"\nrun {event['result']}")
         elif kind == "run.aborted":
-            self._line(f"\nrun aborted: {event['reason']}")
+            left = f" ({len(event['left'])} task(s) not run: {', '.join(event['left'])})" if event.get("left") else ""
+            self._line(f"\nrun aborted: {visible(event['reason'])}{left}")
+        elif kind == "mode.changed":
+            refused = f" (refused: {visible(event['refused'])})" if event.get("refused") else ""
+            self._line(f"mode: {event['mode']}{refused}")
 
 
 class TerminalPrompter:
-    """Asks on the operator's terminal."""
+    """Asks on the operator's terminal. Before each question the terminal is reset, so nothing a
+    command printed (conceal, colours, an alternate screen) can change how the question looks."""
 
     def confirm(self, request: Confirmation) -> Answer:
+        _reset_terminal()
         click.echo("")
         click.echo(f"  task {request.task.id}: {visible(request.task.text)}")
-        for line in visible(request.command).splitlines():
-            click.echo(f"  │ {line}")
-        where = f"cwd {request.cwd}" + (f", container {request.container}" if request.container else "")
-        click.echo(f"  {where}; env: {', '.join(request.env_names) or 'none'}; risk: {request.risk}")
+        _show_command(request)
         if request.typed_word:
-            typed = click.prompt(f"  HIGH RISK. Type '{request.typed_word}' to run it, 'skip' or 'abort'",
+            typed = click.prompt(f"  HIGH RISK. Type '{visible(request.typed_word)}' to run it, 'skip' or 'abort'",
                                  default="", show_default=False)
             if typed == request.typed_word:
                 return Answer("run", typed=typed)
@@ -116,25 +125,33 @@ class TerminalPrompter:
             return Answer("run", command=edited.strip("\n")) if edited else Answer("run")
         return Answer("run") if choice == "y" else self._skip_or_abort("skip" if choice == "s" else "abort")
 
-    def confirm_step(self, step: Step, commands: list[str]) -> Answer:
-        click.echo(f"  step {step.id} will run {len(commands)} command(s):")
-        for command in commands:
-            click.echo(f"  │ {command.splitlines()[0]}")
+    def confirm_step(self, step: Step, commands: list[Confirmation]) -> Answer:
+        _reset_terminal()
+        click.echo(f"  step {step.id} {visible(step.title)} will run {len(commands)} command(s):")
+        for request in commands:
+            click.echo(f"  task {request.task.id}:")
+            _show_command(request)
         choice = click.prompt("  Run this step? [y]es, [s]kip, [a]bort", default="y",
                               type=click.Choice(["y", "s", "a"]), show_choices=False)
         return Answer("run") if choice == "y" else self._skip_or_abort("skip" if choice == "s" else "abort")
 
     def confirm_manual(self, task: Task, step: Step) -> Answer:
+        _reset_terminal()
         click.echo(f"  [ ] {task.id} {visible(task.text)}")
         choice = click.prompt("  Done? [y]es, [s]kip, [a]bort", default="y",
                               type=click.Choice(["y", "s", "a"]), show_choices=False)
         return Answer("done") if choice == "y" else self._skip_or_abort("skip" if choice == "s" else "abort")
 
     def ask_values(self, questions: list[Question]) -> dict[str, str]:
-        return {q.name: click.prompt(f"  value for {q.prompt}", hide_input=q.secret) for q in questions}
+        _reset_terminal()
+        return {q.name: click.prompt(f"  value for {visible(q.prompt)}", hide_input=q.secret) for q in questions}
+
+    def offer_to_store(self, secret_name: str) -> bool:
+        return False  # headless runs never write to the keyring; `secrets set` does that on purpose
 
     def after_failure(self, task: Task, verdict: Verdict, attempt: int) -> Answer:
-        click.echo(f"  ✗ {task.id} failed: {verdict.reason}")
+        _reset_terminal()
+        click.echo(f"  ✗ {task.id} failed: {visible(verdict.reason)}")
         choice = click.prompt("  [r]etry, [s]kip, [a]bort, or [f]ail the run", default="f",
                               type=click.Choice(["r", "s", "a", "f"]), show_choices=False)
         return {"r": Answer("retry"), "a": Answer("abort"), "f": Answer("stop")}.get(choice) or self._skip_or_abort("skip")
@@ -145,6 +162,29 @@ class TerminalPrompter:
             return Answer("abort")
         reason = click.prompt("  Reason for skipping", default="skipped by the operator")
         return Answer("skip", reason=reason)
+
+
+def _show_command(request: Confirmation) -> None:
+    """Everything that will run, whole: the script, where, with which environment and why asked."""
+    for line in visible(request.command).splitlines() or [""]:
+        click.echo(f"  │ {line}")
+    where = f"cwd {visible(request.cwd)}, shell {visible(request.shell)}"
+    if request.container:
+        where += f", container {visible(request.container)}"
+    click.echo(f"  {where}; risk: {request.risk}")
+    for reason in request.risk_reasons:
+        click.echo(f"  ! {visible(reason)}")
+    for name, value in request.env:
+        click.echo(f"  env {name}={visible(value)}")
+    if request.reason:
+        click.echo(f"  (asked because {visible(request.reason)})")
+
+
+def _reset_terminal() -> None:
+    """Undo whatever the last command's output left switched on, before our own text."""
+    if sys.stdout.isatty():
+        sys.stdout.write(TERMINAL_RESET)
+        sys.stdout.flush()
 
 
 class UnattendedPrompter:
@@ -161,7 +201,7 @@ class UnattendedPrompter:
             return Answer("stop", reason="high-risk command needs --confirm-high-risk")
         return Answer("run", reason="--yes") if self.yes else Answer("stop", reason="no terminal to confirm on")
 
-    def confirm_step(self, step: Step, commands: list[str]) -> Answer:
+    def confirm_step(self, step: Step, commands: list[Confirmation]) -> Answer:
         return Answer("run", reason="--yes") if self.yes else Answer("stop", reason="no terminal to confirm on")
 
     def confirm_manual(self, task: Task, step: Step) -> Answer:
@@ -173,6 +213,9 @@ class UnattendedPrompter:
         needed = ", ".join(f"{q.prompt} (--var {q.name}=...)" for q in questions)
         raise MissingValue(f"no terminal to ask for {needed}")
 
+    def offer_to_store(self, secret_name: str) -> bool:
+        return False
+
     def after_failure(self, task: Task, verdict: Verdict, attempt: int) -> Answer:
         return Answer("stop", reason=verdict.reason)
 
@@ -183,88 +226,72 @@ def _fail(message: str) -> int:
 
 
 class _Terminated(Exception):
-    """SIGTERM arrived: stop like Ctrl+C does."""
+    """SIGTERM or SIGINT arrived at a prompt: stop like Ctrl+C does."""
 
 
-def _stopper(session: Session, name: str) -> Callable[[int, object], None]:
-    """SIGINT/SIGTERM: while a command runs, stop it (SIGINT, SIGTERM, SIGKILL to its group) and
-    let the session record that; between commands (at a prompt), stop the run right away.
-    Raising in the middle of a command could cut a transcript line or leave the command alive."""
+class _Signals:
+    """SIGINT/SIGTERM/SIGHUP for the length of a run, each turned into a call on the Run.
 
-    def handler(signum: int, frame: object) -> None:
-        if session.command_running:
-            session.interrupt()
-        else:
-            raise _Terminated(f"stopped by {name}")
-
-    return handler
-
-
-def _front_end(yes: bool, confirm_high_risk: bool, mode: str) -> tuple[Any, str | None]:
-    """The prompter for this terminal (or none), or why the run cannot be confirmed at all."""
-    if sys.stdin.isatty():
-        return TerminalPrompter(), None
-    if not yes and mode != "noop":
-        return None, "no terminal to confirm on: pass --yes (and --confirm-high-risk for risk=high commands)"
-    return UnattendedPrompter(yes=yes, confirm_high_risk=confirm_high_risk), None
-
-
-def _secrets(book: Runbook, prompter: Any, mode: str) -> dict[str, str]:
-    """Read every secret the runbook declares; ask on a terminal for one that is not stored."""
-    from runbook_tui.integrations.secrets import read_secret
-
-    values: dict[str, str] = {}
-    if mode == "noop":
-        return values
-    for secret in book.secrets:
-        value = read_secret(secret)
-        if value is None:
-            if isinstance(prompter, UnattendedPrompter):
-                raise MissingValue(f"secret {secret.name} ({secret.ref}) is not stored; store it with "
-                                   f"`runbook-tui secrets set {secret.ref.partition(':')[2]}`")
-            question = Question(secret.name, f"secret {secret.name} ({secret.ref})", secret=True)
-            value = prompter.ask_values([question])[secret.name]
-        values[secret.name] = value
-    return values
-
-
-def _drive(session: Session, prepare: Callable[[], None]) -> int:
-    """Run the session to its end and record how it ended; the exit code of the run.
-
-    SIGTERM stops like Ctrl+C (the command's group is stopped with escalation). SIGHUP (the SSH
+    While a command runs, SIGINT/SIGTERM stop it (INT, TERM, KILL to its group) and the session
+    records that; at a prompt they raise once to end the blocking read. Every later signal only
+    asks the run to stop: raising again while the first is being recorded would cut the
+    transcript short (it must end with run.aborted) or print a traceback. SIGHUP (the SSH
     session dropped) lets the command in flight finish and starts nothing after it.
     """
-    lock = RunLock(session.runbook.path)
-    holder = lock.acquire(str(session.transcript.path))
-    if holder is not None:
-        click.echo(f"warning: another run of this runbook is in progress: {describe_holder(holder)}", err=True)
-    session.concurrent_run = holder
-    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _stopper(session, "SIGTERM")),
-                signal.SIGINT: signal.signal(signal.SIGINT, _stopper(session, "Ctrl+C (SIGINT)")),
-                signal.SIGHUP: signal.signal(signal.SIGHUP, lambda *_: session.disconnect())}
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.raised = False
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Signals:
+        for signum, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl+C (SIGINT)")):
+            self.previous[signum] = signal.signal(signum, self._stopper(name))
+        self.previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: self.run.hangup())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _stopper(self, name: str) -> Callable[[int, object], None]:
+        def handler(signum: int, frame: object) -> None:
+            if self.run.session.command_running or self.raised:
+                self.run.interrupt()
+                return
+            self.raised = True
+            raise _Terminated(f"stopped by {name}")
+
+        return handler
+
+
+def _drive(run: Run, prepare: Callable[[], None]) -> int:
+    """Lock, start, run every task, and record how it ended; the exit code of the run."""
+    signals = _Signals(run)
     try:
-        prepare()
-        session.run_all()
-        result = session.finish()
-        return 0 if result == "success" else 1
-    except (KeyboardInterrupt, RunAborted, _Terminated, click.Abort) as exc:
-        if isinstance(exc, click.Abort) and session.disconnected.is_set():
-            session.record("operator.disconnected", reason="terminal lost (SIGHUP)")
-        session.aborted(str(exc) or ("no answer: the terminal closed" if isinstance(exc, click.Abort)
-                                     else "interrupted (Ctrl+C)"))
-        return 1
-    except MissingValue as exc:
-        session.aborted(str(exc))
-        return _fail(str(exc))
+        with signals:
+            try:
+                notice = run.lock()
+                if notice:
+                    _say(f"warning: {notice}")
+                run.start()
+                prepare()
+                return run.drive()
+            except (KeyboardInterrupt, _Terminated, click.Abort) as exc:
+                if isinstance(exc, click.Abort) and not run.session.disconnected.is_set():
+                    return run.abort("no answer: the terminal closed")
+                if run.session.disconnected.is_set():
+                    return run.end()
+                return run.abort(str(exc) or "interrupted (Ctrl+C)")
+            except MissingValue as exc:
+                run.abort(str(exc))
+                return _fail(str(exc))
     except TranscriptError as exc:
         _say(f"error: {exc}; the run stopped so that nothing runs unrecorded")
         return 1
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        lock.release()
-        session.transcript.close()
-        _say(f"transcript: {session.transcript.path}")
+        run.close()
+        _say(f"transcript: {run.transcript_path}")
 
 
 def _say(message: str) -> None:
@@ -275,43 +302,66 @@ def _say(message: str) -> None:
         pass
 
 
-def trust_fallback(book: Runbook, mode: str, yes: bool) -> tuple[str, bool]:
-    """Unattended modes only for a trusted runbook; otherwise paranoid, with a notice."""
-    from runbook_tui.engine.guards import is_trusted
+def _prompter_for(yes: bool, confirm_high_risk: bool, mode: str) -> Callable[[Runbook, bool], Any]:
+    """The prompter for this terminal, or for the command line's answers when there is none.
 
-    if (mode == "auto" or yes) and not is_trusted(book):
-        _say(f"notice: {book.path} is not trusted (or changed since it was trusted): running in paranoid "
-             f"mode without --yes. Trust this version with: runbook-tui trust {book.path}")
-        return "paranoid", False
-    return mode, yes
+    `--yes` answers for a trusted runbook only: an untrusted one (or one changed since it was
+    trusted) must not run unattended, whatever it says.
+    """
+
+    def make(book: Runbook, trusted: bool) -> Any:
+        if sys.stdin.isatty():
+            return TerminalPrompter()
+        if yes and not trusted:
+            raise RunProblem(f"{book.path} is not trusted (or changed since it was trusted), so --yes does not "
+                             f"apply and there is no terminal to confirm on. Review it, then: "
+                             f"runbook-tui trust {book.path}")
+        if not yes and mode != "noop":
+            raise RunProblem("no terminal to confirm on: pass --yes (and --confirm-high-risk for risk=high commands)")
+        return UnattendedPrompter(yes=yes, confirm_high_risk=confirm_high_risk and yes)
+
+    return make
+
+
+def _unanswerable(book: Runbook, values: dict[str, str], mode: str) -> str | None:
+    """With no terminal, the values no one will be able to give (checked before anything runs)."""
+    if sys.stdin.isatty() or mode == "noop":
+        return None
+    missing = [f"${v}" for v in book.required_variables if v not in values and v not in os.environ]
+    missing += [p for p in book.placeholders if p[1:-1] not in values]
+    return "no terminal to ask for " + ", ".join(missing) + " (pass --var NAME=value)" if missing else None
+
+
+def _open(opener: Callable[[], Run]) -> Run | int:
+    """Open a run and read its secrets; the exit code (2, nothing ran) if either fails."""
+    from runbook_tui.integrations.secrets import SecretError
+
+    try:
+        run = opener()
+    except RunProblem as exc:
+        return _fail(str(exc))
+    try:
+        for notice in run.notices:
+            _say(f"notice: {notice}")
+        run.read_secrets(ask=sys.stdin.isatty())
+    except (RunProblem, SecretError, MissingValue) as exc:
+        run.close()
+        return _fail(str(exc))
+    return run
 
 
 def run_headless(book: Runbook, *, mode: str, values: dict[str, str], yes: bool, confirm_high_risk: bool,
                  transcript_path: str | None) -> int:
     """`runbook-tui run`: the whole runbook, in order, recorded; returns the exit code."""
-    from runbook_tui.integrations.git import repo_facts
-    from runbook_tui.integrations.secrets import SecretError
-
-    mode, yes = trust_fallback(book, mode, yes)
-    prompter, problem = _front_end(yes, confirm_high_risk and yes, mode)
+    problem = _unanswerable(book, values, mode)
     if problem:
         return _fail(problem)
-    if isinstance(prompter, UnattendedPrompter) and mode != "noop":
-        missing = [f"${v}" for v in book.required_variables if v not in values and v not in os.environ]
-        missing += [p for p in book.placeholders if p[1:-1] not in values]
-        if missing:
-            return _fail("no terminal to ask for " + ", ".join(missing) + " (pass --var NAME=value)")
-    try:
-        secrets = _secrets(book, prompter, mode)
-    except (SecretError, MissingValue) as exc:
-        return _fail(str(exc))
-    try:
-        transcript = Transcript.create(transcript_path or new_transcript_path(book.title))
-    except TranscriptError as exc:
-        return _fail(f"{exc}; nothing was run")
-    session = Session(book, transcript, prompter, observer=Printer(), mode=mode,  # type: ignore[arg-type]
-                      values=values, secrets=secrets, git_facts=repo_facts(book.path), terminal=_terminal())
-    return _drive(session, session.start)
+    settings = RunSettings(mode=mode, values=values, transcript=transcript_path)  # type: ignore[arg-type]
+    run = _open(lambda: Run.open(book, settings, _prompter_for(yes, confirm_high_risk, mode), observer=Printer(),
+                                 terminal=_terminal()))
+    if isinstance(run, int):
+        return run
+    return _drive(run, lambda: None)
 
 
 def _terminal() -> Any:
@@ -321,52 +371,28 @@ def _terminal() -> Any:
     return run_on_terminal if sys.stdin.isatty() and sys.stdout.isatty() else None
 
 
-def resume_headless(path: str, *, yes: bool, confirm_high_risk: bool, interrupted: str,
+def resume_headless(path: str, *, mode: str, yes: bool, confirm_high_risk: bool, interrupted: str,
                     values: dict[str, str]) -> int:
-    """`runbook-tui resume`: reopen the runbook of a run, skip what finished, continue the chain."""
-    from runbook_tui.engine.history import RunHistory
-    from runbook_tui.integrations.git import repo_facts
-    from runbook_tui.integrations.secrets import SecretError
-    from runbook_tui.parse import load_runbook
+    """`runbook-tui resume`: reopen the runbook of a run, skip what finished, continue the chain.
 
-    history = RunHistory.load(path)
-    if history.problem:
-        return _fail(history.problem)
-    book = load_runbook(history.runbook_path)
-    if book.sha256 != history.runbook_sha256:
-        click.echo(f"warning: {history.runbook_path} changed since the run started "
-                   f"(sha256 {history.runbook_sha256[:12]} then, {book.sha256[:12]} now); "
-                   "tasks whose text changed will run again", err=True)
-    mode, yes = trust_fallback(book, history.mode, yes)
-    prompter, problem = _front_end(yes, confirm_high_risk and yes, mode)
-    if problem:
-        return _fail(problem)
-    state = history.state_for(book)
-    task = book.find(history.interrupted) if history.interrupted else None
-    if isinstance(task, Task) and interrupted == "ask" and isinstance(prompter, UnattendedPrompter):
+    Mode and values are today's (from this command line), not the transcript's."""
+    settings = RunSettings(mode=mode, values=values)  # type: ignore[arg-type]
+    run = _open(lambda: Run.resume(path, settings, _prompter_for(yes, confirm_high_risk, mode), observer=Printer(),
+                                   terminal=_terminal()))
+    if isinstance(run, int):
+        return run
+    task = run.interrupted_task
+    if task is not None and interrupted == "ask" and not sys.stdin.isatty():
+        run.close()
         return _fail(f"task {task.id} was running when the run stopped: pass --interrupted rerun|skip|done")
-    try:
-        secrets = _secrets(book, prompter, mode)
-        transcript = Transcript.open_append(path)
-    except (SecretError, MissingValue, TranscriptError) as exc:
-        return _fail(str(exc))
-    merged = {**history.values, **values}
-    session = Session(book, transcript, prompter, observer=Printer(), mode=mode,  # type: ignore[arg-type]
-                      values=merged, secrets=secrets, git_facts=repo_facts(book.path), state=state,
-                      terminal=_terminal())
 
     def prepare() -> None:
-        session.resume(history.interrupted)
-        if not isinstance(task, Task):
+        if task is None:
             return
-        step = next(s for s in book.steps() if task in s.tasks)
         choice = interrupted
         if choice == "ask":
             choice = click.prompt(f"  task {task.id} was running when the run stopped: rerun, skip or done?",
                                   type=click.Choice(["rerun", "skip", "done"]), default="rerun")
-        if choice == "skip":
-            session.skip(task, step, "interrupted task skipped on resume")
-        elif choice == "done":
-            session.mark_done(task, step)
+        run.settle_interrupted(choice)
 
-    return _drive(session, prepare)
+    return _drive(run, prepare)

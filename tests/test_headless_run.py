@@ -246,7 +246,13 @@ def test_sigkill_mid_output_then_verify_and_resume(tmp_path: Path) -> None:
     proc.wait(timeout=30)
     verified = cli("transcript", "verify", str(transcript))
     assert verified.returncode == 0, verified.stderr
-    assert [e["type"] for e in events(transcript)][-1] in ("output", "command.started")
+    assert [e["type"] for e in events(transcript)][-1] in ("output", "command.spawned")
+    pgid = events(transcript, "command.spawned")[-1]["pgid"]
+    if _group_alive(pgid):  # the command outlived the app: resume must not start a second copy
+        refused = cli("resume", str(transcript), "--yes", "--interrupted", "rerun")
+        assert refused.returncode == 2 and f"kill -TERM -- -{pgid}" in refused.stderr, refused.stderr
+        os.killpg(pgid, signal.SIGKILL)
+        _wait_gone(pgid)
     resumed = cli("resume", str(transcript), "--yes", "--interrupted", "rerun", timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     kinds = events(transcript)
@@ -255,6 +261,21 @@ def test_sigkill_mid_output_then_verify_and_resume(tmp_path: Path) -> None:
                      if e["type"] == "command.started"]
     assert started_after == ["1.2.1", "1.3.1"]  # 1.1.1 finished before the kill and is not run again
     assert cli("transcript", "verify", str(transcript)).returncode == 0
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _wait_gone(pgid: int) -> None:
+    deadline = time.time() + 10
+    while _group_alive(pgid) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not _group_alive(pgid)
 
 
 @pytest.mark.parametrize("tamper", ["edit", "delete", "swap"])

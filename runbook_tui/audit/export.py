@@ -14,7 +14,8 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator, Literal
+from pathlib import Path
+from typing import Any, Callable, Collection, Iterable, Iterator, Literal
 
 from .redact import Redactor
 from .terminal import TerminalFilter, safe_text
@@ -415,3 +416,29 @@ def _format_duration(seconds: float | None) -> str:
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+def write_exclusive(path: str | os.PathLike[str], text: str) -> None:
+    """Create `path` with `text`; FileExistsError if anything (a file, a link) is already there.
+
+    An export never overwrites: with a careless name it could otherwise replace the runbook it
+    documents, or follow a link another user planted to a file of ours.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(text)
+
+
+def write_new(path: Path, text: str, avoid: Collection[Path] = ()) -> Path:
+    """Write `text` to `path`, or to `stem-2.ext`, `stem-3.ext`, ... if taken; never to a path in `avoid`."""
+    number = 1
+    while True:
+        candidate = path if number == 1 else path.with_name(f"{path.stem}-{number}{path.suffix}")
+        number += 1
+        if candidate.resolve() in avoid:
+            continue
+        try:
+            write_exclusive(candidate, text)
+        except FileExistsError:
+            continue
+        return candidate

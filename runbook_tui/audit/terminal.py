@@ -89,6 +89,18 @@ class TerminalFilter:
         return safe_text(held, colors=self.colors)
 
 
+# Written after a command's output and before any text of ours, so that nothing the command
+# left switched on changes how our next line looks or where it lands. HAZARDS-MERGE: the
+# hazards branch explains each part; keep one definition.
+TERMINAL_RESET = (
+    "\x1b[0m"  # SGR reset: colours, bold, and conceal (8), which could hide our prompt
+    "\x1b[?1049l"  # leave the alternate screen
+    "\x1b[?25h"  # show the cursor
+    "\x1b[r"  # scroll region back to the whole screen
+    "\x1b[?2004l"  # bracketed paste off
+    "\x1b[?6l"  # origin mode off: cursor positions relative to the screen again
+)
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ class RunHistory:
     result: str = "interrupted"
     settled: dict[str, tuple[str, str]] = field(default_factory=dict)  # task id -> (status, fingerprint)
     interrupted: str | None = None
+    interrupted_process: dict[str, Any] = field(default_factory=dict)  # its command.spawned event
     problem: str | None = None
 
     @classmethod
@@ -46,6 +49,9 @@ class RunHistory:
             kind = event["type"]
             if kind == "command.started":
                 running = event["task_id"]
+                history.interrupted_process = {}
+            elif kind == "command.spawned" and event.get("task_id") == running:
+                history.interrupted_process = event
             elif kind == "task.finished" and event["task_id"] == running:
                 running = None
         history.interrupted = running
@@ -82,6 +88,28 @@ class RunHistory:
             self.result = "aborted"
         elif kind == "run.resumed":
             self.result = "interrupted"
+
+    def interrupted_still_running(self) -> str | None:
+        """Why resuming now would start a second copy of the interrupted command, if it would.
+
+        The app may die (SIGKILL, a lost SSH session) while its command, which ignored SIGHUP,
+        goes on: a resume that started it again would run two migrations at once.
+        """
+        process = self.interrupted_process
+        if not self.interrupted or not process or process.get("host") != socket.gethostname():
+            return None
+        pgid = process.get("pgid")
+        # RUNNER-MERGE: also compare the leader's start time, so a recycled pgid is not mistaken for it.
+        if not isinstance(pgid, int) or pgid <= 1:
+            return None
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return (f"task {self.interrupted} is still running from the interrupted run (process group {pgid}); "
+                f"wait for it to end, or stop it with `kill -TERM -- -{pgid}`, then resume")
 
     def state_for(self, runbook: Runbook) -> RunState:
         """Tasks to leave alone on resume: settled before, and still the same task (id and text)."""

@@ -1,0 +1,339 @@
+"""One run's lifecycle, written once: open or resume → trust → lock → secrets → start → drive →
+finish or abort → close.
+
+Front ends (headless `run`, the TUI) supply a Prompter (how to ask) and an Observer (what to
+show) and call the typed methods here for everything the operator does: run, skip, retry,
+edit, note, jump, mode change, export, switch runbook, interrupt, quit. They never write a
+transcript event themselves and never decide policy; this module and `Session` do.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runbook_tui.audit.redact import Redactor
+from runbook_tui.audit.transcript import Transcript, TranscriptError, new_transcript_path
+from runbook_tui.engine.guards import RunLock, describe_holder, is_trusted
+from runbook_tui.engine.history import RunHistory
+from runbook_tui.engine.session import (MissingValue, Observer, Prompter, Question, RunAborted, Session, Terminal,
+                                        TaskOutcome)
+from runbook_tui.model import Mode, Runbook, Secret, Section, Step, Task
+
+
+# Builds the front end's prompter for a runbook once its trust is known (`--yes` answers only for a
+# trusted runbook); raises RunProblem when there is no one to ask.
+PrompterFactory = Callable[[Runbook, bool], Prompter]
+
+
+class RunProblem(Exception):
+    """The run cannot open (bad transcript, missing secret with no one to ask): nothing ran."""
+
+
+@dataclass
+class RunSettings:
+    """What the operator asked for on the command line (or the TUI's start)."""
+
+    mode: Mode = "paranoid"
+    values: Mapping[str, str] = field(default_factory=dict)
+    transcript: str | None = None
+
+
+class Run:
+    """One run of one runbook, recorded in one transcript; the only owner of its lifecycle."""
+
+    def __init__(self, session: Session, *, resumed_from: RunHistory | None = None) -> None:
+        """Private: use `open` or `resume`."""
+        self.session = session
+        self.resumed_from = resumed_from
+        self.notices: list[str] = [session.mode_notice] if session.mode_notice else []
+        self.next_run: tuple[Runbook, Path] | None = None  # a related runbook the operator switched to
+        self._lock = RunLock(session.runbook.path)
+        self._closed = False
+        self._ending = threading.Lock()
+
+    # ---- opening -----------------------------------------------------------------------------
+    @classmethod
+    def open(cls, book: Runbook, settings: RunSettings, prompter_for: PrompterFactory, *,
+             observer: Observer | None = None, terminal: Terminal | None = None) -> Run:
+        """A new run: its trust decided now, then the front end's prompter for that trust (which
+        may refuse with RunProblem: no one to ask), then its transcript created."""
+        from runbook_tui.integrations.git import repo_facts
+
+        trusted = is_trusted(book)
+        prompter = prompter_for(book, trusted)
+        try:
+            transcript = Transcript.create(settings.transcript or new_transcript_path(book.title))
+        except TranscriptError as exc:
+            raise RunProblem(f"{exc}; nothing was run") from None
+        session = Session(book, transcript, prompter, observer=observer, mode=settings.mode,
+                          values=settings.values, git_facts=repo_facts(book.path), terminal=terminal,
+                          trusted=trusted)
+        return cls(session)
+
+    @classmethod
+    def resume(cls, path: str, settings: RunSettings, prompter_for: PrompterFactory, *,
+               observer: Observer | None = None, terminal: Terminal | None = None) -> Run:
+        """Continue an interrupted run on its own chain.
+
+        Only *what was done* comes from the transcript. Mode, trust and values come from now: a
+        transcript is a file anyone with write access can forge, and it must not be able to
+        switch confirmations off or smuggle values into commands.
+        """
+        from runbook_tui.integrations.git import repo_facts
+        from runbook_tui.parse import load_runbook
+
+        history = RunHistory.load(path)
+        if history.problem:
+            raise RunProblem(history.problem)
+        alive = history.interrupted_still_running()
+        if alive:
+            raise RunProblem(alive)
+        book = load_runbook(history.runbook_path)
+        trusted = is_trusted(book)
+        prompter = prompter_for(book, trusted)
+        try:
+            transcript = Transcript.open_append(path)
+        except TranscriptError as exc:
+            raise RunProblem(str(exc)) from None
+        session = Session(book, transcript, prompter, observer=observer, mode=settings.mode, values=settings.values,
+                          git_facts=repo_facts(book.path), state=history.state_for(book), terminal=terminal,
+                          trusted=trusted)
+        run = cls(session, resumed_from=history)
+        if book.sha256 != history.runbook_sha256:
+            run.notices.append(f"{history.runbook_path} changed since the run started (sha256 "
+                               f"{history.runbook_sha256[:12]} then, {book.sha256[:12]} now); tasks whose text "
+                               "changed will run again")
+        return run
+
+    # ---- properties front ends show ------------------------------------------------------------
+    @property
+    def runbook(self) -> Runbook:
+        return self.session.runbook
+
+    @property
+    def mode(self) -> Mode:
+        return self.session.mode
+
+    @property
+    def transcript_path(self) -> Path:
+        return self.session.transcript.path
+
+    @property
+    def redactor(self) -> Redactor:
+        return self.session.redactor
+
+    @property
+    def interrupted_task(self) -> Task | None:
+        """The task that was running when a resumed run stopped, if it is still in the runbook."""
+        if self.resumed_from is None or not self.resumed_from.interrupted:
+            return None
+        found = self.runbook.find(self.resumed_from.interrupted)
+        return found if isinstance(found, Task) else None
+
+    # ---- before run.started --------------------------------------------------------------------
+    def lock(self) -> str | None:
+        """Take the runbook's run lock; a notice naming who else is running it, if anyone."""
+        holder = self._lock.acquire(str(self.transcript_path))
+        self.session.concurrent_run = holder
+        if holder is None:
+            return None
+        notice = f"another run of this runbook is in progress: {describe_holder(holder)}"
+        self.notices.append(notice)
+        return notice
+
+    def read_secrets(self, *, ask: bool) -> list[str]:
+        """Read every secret the runbook declares, before anything is shown or run, so that every
+        view redacts from its first line. Asks for one that is not stored (and offers to store
+        it) when `ask`; returns notices for secrets no one gave."""
+        from runbook_tui.integrations.secrets import SecretError, read_secret, store_secret
+
+        if self.mode == "noop":
+            return []
+        notices = []
+        for secret in self.runbook.secrets:
+            try:
+                value = read_secret(secret)
+            except SecretError as exc:
+                if not ask:
+                    raise RunProblem(str(exc)) from None
+                notices.append(str(exc))
+                value = None
+            if value is None:
+                value = self._ask_secret(secret, ask)
+                if value is None:
+                    notices.append(f"{secret.name} was not given; commands that use it will not get it")
+                    continue
+                if secret.ref.startswith("keyring:") and self.session.prompter.offer_to_store(secret.name):
+                    try:
+                        store_secret(secret.ref, value)
+                    except SecretError as exc:
+                        notices.append(str(exc))
+            self.session.add_secret(secret.name, value)
+        return notices
+
+    def _ask_secret(self, secret: Secret, ask: bool) -> str | None:
+        if not ask:
+            raise RunProblem(f"secret {secret.name} ({secret.ref}) is not stored; store it with "
+                             f"`runbook-tui secrets set {secret.ref.partition(':')[2]}`")
+        question = Question(secret.name, f"secret {secret.name} ({secret.ref})", secret=True)
+        try:
+            return self.session.prompter.ask_values([question])[secret.name]
+        except MissingValue:
+            return None
+
+    def start(self) -> None:
+        """run.started (or run.resumed): from here on every action is on the record."""
+        if self.resumed_from is not None:
+            self.session.resume(self.resumed_from.interrupted)
+        else:
+            self.session.start()
+
+    # ---- driving -------------------------------------------------------------------------------
+    def drive(self) -> int:
+        """Walk every unfinished task in order (headless); the exit code of the run."""
+        try:
+            self.session.run_all()
+            return 0 if self.session.finish() == "success" else 1
+        except RunAborted as exc:
+            return self.abort(str(exc))
+        except MissingValue as exc:
+            self.abort(str(exc))
+            raise
+
+    def locate(self, task_id: str) -> tuple[Section, Step, Task]:
+        """The section and step of a task, by id (KeyError if the runbook has no such task)."""
+        for section in self.runbook.sections:
+            for step in section.steps:
+                for task in step.tasks:
+                    if task.id == task_id:
+                        return section, step, task
+        raise KeyError(task_id)
+
+    def run_task(self, task_id: str, edited: str | None = None) -> TaskOutcome | None:
+        """Do one task as the operator asked (enter, r, e); None if the run was stopped meanwhile."""
+        section, step, task = self.locate(task_id)
+        try:
+            return self.session.run_task(task, step, section, edited=edited)
+        except RunAborted as exc:
+            if not self.session.disconnected.is_set():
+                self.abort(str(exc))
+            return None
+
+    def skip(self, task_id: str, reason: str) -> TaskOutcome:
+        _, step, task = self.locate(task_id)
+        return self.session.skip(task, step, reason)
+
+    def settle_interrupted(self, choice: str) -> None:
+        """Resume: the task that was running when the run stopped is run again, skipped or done."""
+        task = self.interrupted_task
+        if task is None or choice == "rerun":
+            return
+        if choice == "skip":
+            self.skip(task.id, "interrupted task skipped on resume")
+        else:
+            _, step, _ = self.locate(task.id)
+            self.session.mark_done(task, step)
+
+    def note(self, text: str, task_id: str | None = None) -> None:
+        self.session.note(text, task_id)
+
+    def jump(self, element_id: str) -> None:
+        self.session.jumped(element_id)
+
+    def change_mode(self, mode: Mode) -> str | None:
+        """From the next task on, as the policy allows; a notice when it refused."""
+        return self.session.change_mode(mode)
+
+    def pending(self) -> list[str]:
+        return [task.id for _, _, task in self.session.pending_tasks()]
+
+    def all_settled(self) -> bool:
+        return not self.pending()
+
+    # ---- stopping ------------------------------------------------------------------------------
+    def interrupt(self) -> None:
+        """Stop the running command (INT, TERM, KILL to its group) and the run."""
+        self.session.interrupt()
+
+    def cancel_command(self) -> None:
+        """Stop the running command only; the task fails and the run goes on."""
+        self.session.cancel_command()
+
+    def hangup(self) -> None:
+        """The operator's terminal is gone: the command in flight may finish; nothing new starts."""
+        self.session.disconnect()
+
+    def end(self, reason: str | None = None) -> int:
+        """Seal the transcript: run.finished when every task settled, else run.aborted naming the
+        tasks left (and why: `reason`, a lost terminal or the operator's quit). The exit code."""
+        with self._ending:
+            if self.session.disconnected.is_set():
+                if not self.session.ended:
+                    self.session.record("operator.disconnected", reason="terminal lost (SIGHUP)")
+                return self.abort("operator disconnected: terminal lost; resume the run to continue")
+            pending = self.pending()
+            if pending:
+                return self.abort(f"{reason or 'operator quit'} with {len(pending)} task(s) left", left=pending)
+            return 0 if self.session.finish() == "success" else 1
+
+    def abort(self, reason: str, left: list[str] | None = None) -> int:
+        """run.aborted (once), listing the tasks that did not run; exit code 1."""
+        self.session.aborted(reason, left=left if left is not None else self.pending())
+        return 1
+
+    def switch_to(self, runbook: Runbook) -> int:
+        """End this run for a related runbook (`next_run` says which, with the transcript the
+        next run uses): recorded here. The exit code of this run."""
+        target = new_transcript_path(runbook.title)
+        self.next_run = (runbook, target)
+        self.session.record("runbook.switched", path=str(Path(runbook.path).resolve()), sha256=runbook.sha256,
+                            title=runbook.title, transcript=str(target))
+        return self.end(f"operator switched to the related runbook {runbook.title}")
+
+    def consult(self, runbook: Runbook) -> None:
+        """The operator opened a related runbook to read (recorded: a reviewer sees it was consulted)."""
+        self.session.record("runbook.opened", path=str(Path(runbook.path).resolve()), sha256=runbook.sha256,
+                            title=runbook.title)
+
+    def stop_consulting(self, runbook: Runbook) -> None:
+        self.session.record("runbook.closed", path=str(Path(runbook.path).resolve()))
+
+    def close(self) -> None:
+        """Release the lock and close the transcript (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._lock.release()
+        self.session.transcript.close()
+
+    # ---- after the run -------------------------------------------------------------------------
+    def export(self, fmt: str = "md") -> Path:
+        """Write an export next to the transcript under a fresh name; never overwrites anything."""
+        from runbook_tui.audit.export import export, write_new
+
+        text = export(self.transcript_path, fmt, self.redactor)  # type: ignore[arg-type]
+        avoid = {Path(self.runbook.path).resolve()}
+        return write_new(self.transcript_path.with_suffix(f".{fmt}"), text, avoid=avoid)
+
+
+def watch_redactor(book: Runbook) -> tuple[Redactor, list[str]]:
+    """A redactor for a read-only view (watch, container logs) with every secret it can read;
+    the names it could not read, whose values such a view must therefore not show raw."""
+    from runbook_tui.integrations.secrets import SecretError, read_secret
+
+    redactor = Redactor()
+    missing = []
+    for secret in book.secrets:
+        try:
+            value = read_secret(secret)
+        except SecretError:
+            value = None
+        if value is None:
+            missing.append(secret.name)
+        else:
+            redactor.add(secret.name, value)
+    return redactor, missing
+
