@@ -22,9 +22,11 @@ import pytest
 from runbook_tui.audit.transcript import verify
 from runbook_tui.parse import load_runbook
 from runbook_tui.tui.app import RunbookApp, make_app, make_watch_app
+from runbook_tui.engine.guards import trust
 from runbook_tui.tui.screens.dialogs import (
     Choose,
     ConfirmCommand,
+    ConfirmStep,
     EditCommand,
     TextPrompt,
     ValuesForm,
@@ -91,9 +93,11 @@ def seed_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callab
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
 
     def build(overrides: dict[str, str] | None = None, *, mode: str = "paranoid",
-              variables: dict[str, str] | None = None) -> Run:
+              variables: dict[str, str] | None = None, trusted: bool = False) -> Run:
         book = make_seed_repo(tmp_path, overrides)
         monkeypatch.chdir(book.parent)
+        if trusted:
+            trust(load_runbook(book))
         transcript = tmp_path / "t.jsonl"
         app = make_app(load_runbook(book), mode=mode, variables=variables or {}, transcript=str(transcript),
                        theme=None)
@@ -313,30 +317,44 @@ async def test_editing_a_high_risk_command_still_needs_the_typed_word(seed_run: 
 
 
 async def test_step_mode_asks_once_per_step(seed_run: Callable[..., Run]) -> None:
-    run = seed_run(mode="step")
+    run = seed_run(mode="step", trusted=True)
     async with run_test(run.app, SIZE) as pilot:
         await ready(pilot, run)
         await select(pilot, "4.3.1")
         await pilot.press("enter")
-        question = await until_screen(pilot, YesNo)
-        assert "4.3" in question.question and "echo check-ok" in question.question
+        question = await until_screen(pilot, ConfirmStep)
+        assert "4.3" in question.title_text
+        assert [r.command for r in question.requests] == ["echo check-ok", run.app.runbook.find("4.3.2").command]
         await pilot.press("y")
         await until_status(pilot, "4.3.1", "done")
         (run.book.parent / "fixed.marker").touch()
         await until(pilot, lambda: cursor_id(pilot) == "4.3.2")
         await pilot.press("enter")  # same step: no second question
         await until_status(pilot, "4.3.2", "done")
-        assert not any(isinstance(s, (YesNo, ConfirmCommand)) for s in run.app.screen_stack)
+        assert not any(isinstance(s, (ConfirmStep, ConfirmCommand)) for s in run.app.screen_stack)
     assert len(events(run.transcript, "confirm.answered")) == 1
+    allowed = events(run.transcript, "policy.allowed")
+    assert [e["task_id"] for e in allowed] == ["4.3.1", "4.3.2"]
+    assert all("step" in e["reason"] for e in allowed)
+
+
+async def test_step_mode_on_an_untrusted_runbook_asks_every_command(seed_run: Callable[..., Run]) -> None:
+    run = seed_run(mode="step")
+    async with run_test(run.app, SIZE) as pilot:
+        await ready(pilot, run)
+        assert run.app.query_one(RunHeader).mode == "paranoid"
+        assert any("needs a trusted runbook" in m for m in notifications(run.app))
+        dialog = await run_confirmed(pilot, run, "4.3.1")
+        assert "not trusted" in dialog.request.reason
 
 
 async def test_step_mode_no_runs_nothing(seed_run: Callable[..., Run]) -> None:
-    run = seed_run({"check": "touch step-ran.marker"}, mode="step")
+    run = seed_run({"check": "touch step-ran.marker"}, mode="step", trusted=True)
     async with run_test(run.app, SIZE) as pilot:
         await ready(pilot, run)
         await select(pilot, "4.3.1")
         await pilot.press("enter")
-        await until_screen(pilot, YesNo)
+        await until_screen(pilot, ConfirmStep)
         await pilot.press("n")
         await until(pilot, lambda: run.tree.status.get("4.3.1") not in (None, "running"), what="4.3.1 settled")
         await until_idle(pilot)
@@ -477,7 +495,8 @@ async def test_keys_on_a_related_runbook_do_not_act_on_the_run_underneath(seed_r
         await until(pilot, lambda: len(run.app.screen_stack) == 1)
         await pilot.press("s")
         await until_screen(pilot, TextPrompt)  # on the run's screen, s skips (and asks why)
-    assert "task.skipped" not in run.types()
+    assert not finished(run.transcript, FIRST_TASK), "no key pressed on the related runbook acted on the run"
+    assert run.types("runbook.opened") == ["runbook.opened"] and run.types("runbook.closed") == ["runbook.closed"]
 
 
 async def test_running_a_related_runbook_ends_this_run_and_names_the_next(seed_run: Callable[..., Run]) -> None:
@@ -516,7 +535,7 @@ async def test_no_switch_while_a_command_runs(seed_run: Callable[..., Run]) -> N
         await run_confirmed(pilot, run, "4.3.1")
         await pilot.press("y")
         await until_status(pilot, "4.3.1", "running")
-        run.app.switch_to(run.app.runbook)
+        run.app.run_screen.switch_to(run.app.runbook)
         await until(pilot, lambda: any("is running" in n for n in notifications(run.app)))
         assert not isinstance(run.app.screen, YesNo) and run.app.next_run is None
         await pilot.press("ctrl+c")

@@ -18,16 +18,19 @@ class RunbookCommands(Provider):
 
     def _entries(self) -> list[tuple[str, str, object]]:
         app: RunbookApp = self.app  # type: ignore[assignment]
+        screen = app.run_screen
         entries: list[tuple[str, str, object]] = []
         for step in app.runbook.steps():
-            entries.append((f"Jump to {step.id} {step.title}", "Select this step", partial(app.jump, step.id)))
+            entries.append((f"Jump to {step.id} {step.title}", "Select this step", partial(screen.jump, step.id)))
         for index, related in enumerate(app.runbook.related):
-            entries.append((f"Open related runbook: {related.title}", related.target, partial(app.open_related, index)))
+            entries.append((f"Open related runbook: {related.title}", related.target,
+                            partial(screen.open_related, index)))
         if not app.read_only:
-            entries.append(("Export the transcript as Markdown", "Next to the transcript file", app.action_export))
+            entries.append(("Export the transcript as Markdown", "Next to the transcript, never over a file",
+                            screen.action_export))
             for mode in MODES:
-                entries.append((f"Change mode to {mode}", "From the next task on; recorded in the transcript",
-                                partial(app.set_mode, mode)))
+                entries.append((f"Change mode to {mode}", "From the next task on, if the runbook's trust allows; "
+                                "recorded in the transcript", partial(screen.set_mode, mode)))
         return entries
 
     async def discover(self) -> Hits:

@@ -14,7 +14,7 @@ from textual.screen import Screen
 from runbook_tui.engine.checks import Verdict
 from runbook_tui.engine.session import Answer, Confirmation, MissingValue, Question, RunAborted
 from runbook_tui.model import Step, Task
-from runbook_tui.tui.screens.dialogs import ConfirmCommand, ValuesForm, YesNo
+from runbook_tui.tui.screens.dialogs import ConfirmCommand, ConfirmStep, ValuesForm, YesNo
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -49,9 +49,8 @@ class ScreenPrompter:
     def confirm(self, request: Confirmation) -> Answer:
         return self._ask(ConfirmCommand(request))
 
-    def confirm_step(self, step: Step, commands: list[str]) -> Answer:
-        listing = "\n".join(f"  {c.splitlines()[0]}" for c in commands)
-        yes = self._ask(YesNo(f"Run step {step.id} {step.title}?\n\n{listing}"))
+    def confirm_step(self, step: Step, commands: list[Confirmation]) -> Answer:
+        yes = self._ask(ConfirmStep(f"Run step {step.id} {step.title}? ({len(commands)} command(s))", commands))
         return Answer("run") if yes else Answer("stop", reason="step not confirmed")
 
     def confirm_manual(self, task: Task, step: Step) -> Answer:
@@ -63,6 +62,9 @@ class ScreenPrompter:
         if values is None:
             raise MissingValue("no value given for " + ", ".join(q.prompt for q in questions))
         return values
+
+    def offer_to_store(self, secret_name: str) -> bool:
+        return bool(self._ask(YesNo(f"Store {secret_name} in the keyring?")))
 
     def after_failure(self, task: Task, verdict: Verdict, attempt: int) -> Answer:
         # The guide stops on the failed task; the operator retries (r) or skips (s) from there.

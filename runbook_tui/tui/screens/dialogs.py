@@ -6,10 +6,11 @@ from rich.syntax import Syntax
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static, TextArea
 
+from runbook_tui.audit.terminal import visible
 from runbook_tui.engine.session import Answer, Confirmation, Question
 
 
@@ -38,17 +39,11 @@ class ConfirmCommand(ModalScreen[Answer]):
         risk = "HIGH RISK" if r.risk == "high" else "low risk"
         with Vertical(id="dialog-box", classes=f"risk-{r.risk}"):
             yield Label(Text(f"Run task {r.task.id}? ({risk})", style="bold"), id="dialog-title")
-            yield Static(r.task.text, id="dialog-text")
-            yield Static(Syntax(r.command, "bash", word_wrap=True, background_color="default"), id="dialog-command")
-            details = [f"cwd: {r.cwd}"]
-            if r.container:
-                details.append(f"container: {r.container}")
-            details.append(f"environment: {', '.join(r.env_names) or 'nothing added'}")
-            if r.attempt > 1:
-                details.append(f"attempt {r.attempt}")
-            yield Static("\n".join(details), id="dialog-details")
+            with VerticalScroll(id="dialog-body"):  # a long script scrolls; the buttons stay
+                yield Static(Text(r.task.text), id="dialog-text")
+                yield from command_details(r)
             if r.typed_word:
-                yield Label(f"Type {r.typed_word!r} and press enter to run it:")
+                yield Label(Text(f"Type {r.typed_word!r} and press enter to run it:"))
                 yield Input(placeholder=r.typed_word, id="typed")
             with Horizontal(id="dialog-buttons"):
                 if not r.typed_word:
@@ -92,8 +87,8 @@ class ConfirmCommand(ModalScreen[Answer]):
             self.dismiss(Answer("run", command=command))
             return
         self.edited = command
-        self.query_one("#dialog-command", Static).update(
-            Syntax(command, "bash", word_wrap=True, background_color="default"))
+        self.query_one(".dialog-command", Static).update(
+            Syntax(visible(command), "bash", word_wrap=True, background_color="default"))
         self.query_one("#typed", Input).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -106,6 +101,61 @@ class ConfirmCommand(ModalScreen[Answer]):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.action_answer(event.button.id or "stop")
+
+
+def command_details(request: Confirmation) -> ComposeResult:
+    """Everything that will run, whole: the script, where, which shell, the environment with its
+    values (secrets masked), why it is high risk and why the operator is asked."""
+    yield Static(Syntax(visible(request.command), "bash", word_wrap=True, background_color="default"),
+                 classes="dialog-command")
+    details = [f"cwd: {request.cwd}", f"shell: {request.shell}"]
+    if request.container:
+        details.append(f"container: {request.container}")
+    if request.env:
+        details.append("environment:")
+        details += [f"  {name}={value}" for name, value in request.env]
+    else:
+        details.append("environment: nothing added")
+    details += [f"! {reason}" for reason in request.risk_reasons]
+    if request.attempt > 1:
+        details.append(f"attempt {request.attempt}")
+    if request.reason:
+        details.append(f"asked because: {request.reason}")
+    yield Static(Text(visible("\n".join(details))), classes="dialog-details")
+
+
+class ConfirmStep(ModalScreen[bool]):
+    """Step mode: every command of the step, in full, approved (or not) at once."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Run the step", id="step.yes", tooltip="Run every command listed"),
+        Binding("n,escape", "answer(False)", "Don't run", id="step.no", tooltip="Run none of them"),
+    ]
+
+    def __init__(self, title: str, requests: list[Confirmation]) -> None:
+        super().__init__(classes="dialog")
+        self.title_text = title
+        self.requests = requests
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog-box"):
+            yield Label(Text(self.title_text, style="bold"), id="dialog-title")
+            with VerticalScroll(id="dialog-body"):
+                for request in self.requests:
+                    yield Label(Text(f"Task {request.task.id}: {visible(request.task.text)}", style="bold"))
+                    yield from command_details(request)
+            with Horizontal(id="dialog-buttons"):
+                yield Button("Run the step (y)", id="yes", variant="primary")
+                yield Button("Don't run (n)", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
 
 
 class YesNo(ModalScreen[bool]):

@@ -7,7 +7,7 @@ sees that the operator consulted the rollback runbook at 03:12. Running it ends 
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,10 +15,12 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from runbook_tui.engine.session import Session
 from runbook_tui.model import Runbook
 from runbook_tui.tui.widgets.step_tree import StepTree
 from runbook_tui.tui.widgets.step_view import StepView
+
+if TYPE_CHECKING:
+    from runbook_tui.engine.run import Run
 
 
 class RelatedScreen(Screen[None]):
@@ -27,10 +29,10 @@ class RelatedScreen(Screen[None]):
         Binding("r", "run", "Run it instead", id="related.run", tooltip="End this run and run this runbook"),
     ]
 
-    def __init__(self, runbook: Runbook, session: Session | None) -> None:
+    def __init__(self, runbook: Runbook, run: Run | None) -> None:
         super().__init__()
         self.runbook = runbook
-        self.session = session
+        self.run = run
 
     def compose(self) -> ComposeResult:
         yield Static(f"{self.runbook.title} — related runbook, read-only (escape: back to the run; "
@@ -42,18 +44,20 @@ class RelatedScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one(StepTree).focus()
-        if self.session is not None:
-            self.session.record("runbook.opened", path=str(Path(self.runbook.path).resolve()),
-                                sha256=self.runbook.sha256, title=self.runbook.title)
+        if self.run is not None:
+            self.run.consult(self.runbook)
 
     def on_step_tree_selected(self, message: StepTree.Selected) -> None:
         message.stop()
         self.query_one(StepView).show(message.item, "")
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return action != "run" or self.run is not None  # a watched run is someone else's to switch
+
     def action_run(self) -> None:
-        self.app.switch_to(self.runbook)  # type: ignore[attr-defined]
+        self.app.run_screen.switch_to(self.runbook)  # type: ignore[attr-defined]
 
     def action_back(self) -> None:
-        if self.session is not None:
-            self.session.record("runbook.closed", path=str(Path(self.runbook.path).resolve()))
+        if self.run is not None:
+            self.run.stop_consulting(self.runbook)
         self.dismiss(None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -10,6 +11,7 @@ from textual.message import Message
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from runbook_tui.engine.policy import task_risk
 from runbook_tui.model import Runbook, Section, Step, Task
 
 # status -> (icon, theme color variable); Tree labels are Rich Text, so colors are looked up
@@ -50,9 +52,13 @@ class StepTree(Tree[Item]):
             super().__init__()
             self.item = item
 
-    def __init__(self, runbook: Runbook, *, id: str | None = None) -> None:
+    def __init__(self, runbook: Runbook, *, risk_of: Callable[[Task], str] | None = None,
+                 id: str | None = None) -> None:
+        """`risk_of` gives a task's risk as the run will ask it (default: the policy's, with the
+        runbook's own values), so the tree never shows another risk than the prompt."""
         super().__init__(runbook.title, id=id)
         self.runbook = runbook
+        self._risk_of = risk_of or (lambda task: task_risk(runbook, task).level)
         self.status: dict[str, str] = {}
         self._by_id: dict[str, TreeNode[Item]] = {}
         self.show_root = False
@@ -86,7 +92,7 @@ class StepTree(Tree[Item]):
         body = task.command.splitlines()[0] if task.command else task.text
         text = Text(icon, style=f"bold {self._color(color)}")
         text.append(f" {'$ ' if task.kind == 'command' else ''}{_short(body)}")
-        if task.options.risk == "high":
+        if self._risk_of(task) == "high":
             text.append(" !", style=f"bold {self._color('error')}")
         return text
 
