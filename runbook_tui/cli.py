@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from runbook_tui import __version__
+from runbook_tui.audit.terminal import visible
 from runbook_tui.model import Runbook, Task
 from runbook_tui.parse import load_runbook, parse_text, read_text
 from runbook_tui.parse.errors import RunbookError
@@ -162,16 +163,64 @@ def _counts(book: Runbook) -> str:
 
 
 @main.command("trust")
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--list", "listing", is_flag=True,
+              help="List the trusted runbooks: path, SHA-256, when, by whom, and the local scripts they run.")
+@click.option("--revoke", is_flag=True, help="Stop trusting these runbooks (the files need not exist any more).")
 @user_errors
-def trust_command(paths: tuple[str, ...]) -> None:
-    """Trust these runbooks, as they are now, to run in auto mode or with --yes."""
-    from runbook_tui.engine.guards import trust
+def trust_command(paths: tuple[str, ...], listing: bool, revoke: bool) -> None:
+    """Trust these runbooks as they are now, with the local scripts they run, to run in auto mode or with --yes."""
+    from runbook_tui.engine.ownfiles import UnsafeFileError
+    from runbook_tui.engine.trust import TrustStoreError
+
+    if listing == bool(paths) or (listing and revoke):
+        raise click.UsageError("give the runbooks to trust (or --revoke), or --list alone")
+    try:
+        if listing:
+            _list_trusted()
+        elif revoke:
+            _revoke_trust(paths)
+        else:
+            _trust(paths)
+    except (UnsafeFileError, TrustStoreError) as exc:
+        click.echo(f"error: {visible(str(exc))}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def _trust(paths: tuple[str, ...]) -> None:
+    from runbook_tui.engine.trust import trust, trust_file
 
     for path in paths:
         book = load_runbook(path)
-        where = trust(book)
-        click.echo(f"trusted {path} (sha256 {book.sha256[:12]}) in {where}")
+        entry = trust(book)
+        click.echo(f"trusted {visible(path)} (sha256 {book.sha256[:12]}) in {trust_file()}")
+        for script, digest in (entry.scripts or {}).items():
+            pinned = f"sha256 {digest[:12]}" if digest else "missing now: trust it again once it exists"
+            click.echo(f"  with {visible(script)} ({pinned})")
+
+
+def _revoke_trust(paths: tuple[str, ...]) -> None:
+    from runbook_tui.engine.trust import revoke
+
+    missing = [path for path in paths if not revoke(path)]
+    for path in paths:
+        click.echo(f"{visible(path)}: {'was not trusted' if path in missing else 'no longer trusted'}",
+                   err=path in missing)
+    if missing:
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def _list_trusted() -> None:
+    from runbook_tui.engine.trust import trust_file, trusted_entries
+
+    entries = trusted_entries()
+    if not entries:
+        click.echo(f"no runbook is trusted ({trust_file()})")
+    for path, entry in sorted(entries.items()):
+        click.echo(f"{visible(path)}\n  sha256 {entry.sha256}  trusted {visible(entry.when or '?')} "
+                   f"by {visible(entry.by or '?')}")
+        for script, digest in (entry.scripts or {}).items():
+            click.echo(f"  with {visible(script)}  sha256 {digest or '(missing when trusted)'}")
 
 
 @main.command()
