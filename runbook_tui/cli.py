@@ -182,7 +182,7 @@ def trust_command(paths: tuple[str, ...], listing: bool, revoke: bool) -> None:
             _revoke_trust(paths)
         else:
             _trust(paths)
-    except (UnsafeFileError, TrustStoreError) as exc:
+    except (UnsafeFileError, TrustStoreError, OSError) as exc:
         click.echo(f"error: {visible(str(exc))}", err=True)
         sys.exit(EXIT_BAD_INPUT)
 

@@ -41,13 +41,18 @@ def victim(directory: Path) -> Path:
 
 
 def nobody() -> int:
+    """Another user's uid, to give a directory away with `os.chown` (root only). Skips without root,
+    unless RUNBOOK_TUI_REQUIRE_ROOT=1 (CI runs as root and sets it): then it fails."""
+    missing = "chown to another user needs root" if os.geteuid() != 0 else None
     try:
-        return pwd.getpwnam("nobody").pw_uid
+        uid = pwd.getpwnam("nobody").pw_uid
     except KeyError:
-        pytest.skip("no user 'nobody' to own the directory")
-
-
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+        missing = "no user 'nobody' to own the directory"
+    if missing and os.environ.get("RUNBOOK_TUI_REQUIRE_ROOT") == "1":
+        pytest.fail(f"{missing} (RUNBOOK_TUI_REQUIRE_ROOT=1)")
+    if missing:
+        pytest.skip(missing)
+    return uid
 
 
 # ---- locks ---------------------------------------------------------------------------------------------------
@@ -76,25 +81,38 @@ def test_lock_api_refuses_a_planted_symlink(tmp_path: Path) -> None:
     assert target.read_text() == VICTIM_TEXT
 
 
-@needs_root
+@pytest.mark.parametrize("target_exists", [True, False])
+def test_a_lock_directory_that_is_a_symlink_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       target_exists: bool) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    if target_exists:
+        elsewhere.mkdir(mode=0o700)
+    monkeypatch.setenv("RUNBOOK_TUI_LOCK_DIR", str(tmp_path / "locks"))
+    (tmp_path / "locks").symlink_to(elsewhere)
+    with pytest.raises(UnsafeFileError, match="not a directory"):
+        RunLock(str(tmp_path / "book.md")).acquire("t.jsonl")
+    assert list(elsewhere.iterdir()) == [] if target_exists else not elsewhere.exists()
+
+
 def test_a_lock_directory_owned_by_another_user_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    uid = nobody()
     theirs = tmp_path / "theirs"
     theirs.mkdir(mode=0o700)
-    os.chown(theirs, nobody(), -1)
+    os.chown(theirs, uid, -1)
     monkeypatch.setenv("RUNBOOK_TUI_LOCK_DIR", str(theirs))
-    with pytest.raises(UnsafeFileError, match=f"belongs to uid {nobody()}"):
+    with pytest.raises(UnsafeFileError, match=f"belongs to uid {uid}"):
         RunLock(str(tmp_path / "book.md")).acquire("t.jsonl")
     assert list(theirs.iterdir()) == []
 
 
-@needs_root
 def test_xdg_runtime_dir_taken_over_by_another_user_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`XDG_RUNTIME_DIR` pointing at a shared sticky directory where someone made `runbook-tui` first."""
+    uid = nobody()
     shared = tmp_path / "shared"
     shared.mkdir()
     os.chmod(shared, 0o1777)
     (shared / "runbook-tui").mkdir(mode=0o777)
-    os.chown(shared / "runbook-tui", nobody(), -1)
+    os.chown(shared / "runbook-tui", uid, -1)
     monkeypatch.delenv("RUNBOOK_TUI_LOCK_DIR")
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(shared))
     with pytest.raises(UnsafeFileError, match="belongs to uid"):
@@ -346,7 +364,7 @@ def test_shell_and_bash_env_files_are_pinned_too(tmp_path: Path, monkeypatch: py
     ("/usr/bin/env python3 tools/y.py; /usr/local/bin/tool", ["/w/tools/y.py"]),  # system files are not pinned
     ("python -m pkg; python -c 'x'; bash -ec 'true'; perl -e 1; sh -s < ./in.sh", []),
     ("$SCRIPT; ./$X.sh; ./*.sh; bash \"$F\"", []),  # computed at run time: nothing to pin here
-    ("cd $DIR && ./a.sh; cd /srv; ./b.sh", ["/srv/b.sh"]),
+    ("cd $DIR && ./a.sh; cd /srv; ./b.sh; cd -; ./c.sh", ["/srv/b.sh"]),
     ("echo './not-run.sh' > ./out.sh", []),
     ("bash 'unbalanced\n./a.sh", ["/w/a.sh"]),
 ])

@@ -29,7 +29,8 @@ STARTUP_FILE_VARIABLES = ("BASH_ENV", "ENV")
 
 # Characters that end a simple command or start a redirection; the tokenizer returns runs of them.
 _PUNCTUATION = ";&|()<>\n`"
-# Words a simple command may start with that are shell grammar, not a program.
+# Words a simple command may start with that are shell grammar, not a program (`$` is what the
+# tokenizer leaves of a `$(` before its parenthesis).
 _KEYWORDS = frozenset({"!", "{", "}", "if", "then", "elif", "else", "do", "while", "until", "time", "$"})
 # Programs that run the rest of their words as a command, with their options that take a value.
 _WRAPPERS: dict[str, frozenset[str]] = {
@@ -76,8 +77,8 @@ def task_scripts(runbook: Runbook, task: Task) -> Iterator[str]:
     cwd = command_cwd(runbook, task)
     env = {**dict(runbook.env), **dict(task.options.env or ())}
     named = [env.get(name, "") for name in STARTUP_FILE_VARIABLES]
-    if runbook.shell:
-        named.append(runbook.shell.split()[0] if "/" in runbook.shell.split()[0] else "")
+    if runbook.shell and "/" in runbook.shell:  # a program by path, run from the task's cwd
+        named.append(runbook.shell)
     for word in named:
         if word and not _COMPUTED.search(word):
             yield from _local(word, cwd)
@@ -237,9 +238,9 @@ def _operand(args: list[str], inline_letters: str, with_value: frozenset[str]) -
 
 def _changed_directory(args: list[str], cwd: str | None) -> str | None:
     """The directory after `cd ARGS`; None when the shell decides it at run time."""
-    operands = [a for a in args if not a.startswith("-")]
+    operands = [a for a in args if a == "-" or not a.startswith("-")]
     target = operands[0] if operands else "~"
-    if _COMPUTED.search(target):
+    if target == "-" or _COMPUTED.search(target):  # `cd -`: wherever the shell was before
         return None
     target = os.path.expanduser(target)
     if os.path.isabs(target):

@@ -32,7 +32,10 @@ class UnsafeFileError(Exception):
 @contextmanager
 def private_dir(path: Path) -> Iterator[int]:
     """A descriptor of `path`, created 0700 if missing, once it is checked to be ours alone."""
-    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    except FileExistsError as exc:  # a file, or a symlink to nowhere
+        raise UnsafeFileError(f"{path} exists and is not a directory; refusing to use it") from exc
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | _OPEN_FLAGS)
     except OSError as exc:

@@ -113,7 +113,11 @@ def trust(runbook: Runbook) -> TrustEntry:
     entry = TrustEntry(os.path.abspath(runbook.path), runbook.sha256,
                        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                        f"{getpass.getuser()}@{socket.gethostname()}", local_scripts(runbook))
-    _update(lambda entries: entries.__setitem__(entry.path, entry))
+
+    def add(entries: dict[str, TrustEntry]) -> None:
+        entries[entry.path] = entry
+
+    _update(add)
     return entry
 
 
