@@ -80,7 +80,7 @@ def task_scripts(runbook: Runbook, task: Task) -> Iterator[str]:
     if runbook.shell and "/" in runbook.shell:  # a program by path, run from the task's cwd
         named.append(runbook.shell)
     for word in named:
-        if word and not _COMPUTED.search(word):
+        if word:
             yield from _local(word, cwd)
     command = task.command or ""
     for token in task.placeholders:  # filled in at run time: whatever it names is unknown here
