@@ -124,7 +124,7 @@ def parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--json", "as_json", is_flag=True, help="Print the parsed model as JSON, one object per file.")
 def check(paths: tuple[str, ...], as_json: bool) -> None:
     """Parse and lint runbooks: exit 0 when every file parses, 2 when one does not."""
-    from runbook_tui.engine.guards import is_trusted
+    from runbook_tui.engine.trust import is_trusted
     from runbook_tui.parse.lint import lint
 
     failed = False

@@ -20,6 +20,7 @@ from runbook_tui.audit.transcript import TranscriptError
 from runbook_tui.engine.checks import Verdict
 from runbook_tui.engine.run import Run, RunProblem, RunSettings
 from runbook_tui.engine.session import Answer, Confirmation, MissingValue, Question
+from runbook_tui.engine.trust import TrustStatus
 from runbook_tui.model import Runbook, Step, Task
 
 STATUS_MARKS = {"done": "✓", "manual": "✓", "skipped": "↷", "failed": "✗", "not_confirmed": "✗", "planned": "·"}
@@ -271,9 +272,6 @@ def _drive(run: Run, prepare: Callable[[], None]) -> int:
     try:
         with signals:
             try:
-                notice = run.lock()
-                if notice:
-                    _say(f"warning: {notice}")
                 run.start()
                 prepare()
                 return run.drive()
@@ -302,20 +300,19 @@ def _say(message: str) -> None:
         pass
 
 
-def _prompter_for(yes: bool, confirm_high_risk: bool, mode: str) -> Callable[[Runbook, bool], Any]:
+def _prompter_for(yes: bool, confirm_high_risk: bool, mode: str) -> Callable[[Runbook, TrustStatus], Any]:
     """The prompter for this terminal, or for the command line's answers when there is none.
 
     `--yes` answers for a trusted runbook only: an untrusted one (or one changed since it was
     trusted) must not run unattended, whatever it says.
     """
 
-    def make(book: Runbook, trusted: bool) -> Any:
+    def make(book: Runbook, trust: TrustStatus) -> Any:
         if sys.stdin.isatty():
             return TerminalPrompter()
-        if yes and not trusted:
-            raise RunProblem(f"{book.path} is not trusted (or changed since it was trusted), so --yes does not "
-                             f"apply and there is no terminal to confirm on. Review it, then: "
-                             f"runbook-tui trust {book.path}")
+        if yes and not trust.trusted:
+            raise RunProblem(f"{book.path} is not trusted ({trust.reason}), so --yes does not apply and there is "
+                             f"no terminal to confirm on. Review it, then: runbook-tui trust {book.path}")
         if not yes and mode != "noop":
             raise RunProblem("no terminal to confirm on: pass --yes (and --confirm-high-risk for risk=high commands)")
         return UnattendedPrompter(yes=yes, confirm_high_risk=confirm_high_risk and yes)

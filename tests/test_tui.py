@@ -22,7 +22,7 @@ import pytest
 from runbook_tui.audit.transcript import verify
 from runbook_tui.parse import load_runbook
 from runbook_tui.tui.app import RunbookApp, make_app, make_watch_app
-from runbook_tui.engine.guards import trust
+from runbook_tui.engine.trust import trust
 from runbook_tui.tui.screens.dialogs import (
     Choose,
     ConfirmCommand,

@@ -56,7 +56,7 @@ _COMPUTED = re.compile(r"[$`*?\[{]")  # a word the shell expands at run time: it
 
 
 def command_cwd(runbook: Runbook, task: Task) -> str:
-    """Where the engine runs `task` (session.py computes the same)."""
+    """Where the engine runs `task` (the session runs it there: trust and execution cannot drift apart)."""
     return os.path.abspath(task.options.cwd or runbook.cwd or os.getcwd())
 
 

@@ -13,10 +13,13 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from runbook_tui.audit.redact import Redactor
 from runbook_tui.audit.transcript import Transcript, TranscriptError, new_transcript_path
-from runbook_tui.engine.guards import RunLock, describe_holder, is_trusted
+from runbook_tui.engine.lock import RunLock, describe_holder
+from runbook_tui.engine.ownfiles import UnsafeFileError
+from runbook_tui.engine.trust import TrustStatus, trust_status
 from runbook_tui.engine.history import RunHistory
 from runbook_tui.engine.session import (MissingValue, Observer, Prompter, Question, RunAborted, Session, Terminal,
                                         TaskOutcome)
@@ -25,7 +28,7 @@ from runbook_tui.model import Mode, Runbook, Secret, Section, Step, Task
 
 # Builds the front end's prompter for a runbook once its trust is known (`--yes` answers only for a
 # trusted runbook); raises RunProblem when there is no one to ask.
-PrompterFactory = Callable[[Runbook, bool], Prompter]
+PrompterFactory = Callable[[Runbook, TrustStatus], Prompter]
 
 
 class RunProblem(Exception):
@@ -44,13 +47,18 @@ class RunSettings:
 class Run:
     """One run of one runbook, recorded in one transcript; the only owner of its lifecycle."""
 
-    def __init__(self, session: Session, *, resumed_from: RunHistory | None = None) -> None:
+    def __init__(self, session: Session, lock: RunLock, trust: TrustStatus, *,
+                 resumed_from: RunHistory | None = None) -> None:
         """Private: use `open` or `resume`."""
         self.session = session
         self.resumed_from = resumed_from
-        self.notices: list[str] = [session.mode_notice] if session.mode_notice else []
+        self.notices: list[str] = []
+        if session.mode_notice:
+            self.notices += [session.mode_notice, trust.reason]
+        if session.concurrent_run is not None:
+            self.notices.append(f"another run of this runbook is in progress: {describe_holder(session.concurrent_run)}")
         self.next_run: tuple[Runbook, Path] | None = None  # a related runbook the operator switched to
-        self._lock = RunLock(session.runbook.path)
+        self._lock = lock
         self._closed = False
         self._ending = threading.Lock()
 
@@ -59,19 +67,23 @@ class Run:
     def open(cls, book: Runbook, settings: RunSettings, prompter_for: PrompterFactory, *,
              observer: Observer | None = None, terminal: Terminal | None = None) -> Run:
         """A new run: its trust decided now, then the front end's prompter for that trust (which
-        may refuse with RunProblem: no one to ask), then its transcript created."""
+        may refuse with RunProblem: no one to ask), the run lock, then its transcript."""
         from runbook_tui.integrations.git import repo_facts
 
-        trusted = is_trusted(book)
-        prompter = prompter_for(book, trusted)
+        trust = trust_status(book)
+        prompter = prompter_for(book, trust)
+        path = Path(settings.transcript or new_transcript_path(book.title))
+        lock, holder = _lock(book, path)
         try:
-            transcript = Transcript.create(settings.transcript or new_transcript_path(book.title))
+            transcript = Transcript.create(path)
         except TranscriptError as exc:
+            lock.release()
             raise RunProblem(f"{exc}; nothing was run") from None
         session = Session(book, transcript, prompter, observer=observer, mode=settings.mode,
                           values=settings.values, git_facts=repo_facts(book.path), terminal=terminal,
-                          trusted=trusted)
-        return cls(session)
+                          trusted=trust.trusted)
+        session.concurrent_run = holder
+        return cls(session, lock, trust)
 
     @classmethod
     def resume(cls, path: str, settings: RunSettings, prompter_for: PrompterFactory, *,
@@ -92,16 +104,19 @@ class Run:
         if alive:
             raise RunProblem(alive)
         book = load_runbook(history.runbook_path)
-        trusted = is_trusted(book)
-        prompter = prompter_for(book, trusted)
+        trust = trust_status(book)
+        prompter = prompter_for(book, trust)
+        lock, holder = _lock(book, Path(path))
         try:
             transcript = Transcript.open_append(path)
         except TranscriptError as exc:
+            lock.release()
             raise RunProblem(str(exc)) from None
         session = Session(book, transcript, prompter, observer=observer, mode=settings.mode, values=settings.values,
                           git_facts=repo_facts(book.path), state=history.state_for(book), terminal=terminal,
-                          trusted=trusted)
-        run = cls(session, resumed_from=history)
+                          trusted=trust.trusted)
+        session.concurrent_run = holder
+        run = cls(session, lock, trust, resumed_from=history)
         if book.sha256 != history.runbook_sha256:
             run.notices.append(f"{history.runbook_path} changed since the run started (sha256 "
                                f"{history.runbook_sha256[:12]} then, {book.sha256[:12]} now); tasks whose text "
@@ -134,16 +149,6 @@ class Run:
         return found if isinstance(found, Task) else None
 
     # ---- before run.started --------------------------------------------------------------------
-    def lock(self) -> str | None:
-        """Take the runbook's run lock; a notice naming who else is running it, if anyone."""
-        holder = self._lock.acquire(str(self.transcript_path))
-        self.session.concurrent_run = holder
-        if holder is None:
-            return None
-        notice = f"another run of this runbook is in progress: {describe_holder(holder)}"
-        self.notices.append(notice)
-        return notice
-
     def read_secrets(self, *, ask: bool) -> list[str]:
         """Read every secret the runbook declares, before anything is shown or run, so that every
         view redacts from its first line. Asks for one that is not stored (and offers to store
@@ -317,6 +322,16 @@ class Run:
         text = export(self.transcript_path, fmt, self.redactor)  # type: ignore[arg-type]
         avoid = {Path(self.runbook.path).resolve()}
         return write_new(self.transcript_path.with_suffix(f".{fmt}"), text, avoid=avoid)
+
+
+def _lock(book: Runbook, transcript: Path) -> tuple[RunLock, dict[str, Any] | None]:
+    """Take the runbook's run lock (it warns a second operator; it never forbids): the lock and
+    the other holder, if any. A lock file someone tampered with refuses the run."""
+    lock = RunLock(book.path)
+    try:
+        return lock, lock.acquire(str(transcript))
+    except (UnsafeFileError, OSError) as exc:
+        raise RunProblem(f"cannot take the run lock: {exc}; nothing was run") from None
 
 
 def watch_redactor(book: Runbook) -> tuple[Redactor, list[str]]:

@@ -25,6 +25,7 @@ from runbook_tui.audit.redact import Redactor
 from runbook_tui.audit.transcript import Transcript, TranscriptError
 from runbook_tui.engine.checks import OutputTail, Verdict, judge
 from runbook_tui.engine.env import command_environment, fill_placeholders, injected_environment
+from runbook_tui.engine.local_scripts import command_cwd
 from runbook_tui.engine.policy import (Decision, Risk, confirmation_needed, effective_mode, step_confirmation_needed,
                                        task_risk)
 from runbook_tui.engine.runner import PtyProcess
@@ -442,7 +443,7 @@ class Session:
                             shell=self._shell(task), env=shown_env, risk_reasons=risk.reasons, reason=reason)
 
     def _cwd(self, task: Task) -> str:
-        return os.path.abspath(task.options.cwd or self.runbook.cwd or os.getcwd())
+        return command_cwd(self.runbook, task)
 
     def _shell(self, task: Task) -> str:
         return (self.runbook.shell or "sh") if task.options.container else self.shell

@@ -138,7 +138,7 @@ def make_app(runbook: Runbook, *, mode: str, variables: dict[str, str], transcri
     app = RunbookApp(runbook, git=repo_facts(runbook.path), theme=theme or config.theme, keymap=config.keymap)
     observer = _ScreenObserver(app)
     settings = RunSettings(mode=mode, values=variables, transcript=transcript)  # type: ignore[arg-type]
-    app.run = Run.open(runbook, settings, lambda book, trusted: ScreenPrompter(app), observer=observer,
+    app.run = Run.open(runbook, settings, lambda book, trust: ScreenPrompter(app), observer=observer,
                        terminal=app.run_on_terminal)
     return app
 

@@ -127,11 +127,8 @@ class RunScreen(Screen[None]):
     # ---- run lifecycle (worker threads) ------------------------------------------------------
     @work(thread=True, group="startup", exit_on_error=False)
     def _start(self) -> None:
-        """Lock, read secrets (asking for missing ones), record run.started; tasks wait for it."""
+        """Read secrets (asking for missing ones), record run.started; tasks wait for it."""
         assert self.run is not None
-        notice = self.run.lock()
-        if notice:
-            self.app.call_from_thread(self.notify, notice.capitalize(), severity="warning", timeout=30)
         for problem in self.run.read_secrets(ask=True):
             self.app.call_from_thread(self.notify, problem, severity="warning", timeout=15)
         self.run.start()
