@@ -234,9 +234,9 @@ class _Signals:
     """SIGINT/SIGTERM/SIGHUP for the length of a run, each turned into a call on the Run.
 
     While a command runs, SIGINT/SIGTERM stop it (INT, TERM, KILL to its group) and the session
-    records that; at a prompt they raise once to end the blocking read. Every later signal only
-    asks the run to stop: raising again while the first is being recorded would cut the
-    transcript short (it must end with run.aborted) or print a traceback. SIGHUP (the SSH
+    records that; at a prompt they raise once to end the blocking read. Every signal after that
+    raise is ignored: the run is already stopping, and raising again while the first is being
+    recorded would cut the transcript short (it must end with run.aborted) or print a traceback. SIGHUP (the SSH
     session dropped) lets the command in flight finish and starts nothing after it.
     """
 
@@ -257,7 +257,11 @@ class _Signals:
 
     def _stopper(self, name: str) -> Callable[[int, object], None]:
         def handler(signum: int, frame: object) -> None:
-            if self.run.session.command_running or self.raised:
+            if self.raised:
+                # The run is already stopping. Python may run this handler while our exception is
+                # still being raised: touching a lock here then fails with a SystemError.
+                return
+            if self.run.session.command_running:
                 self.run.interrupt()
                 return
             self.raised = True
