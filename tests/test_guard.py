@@ -556,14 +556,14 @@ class GuardMachine(RuleBasedStateMachine):
             os.environ.pop(name, None)
 
 
-GuardMachine.TestCase.settings = settings(max_examples=12, stateful_step_count=15, deadline=None,
+GuardMachine.TestCase.settings = settings(max_examples=6, stateful_step_count=12, deadline=None,
                                           suppress_health_check=list(HealthCheck))
 TestGuardMachine = GuardMachine.TestCase
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
 @given(trusted=st.booleans(), mode=st.sampled_from(["paranoid", "auto", "step"]),
-       answers=st.lists(st.sampled_from(["y", "n", "s", "a", "e", "r", "f", "yes", ""]), min_size=8, max_size=8))
+       answers=st.lists(st.sampled_from(["y", "n", "s", "a", "e", "r", "f", "yes", ""]), min_size=6, max_size=6))
 def test_headless_random_answers_never_run_anything_unapproved(tmp_path_factory: pytest.TempPathFactory,
                                                                  trusted: bool, mode: str, answers: list[str]) -> None:
     root = tmp_path_factory.mktemp("headless")
@@ -572,24 +572,24 @@ def test_headless_random_answers_never_run_anything_unapproved(tmp_path_factory:
     book = write(root, SMALL)
     write(root, "# Other\n## Steps\n- `echo other --x`\n", name="other.md")
     if trusted:
-        assert cli("trust", str(book), env=env).returncode == 0
+        assert cli("trust", str(book), env=env, cwd=root).returncode == 0
     transcript = root / "t.jsonl"
     term = Terminal(rbt("run", str(book), "--mode", mode, "--transcript", str(transcript)), cwd=root, env=env)
     try:
         for answer in answers:
-            deadline = time.monotonic() + 10
-            seen = len(term.output)
-            while time.monotonic() < deadline and term.proc.poll() is None:
-                tail = term.output[seen - 200 if seen > 200 else 0:]
-                if tail.rstrip().endswith((b"]:", b"abort", b"':")):
-                    break
-                time.sleep(0.05)
+            asked = len(term.output)
+            deadline = time.monotonic() + 5
+            # Every question ends with ": " (run it?, the typed word, a reason, a value).
+            while term.proc.poll() is None and time.monotonic() < deadline and not (
+                    len(term.output) > asked and term.output.rstrip().endswith(b":")):
+                time.sleep(0.02)
             if term.proc.poll() is not None:
                 break
             term.type(answer.encode() + b"\n")
-            time.sleep(0.1)
-        term.type(b"a\n")
+        if term.proc.poll() is None:
+            term.proc.send_signal(signal.SIGTERM)
         term.wait(30)
     finally:
         term.close()
     assert guarded(transcript, book, trusted=trusted) == []
+    assert [e["type"] for e in events(transcript)][-1] in ("run.finished", "run.aborted")
