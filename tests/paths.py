@@ -1,9 +1,9 @@
-"""Where the shared fixtures live: ../shared beside the checkout (CI lays it out the same way)."""
+"""Where the test material lives: inside the repository, so a fresh clone passes with nothing beside it."""
 
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-SEED = SHARED / "seed" / "DEPLOYMENT.md"
-CORPUS = SHARED / "corpus"
+TESTS = REPO / "tests"
+SEED = TESTS / "seed" / "DEPLOYMENT.md"
+CORPUS = TESTS / "corpus"
 RUNBOOKS = REPO / "runbooks"

@@ -2,7 +2,7 @@
 
 The long, coverage-guided runs use atheris (`fuzz/run.sh`, see RELIABILITY.md); atheris is not a
 test dependency, so here hypothesis builds structured Markdown, YAML and transcripts, seeded
-from the bundled runbooks and the shared corpus, and hands their bytes to the same `check_*`
+from the bundled runbooks and the real-world corpus, and hands their bytes to the same `check_*`
 functions. The contracts are stated in fuzz/fuzz_parsers.py: a parser returns a Runbook or raises
 RunbookError; `verify` never raises; `read_events` yields dicts or raises TranscriptError.
 
@@ -59,7 +59,7 @@ def test_seed_corpus_replays_through_the_harness(target: str) -> None:
         harness.TARGETS[target](path.read_bytes())
 
 
-def test_seed_corpus_is_small_and_comes_from_the_runbooks_and_the_shared_corpus() -> None:
+def test_seed_corpus_is_small_and_comes_from_the_runbooks_and_the_corpus() -> None:
     total = sum(p.stat().st_size for p in SEEDS.rglob("*") if p.is_file())
     assert total < 200_000
     names = {p.name for p in (SEEDS / "markdown").iterdir()}

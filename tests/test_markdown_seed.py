@@ -1,4 +1,4 @@
-"""The seed deployment runbook (../shared/seed/DEPLOYMENT.md) parses exactly as an operator reads it."""
+"""The seed deployment runbook (tests/seed/DEPLOYMENT.md) parses exactly as an operator reads it."""
 
 from __future__ import annotations
 
