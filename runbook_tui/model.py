@@ -89,6 +89,13 @@ class Task:
     variables: tuple[str, ...] = ()
     placeholders: tuple[str, ...] = ()
     expected_output: str | None = None
+    # A client session (psql, redis-cli, mysql, mongo, gdb): the client's name and the lines to
+    # type into it. On a command task, the command starts the client (it needs the terminal);
+    # on a manual task, the client is one an earlier task opened.
+    client: str | None = None
+    client_input: tuple[str, ...] = ()
+    # Attributes of other tools (Runme's `id`, `promptEnv`, `terminalRows`...), kept as written.
+    attributes: tuple[tuple[str, str], ...] = ()
 
     @property
     def name(self) -> str | None:
@@ -178,6 +185,33 @@ class Related:
     line: int
 
 
+BlockKind = Literal["command", "variables", "reference", "client-input"]
+
+
+@dataclass(frozen=True)
+class Block:
+    """How one code block was read, and why: nothing in a runbook is dropped without a trace.
+
+    `check --json` lists every block, so a wrong guess is visible and can be overridden with
+    an annotation (`run=true`, `run=false`).
+    """
+
+    line: int
+    kind: BlockKind
+    reason: str
+    language: str = ""
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the parser accepted but the author should look at (printed with the lint warnings)."""
+
+    line: int
+    column: int
+    code: str
+    message: str
+
+
 @dataclass(frozen=True)
 class Runbook:
     """A parsed runbook file."""
@@ -196,6 +230,8 @@ class Runbook:
     cwd: str | None = None
     env: tuple[tuple[str, str], ...] = ()
     description: str = ""
+    blocks: tuple[Block, ...] = ()
+    notices: tuple[Notice, ...] = ()
 
     def meta(self, key: str) -> str | None:
         """A metadata value by normalised key (`owner`, `severity`, `last_updated`...)."""
@@ -274,6 +310,10 @@ class Runbook:
                            placeholders=list(t.placeholders))
             if t.expected_output is not None:
                 out["expected_output"] = t.expected_output
+            if t.client is not None:
+                out.update(client=t.client, client_input=list(t.client_input))
+            if t.attributes:
+                out["attributes"] = dict(t.attributes)
             if opts := t.options.as_dict():
                 out["options"] = opts
             return out
@@ -303,4 +343,6 @@ class Runbook:
                  "steps": [step(s) for s in sec.steps]}
                 for sec in self.sections
             ],
+            "blocks": [{"line": b.line, "kind": b.kind, "reason": b.reason, "language": b.language}
+                       for b in self.blocks],
         }

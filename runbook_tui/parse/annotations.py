@@ -33,6 +33,14 @@ ANNOTATION_KEYS = (
     "skip",
     "secrets",
 )
+# Runme's cell attributes (docs.runme.dev, "cell-level options"). `name`, `interactive` and
+# `cwd` mean the same as ours; `excludeFromRunAll` (not run by "run all", runnable by hand) is our
+# `optional`; the others are kept on the task as written.
+RUNME_KEYS = frozenset(
+    "id name interactive background cwd promptEnv excludeFromRunAll closeTerminalOnSuccess category "
+    "terminalRows mimeType interpreter skipPrompts readonly transient".split()
+)
+_RUNME_MEANING = {"excludeFromRunAll": "optional"}
 DEFAULT_WAIT_INTERVAL = 5.0
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?")
 _TRUE = {"true", "yes", "on", "1"}
@@ -127,6 +135,30 @@ def _text(value: object, key: str) -> str:
     if isinstance(value, (Mapping, list)) or value is None or str(value).strip() == "":
         raise AnnotationError(f"{key}: expected a non-empty text value, got {value!r}", key)
     return str(value)
+
+
+def split_foreign(values: Mapping[str, object]) -> tuple[dict[str, object], dict[str, str], list[str]]:
+    """(our keys, other tools' keys kept as written, the unknown ones among those) from an annotation.
+
+    Runme's keys are understood; any other unknown key is another tool's (a warning), unless it
+    is close to one of ours: that is a typo, an AnnotationError with a suggestion.
+    """
+    ours: dict[str, object] = {}
+    kept: dict[str, str] = {}
+    unknown: list[str] = []
+    for key, value in values.items():
+        if key in ANNOTATION_KEYS:
+            ours[key] = value
+        elif key in _RUNME_MEANING:
+            ours[_RUNME_MEANING[key]] = value
+        elif key in RUNME_KEYS:
+            kept[key] = _json_scalar(value)
+        elif suggestion := did_you_mean(key, ANNOTATION_KEYS):
+            raise AnnotationError(f"unknown annotation key '{key}'{suggestion}", key)
+        else:
+            kept[key] = _json_scalar(value)
+            unknown.append(key)
+    return ours, kept, unknown
 
 
 def options_from_mapping(values: Mapping[str, object]) -> TaskOptions:

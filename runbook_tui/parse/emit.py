@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 import yaml
 
 from runbook_tui.model import Related, Runbook, Section, Step, Task, TaskOptions, Variable
+from runbook_tui.parse.blocks import CLIENT_PROMPTS
 from runbook_tui.parse.markdown import OPTIONAL_TITLE
 from runbook_tui.parse.settings import METADATA_KEYS
 from runbook_tui.parse.shellwords import assignments, looks_like_command
@@ -161,6 +162,8 @@ def _confirmed_by_hand(step: Step) -> bool:
 
 def _yaml_task(task: Task) -> object:
     options = _yaml_options(task.options)
+    if task.client_input:
+        options = {**options, "client": task.client, "input": list(task.client_input)}
     if task.kind == "manual":
         return {"manual": task.text, **options} if options else task.text
     out: dict[str, object] = {}
@@ -237,8 +240,8 @@ def markdown_step(step: Step, number: int) -> str:
     """One step as a numbered list item: bold title, description, a bullet per task."""
     marker = f"{number}. "
     lines = [f"{marker}**{escape(step.title)}**"]
-    if step.description:
-        lines += ["", *step.description.split("\n")]
+    for paragraph in step.description.split("\n\n") if step.description else ():
+        lines += ["", escape(paragraph)]  # plain text: `<name>` must not read back as HTML
     if not _confirmed_by_hand(step):
         loose = any(task.kind == "command" for task in step.tasks)
         for index, task in enumerate(step.tasks):
@@ -249,6 +252,10 @@ def markdown_step(step: Step, number: int) -> str:
 
 
 def _task_lines(task: Task) -> list[str]:
+    if task.kind == "manual" and task.client_input:
+        # input for a client an earlier task opened: the prompted lines, under a bullet
+        lines = [CLIENT_PROMPTS.get(task.client or "", "> ") + line for line in task.client_input]
+        return [f"- Type into {escape(task.client or 'the client')}", "", *(_indent(line, 2) for line in _fenced("console", lines))]
     if task.kind == "manual":
         comment = _comment(_annotation_values(task.options))
         return [f"- {escape(task.text)}" + (f" {comment}" if comment else "")]
@@ -264,7 +271,13 @@ def _fence(task: Task) -> list[str]:
     lines = command.split("\n")
     trailer: list[str] = []
     one_line = len(lines) == 1 and not command.endswith("\\") and "<<" not in command
-    if task.expected_output and one_line and language in _SHELLS:
+    if task.client_input and "<<" not in command:
+        # a command that starts a client, then what to type into it
+        prompt = CLIENT_PROMPTS.get(task.client or "", "> ")
+        lines = [f"$ {lines[0]}", *lines[1:], *(prompt + line for line in task.client_input)]
+        lines += task.expected_output.split("\n") if task.expected_output else []
+        language = "console"
+    elif task.expected_output and one_line and language in _SHELLS:
         # a prompt line and its output: the parser reads a shell fence with a `$ ` prompt as a console
         language = "console" if language == "sh" else language
         lines = [f"$ {command}", *task.expected_output.split("\n")]

@@ -86,6 +86,11 @@ def lint(runbook: Runbook, text: str | None = None) -> list[Warning]:
                                  f"related runbook '{related.title}' points at {related.target}, which does not exist"))
     if text is not None and runbook.format == "markdown":
         found.extend(hidden_commands(runbook, text))
+    found.extend(Warning(path, n.line, n.column, n.code, n.message) for n in runbook.notices)
+    if not any(True for _ in runbook.steps()):
+        found.append(Warning(path, 1, 1, "no-steps",
+                             "no steps and no commands: nothing here to run or confirm (a numbered list, "
+                             "a ### step or a shell block makes one)"))
     return sorted(found, key=lambda w: (w.line, w.code))
 
 

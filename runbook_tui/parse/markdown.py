@@ -19,13 +19,18 @@ from typing import Iterable
 import yaml
 from markdown_it import MarkdownIt
 
-from runbook_tui.model import Related, Runbook, Section, Step, Task, TaskOptions, Variable
-from runbook_tui.parse.annotations import AnnotationError, options_from_mapping, parse_attributes
+from runbook_tui.model import Block, BlockKind, Notice, Related, Runbook, Section, Step, Task, TaskOptions, Variable
+from runbook_tui.parse.annotations import AnnotationError, options_from_mapping, parse_attributes, split_foreign
+from runbook_tui.parse.blocks import (
+    Piece,
+    Reading,
+    normalise_language,
+    read_block,
+)
 from runbook_tui.parse.errors import RunbookError
 from runbook_tui.parse.settings import Settings, parse_settings
 from runbook_tui.parse.shellwords import (
     KNOWN_PROGRAMS,
-    assignments,
     command_placeholders,
     command_variables,
     looks_like_command,
@@ -33,8 +38,6 @@ from runbook_tui.parse.shellwords import (
 )
 from runbook_tui.parse.tree import Node, build_tree, plain
 
-SHELL_LANGUAGES = frozenset({"sh", "bash", "shell", "zsh", "ksh"})
-CONSOLE_LANGUAGES = frozenset({"console", "shell-session", "shellsession", "terminal"})
 # Sections that explain rather than instruct stay readable even when they quote a command.
 READING_TITLES = re.compile(
     r"^(overview|meaning|impact|symptoms?|prevention|background|summary|description|"
@@ -44,8 +47,14 @@ READING_TITLES = re.compile(
 OPTIONAL_TITLE = re.compile(r"\bif (?:needed|necessary)\b|\(optional\)|^optional\b", re.IGNORECASE)
 _ANNOTATION = re.compile(r"<!--\s*runbook:(.*?)-->", re.DOTALL)
 _METADATA_LINE = re.compile(r"^\s*\*\*([^*]+?):\*\*\s*(.*?)\s*$|^\s*\*\*([^*]+?)\*\*:\s*(.*?)\s*$")
-_PROMPT = re.compile(r"^(?P<prefix>\[[^\]]*\]|[\w.@:~/-]+)?(?P<sign>[$#])\s+(?P<cmd>\S.*)$")
-_HEREDOC = re.compile(r"<<-?\s*(['\"]?)([A-Za-z_]\w*)\1")
+_ALIAS = re.compile(r"\balias\s+([A-Za-z_][\w-]*)=")
+# "run `chef-client`", "by running the script `scripts/check-pages-certs`": a lone word to run
+_RUN_BEFORE = re.compile(r"\b(?:run|running|execute|executing)(?:\s+the\s+(?:script|command|program|tool))?\s*$",
+                         re.IGNORECASE)
+_SCRIPT_PATH = re.compile(r"(?:\.{0,2}/)?[\w-]+(?:/[\w.-]+)+\Z")
+_ERB = re.compile(r"<%.*?%>", re.DOTALL)
+# "`setex` is equivalent to `set k v ex 10`": named, not run
+_MENTION_BEFORE = re.compile(r"\b(?:equivalent to|same as|similar to|instead of|such as)\s*$", re.IGNORECASE)
 _MENTION_AFTER = re.compile(r"^\s*(?:command|commands|subcommand|tool|binary|utility|output)\b", re.IGNORECASE)
 _RUNBOOK_LINK = re.compile(r"\.(?:md|markdown|ya?ml)(?:#.*)?$", re.IGNORECASE)
 _HUGO_REF = re.compile(r"\[([^\]]+)\]\(\{\{<\s*ref\s+\"([^\"]+)\"\s*>\}\}\)")
@@ -64,6 +73,9 @@ class _Draft:
     language: str | None = None
     options: TaskOptions = _NO_OPTIONS
     expected_output: str | None = None
+    client: str | None = None
+    client_input: tuple[str, ...] = ()
+    attributes: tuple[tuple[str, str], ...] = ()
 
 
 def split_front_matter(text: str, path: str) -> tuple[str | None, int, str]:
@@ -89,6 +101,12 @@ class MarkdownParser:
         self.variables: dict[str, Variable] = {}
         # an annotation comment that precedes a loose block, kept until that block's tasks exist
         self._pending_for_block: dict[int, TaskOptions] = {}
+        # aliases the runbook defines (`alias k=kubectl`) count as programs
+        self.known = KNOWN_PROGRAMS | frozenset(_ALIAS.findall(text))
+        self.blocks: dict[int, Block] = {}  # by line: how each code block was read
+        self.notices: dict[tuple[int, str], Notice] = {}
+        self._readings: dict[int, Reading] = {}
+        self._title_lines = range(0)  # the H1's source lines, left out of the text around it
 
     # ---- entry point -------------------------------------------------------------------
     def parse(self) -> Runbook:
@@ -98,9 +116,12 @@ class MarkdownParser:
         nodes = build_tree(_markdown().parse(body), links)
 
         title, metadata, rest = self._title_and_metadata(nodes)
+        self._classify_blocks(nodes)
         sections, preamble_is_section = self._sections(rest, title)
         meta = dict(settings.metadata) if settings else {}
         meta.update(metadata)
+        if title and _ERB.search(title):  # `# <%= current_page.data.title %>`: the template fills it in
+            title = None
         title = title or (settings.title if settings and settings.title else None) or _stem(self.path)
         declared = {v.name: v for v in (settings.variables if settings else ())}
         for name, variable in self.variables.items():
@@ -120,7 +141,20 @@ class MarkdownParser:
             cwd=settings.cwd if settings else None,
             env=settings.env if settings else (),
             description="" if preamble_is_section else self._preamble_text(rest),
+            blocks=tuple(self.blocks[line] for line in sorted(self.blocks)),
+            notices=tuple(self.notices.values()),
         )
+
+    def _notice(self, line: int, code: str, message: str, column: int = 1) -> None:
+        self.notices.setdefault((line, code), Notice(line, column, code, message))
+
+    def _classify_blocks(self, nodes: Iterable[Node]) -> None:
+        """Read every code block once, wherever it is, so `check --json` accounts for each."""
+        for node in nodes:
+            if node.type in ("fence", "code_block"):
+                self._reading(node)
+            elif node.children and node.type != "inline":
+                self._classify_blocks(node.children)
 
     def _front_matter(self, front: str, first_line: int) -> Settings | None:
         try:
@@ -134,7 +168,27 @@ class MarkdownParser:
             return None
         if not isinstance(node, yaml.MappingNode):
             raise RunbookError("front matter must be a mapping of settings (key: value)", self.path, first_line, 1)
+        self._front_matter_quirks(front, node, first_line)
         return parse_settings(node, self.path, allow_unknown=True, line_offset=first_line - 1)
+
+    def _front_matter_quirks(self, front: str, node: yaml.MappingNode, first_line: int) -> None:
+        """Static-site front matter is not refused for what its generator tolerates: warn instead.
+
+        A repeated key keeps its last value (as the generators' YAML readers do); an ERB tag
+        (`<%= ... %>`) is text the site's template fills in.
+        """
+        last: dict[str, int] = {}
+        for position, (key, _) in enumerate(node.value):
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in last:
+                    self._notice(first_line + key.start_mark.line, "front-matter",
+                                 f"front matter repeats the key '{key.value}'; its last value is used")
+                last[key.value] = position
+        node.value = [pair for position, pair in enumerate(node.value)
+                      if not isinstance(pair[0], yaml.ScalarNode) or last[pair[0].value] == position]
+        if match := _ERB.search(front):
+            self._notice(first_line + front.count("\n", 0, match.start()), "front-matter",
+                         "front matter holds a template tag (<% %>); it is kept as text")
 
     # ---- title, metadata, sections -----------------------------------------------------
     def _title_and_metadata(self, nodes: list[Node]) -> tuple[str | None, dict[str, str], list]:
@@ -145,6 +199,7 @@ class MarkdownParser:
         for node in nodes:
             if title is None and node.type == "heading" and node.tag == "h1":
                 title = plain(node)
+                self._title_lines = range(*node.map) if node.map else range(0)
                 continue
             if node.type == "paragraph" and not h2_seen and (found := self._metadata(node)):
                 metadata.update(found)
@@ -308,6 +363,9 @@ class MarkdownParser:
                     variables=command_variables(command) if command else (),
                     placeholders=command_placeholders(command) if command else (),
                     expected_output=draft.expected_output,
+                    client=draft.client,
+                    client_input=draft.client_input,
+                    attributes=draft.attributes,
                 )
             )
         return Step(id=step_id, title=title, line=line, tasks=tuple(tasks), description=description,
@@ -341,6 +399,8 @@ class MarkdownParser:
                     continue
             elif node.type == "blockquote":
                 made = self._tasks(list(node.children), every_bullet=every_bullet, lead=lead)
+            elif node.type == "table":
+                made = [draft for cell in _cells(node) for draft in self._inline_commands(cell)]
             if pending is not None and made:
                 made[0].options = made[0].options.merged_over(pending) if made[0].options != _NO_OPTIONS else pending
                 pending = None
@@ -420,112 +480,99 @@ class MarkdownParser:
                 drafts.append(_Draft("command", text, line, command=child.content.strip(), language="inline"))
         return drafts
 
-    @staticmethod
-    def _inline_is_command(code: str, before: str, after: str) -> bool:
+    def _inline_is_command(self, code: str, before: str, after: str) -> bool:
         """Inline code that is a command to run, not a name or a command the prose only mentions."""
-        if not looks_like_command(code, inline=True) or _MENTION_AFTER.match(after):
+        if _MENTION_AFTER.match(after) or _MENTION_BEFORE.search(before):
+            return False
+        word = code.strip()
+        if " " not in word and _RUN_BEFORE.search(before):
+            return word in self.known or bool(_SCRIPT_PATH.match(word)) and "." not in word.rsplit("/", 1)[-1]
+        if not looks_like_command(code, inline=True, known=self.known):
             return False
         words = code.split()
         bare = all(not (w.startswith("-") or "/" in w or "$" in w or "=" in w or "<" in w) for w in words[1:])
         if bare and len(words) <= 2:
-            return before.rstrip().endswith((":", "Run", "run", "Execute", "execute")) or not before.strip()
+            return before.rstrip().endswith((":", "Run", "run", "Execute", "execute", "use")) or not before.strip()
         return True
 
     def _block_commands(self, node: Node, lead: str | None, pending: TaskOptions | None) -> list[_Draft]:
-        info = (node.info or "").strip() if node.type == "fence" else ""
-        language, _, attrs = info.partition(" ")
-        language = language.lower().strip("{}")
-        options = self._fence_options(node, attrs.strip()) if attrs.strip() else _NO_OPTIONS
+        """The tasks a code block makes (see `blocks.py` for how its content is read)."""
+        language, options, attributes = self._block_options(node)
         if pending is not None:
             options = options.merged_over(pending)
-        content = textwrap.dedent(node.content).strip("\n")
-        first_line = _line(node) + (1 if node.type == "fence" else 0)
+        line = _line(node)
+        reading = self._reading(node)
         if options.run is False:
+            self.blocks[line] = Block(line, "reference", "reference: annotated run=false", language)
             return []
-        prompted = self._console_commands(content, first_line, strict=language not in CONSOLE_LANGUAGES)
-        if language in CONSOLE_LANGUAGES and not prompted and _starts_with_known_program(content):
-            language = "sh"  # a console block that shows a bare command, no prompt and no output
-        elif language in CONSOLE_LANGUAGES or (language in SHELL_LANGUAGES | {""} and prompted):
-            drafts = []
-            for command, line, output in prompted:
-                if self._defines_variables(command, line):
-                    continue
-                drafts.append(_Draft("command", lead or command.splitlines()[0], line, command=command,
-                                     language=language or "console", options=options, expected_output=output))
-            return drafts
-        runnable = language in SHELL_LANGUAGES or (options.run is True)
-        if not runnable or not content.strip():
-            return []
-        if language in SHELL_LANGUAGES and options.run is not True:
-            if self._defines_variables(content, first_line):
-                return []
-            if not looks_like_command(content):
-                return []
-        return [_Draft("command", lead or _first_code_line(content), first_line, command=content,
-                       language=language or "sh", options=options)]
+        if options.run is True and reading.kind != "command" and node.content.strip():  # a comment's run=true
+            content = textwrap.dedent(node.content).strip("\n")
+            self.blocks[line] = Block(line, "command", "command: annotated run=true", language)
+            return [_Draft("command", lead or _first_code_line(content), self._content_line(node), command=content,
+                           language=language or "sh", options=options, attributes=attributes)]
+        prompted = "prompted" in reading.reason
+        drafts = []
+        for piece in reading.pieces:
+            client_input = tuple(piece.client_input)
+            if piece.kind == "command":
+                opts = options
+                if client_input and options.interactive is None:
+                    opts = replace(options, interactive=True)  # a client needs the terminal
+                drafts.append(_Draft("command", lead or _first_code_line(piece.text), piece.line, command=piece.text,
+                                     language=language or ("console" if prompted else "sh"), options=opts,
+                                     expected_output=piece.expected_output, client=piece.client,
+                                     client_input=client_input, attributes=attributes))
+            else:
+                text = f"Type into {piece.client}: " + "; ".join(client_input)
+                drafts.append(_Draft("manual", _shorten(text), piece.line, options=options,
+                                     client=piece.client, client_input=client_input, attributes=attributes))
+        return drafts
 
-    def _console_commands(self, content: str, first_line: int, *, strict: bool) -> list[tuple[str, int, str | None]]:
-        """`$ cmd` lines (with `\\` continuations and heredocs) and the output that follows each.
+    def _reading(self, node: Node) -> Reading:
+        """How a code block reads (once per block); declares its variables and records its kind."""
+        reading = self._readings.get(id(node))
+        if reading is not None:
+            return reading
+        language, options, _ = self._block_options(node)
+        content = textwrap.dedent(node.content).rstrip("\n")
+        if options.run is not None and content.strip():  # the author decided: no guessing, no variables
+            kind: BlockKind = "command" if options.run else "reference"
+            pieces = [Piece("command", self._content_line(node), content.strip("\n"))] if options.run else []
+            reading = Reading(kind, f"{kind}: annotated run={str(options.run).lower()}", pieces)
+        else:
+            reading = read_block(language, content, self._content_line(node), self.known)
+        self._readings[id(node)] = reading
+        line = _line(node)
+        self.blocks[line] = Block(line, reading.kind, reading.reason, language)
+        for name, value, at in reading.assignments:
+            self._declare(name, value, at)
+        for at in reading.repairs:
+            self._notice(at, "missing-continuation", "this line of a continued command has no trailing `\\`; "
+                         "the next line starts with a flag, so they are read as one command")
+        return reading
 
-        `strict` (a shell block rather than a console block) accepts only a bare `$ ` prompt or a
-        root prompt followed by a known program, so comments are never taken for prompts.
-        """
-        lines = content.split("\n")
-        dollar = any(line.lstrip().startswith("$ ") for line in lines)
-        found: list[tuple[str, int, list[str]]] = []
-        index = 0
-        while index < len(lines):
-            command = self._prompt_command(lines[index], strict=strict, dollar=dollar)
-            if command is None:
-                if found:
-                    found[-1][2].append(lines[index])
-                index += 1
-                continue
-            start = index
-            parts = [command]
-            heredoc = _HEREDOC.search(command)
-            while index + 1 < len(lines) and (parts[-1].endswith("\\") or heredoc):
-                index += 1
-                parts.append(lines[index])
-                if heredoc and lines[index].strip() == heredoc.group(2):
-                    heredoc = None
-            found.append(("\n".join(parts), first_line + start, []))
-            index += 1
-        return [(cmd, line, "\n".join(out).strip("\n") or None) for cmd, line, out in found]
+    def _block_options(self, node: Node) -> tuple[str, TaskOptions, tuple[tuple[str, str], ...]]:
+        """(language, options, other tools' attributes) from a fence's info string."""
+        if node.type != "fence":
+            return "", _NO_OPTIONS, ()
+        language, attrs = normalise_language(node.info or "")
+        if not attrs:
+            return language, _NO_OPTIONS, ()
+        line = _line(node)
+        options, kept = self._options(attrs, line, self._column(line, attrs[:1] or "`"))
+        return language, options, kept
 
     @staticmethod
-    def _prompt_command(line: str, *, strict: bool, dollar: bool) -> str | None:
-        """The command after a prompt on this line, or None for output and comments.
+    def _content_line(node: Node) -> int:
+        return _line(node) + (1 if node.type == "fence" else 0)
 
-        A bare `# ` is a root prompt only in a console block with no `$ ` prompts and before a
-        known program; in a shell block it is always a comment.
-        """
-        match = _PROMPT.match(line.strip())
-        if match is None:
-            return None
-        prefix, sign, command = match.group("prefix"), match.group("sign"), match.group("cmd")
-        if sign == "$" and not prefix:
-            return command
-        program = command.split()[0]
-        known = program in KNOWN_PROGRAMS or program.startswith(("/", "./"))
-        if sign == "#" and not prefix:
-            return command if known and not strict and not dollar and looks_like_command(command) else None
-        if strict:
-            return command if known else None
-        return command if looks_like_command(command) else None
-
-    def _defines_variables(self, script: str, line: int) -> bool:
-        """A block that only sets variables (`MYPOD=<pod name>`) declares them for later commands."""
-        pairs = assignments(script)
-        if pairs is None:
-            return False
-        for name, value in pairs:
-            placeholders = command_placeholders(value)
-            if placeholders and value.strip() == placeholders[0]:
-                self.variables.setdefault(name, Variable(name=name, line=line, prompt=placeholder_label(value)))
-            else:
-                self.variables.setdefault(name, Variable(name=name, line=line, default=value))
-        return True
+    def _declare(self, name: str, value: str, line: int) -> None:
+        """`MYPOD=<pod name>` asks the operator; `NAMESPACE=kube-etcd` is a default."""
+        placeholders = command_placeholders(value)
+        if placeholders and value.strip() == placeholders[0]:
+            self.variables.setdefault(name, Variable(name=name, line=line, prompt=placeholder_label(value)))
+        else:
+            self.variables.setdefault(name, Variable(name=name, line=line, default=value))
 
     # ---- annotations -------------------------------------------------------------------
     def _annotation(self, node: Node) -> TaskOptions | None:
@@ -533,26 +580,28 @@ class MarkdownParser:
         if match is None:
             return None
         line = _line(node) + node.content[: match.start()].count("\n")
-        return self._options(match.group(1), line, self._column(line, "runbook:"))
+        return self._options(match.group(1), line, self._column(line, "runbook:"))[0]
 
     def _inline_annotation(self, paragraph: Node) -> TaskOptions:
         inline = paragraph.children[0] if paragraph.children else None
         for child in inline.children if inline else ():
             if child.type == "html_inline" and (match := _ANNOTATION.search(child.content)):
                 line = self._find_line(paragraph, "runbook:")
-                return self._options(match.group(1), line, self._column(line, "runbook:"))
+                return self._options(match.group(1), line, self._column(line, "runbook:"))[0]
         return _NO_OPTIONS
 
-    def _fence_options(self, node: Node, attrs: str) -> TaskOptions:
-        line = _line(node)
-        return self._options(attrs, line, self._column(line, attrs[:1] or "`"))
-
-    def _options(self, text: str, line: int, column: int) -> TaskOptions:
+    def _options(self, text: str, line: int, column: int) -> tuple[TaskOptions, tuple[tuple[str, str], ...]]:
+        """Our keys as options and other tools' keys kept as written (a warning when not Runme's)."""
         try:
-            return options_from_mapping(parse_attributes(text))
+            ours, kept, unknown = split_foreign(parse_attributes(text))
+            options = options_from_mapping(ours)
         except AnnotationError as exc:
             key_column = self._column(line, f"{exc.key}=") if exc.key else column
             raise RunbookError(str(exc), self.path, line, key_column if key_column > 1 else column) from None
+        for key in unknown:
+            self._notice(line, "unknown-attribute", f"attribute '{key}' is not runbook-tui's nor Runme's; "
+                         "it is kept but means nothing here", self._column(line, key))
+        return options, tuple(kept.items())
 
     # ---- related runbooks --------------------------------------------------------------
     def _related(self, links: list[Node], declared: Iterable[Related]) -> tuple[Related, ...]:
@@ -582,7 +631,10 @@ class MarkdownParser:
         mapped = [n.map for n in nodes if n.map is not None]
         if not mapped:
             return ""
-        return "\n".join(self.lines[mapped[0][0] : mapped[-1][1]]).strip("\n")
+        start, end = mapped[0][0], mapped[-1][1]
+        if start < self._title_lines.start < end:  # text on both sides of the title: the title is not part of it
+            return "\n".join(self.lines[start : self._title_lines.start] + self.lines[self._title_lines.stop : end]).strip("\n")
+        return "\n".join(self.lines[start:end]).strip("\n")
 
     def _find_line(self, node: Node, needle: str) -> int:
         start, end = node.map if node.map else (0, len(self.lines))
@@ -606,12 +658,11 @@ class MarkdownParser:
     def _has_command(self, node: Node) -> bool:
         """Whether a block holds anything the parser would run (used before any step exists)."""
         if node.type in ("fence", "code_block"):
-            saved = dict(self.variables)
-            try:
-                return bool(self._block_commands(node, None, None))
-            finally:
-                self.variables = saved
-        if node.type == "paragraph":
+            language, options, _ = self._block_options(node)
+            if options.run is not None:
+                return options.run
+            return bool(self._reading(node).pieces)  # commands, or input to type into a client
+        if node.type in ("paragraph", "td", "th"):
             return bool(self._inline_commands(node))
         return any(self._has_command(child) for child in node.children if child.type != "inline")
 
@@ -620,9 +671,11 @@ def _line(node: Node) -> int:
     return node.map[0] + 1 if node.map else 1
 
 
-def _starts_with_known_program(content: str) -> bool:
-    first = _first_code_line(content).split()
-    return bool(first) and first[0] in KNOWN_PROGRAMS and looks_like_command(content)
+def _cells(table: Node) -> Iterable[Node]:
+    """The cells of a table, row by row (each holds one inline node, as a paragraph does)."""
+    for part in table.children:
+        for row in part.children:
+            yield from row.children
 
 
 def _first_code_line(content: str) -> str:
@@ -630,7 +683,7 @@ def _first_code_line(content: str) -> str:
 
 
 def _shorten(text: str, limit: int = 100) -> str:
-    text = text.strip()
+    text = " ".join(text.split())  # a title is one line, as Markdown renders it
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 

@@ -29,12 +29,17 @@ KNOWN_PROGRAMS = frozenset(
     set source exec read wait true false rabbitmqctl redis-server mongosh mongo sqlite3 cqlsh
     kafka-topics kafka-consumer-groups supervisorctl pm2 gunicorn uwsgi celery manage.py
     ./manage.py pytest tox nox ruff mypy
+    knife chef-client gdb gcore vi vim nano base64 socat brew ceph rados rbd grpcurl unset alias
+    ionice nice gitlab-ctl gitlab-rake gitlab-rails gitlab-psql mysqladmin mongodump mongorestore
+    pwsh openssl dnf zypper apk snap
     """.split()
 )
 
 _PROGRAM_SHAPE = re.compile(r"(?:~?/|\./|\.\./)?[A-Za-z0-9_][A-Za-z0-9_.+/-]*\Z")
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
-_ASSIGNMENT_LINE = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=('[^']*'|\"[^\"]*\"|<[^<>]*>|\S*)\s*\Z")
+_ASSIGNMENT_LINE = re.compile(
+    r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=('[^']*'|\"[^\"]*\"|<[^<>]*>|\S*)(?:\s+#.*)?\s*\Z"
+)
 _EXPRESSION_TOKENS = {"=", "==", "!=", "=~", ">=", "<=", ":", "/", "*", "+", "-", "%", "and", "or", "unless", "by"}
 _PROMQL = re.compile(
     r"\b(?:sum|rate|irate|increase|avg|min|max|count|topk|bottomk|histogram_quantile|label_replace|"
@@ -60,13 +65,16 @@ ENVIRONMENT_NAMES = frozenset(
 )
 
 
-def _first_word(line: str) -> tuple[str, list[str]]:
+def command_words(line: str) -> tuple[str, list[str]]:
     """The program word of a command line (after `VAR=x` prefixes and `sudo`), and the rest."""
     words = line.split()
     while words and _ASSIGNMENT.match(words[0]):
         words = words[1:]
     if words and words[0] in ("sudo", "time", "nohup", "exec"):
-        words = words[1:] or words
+        rest = words[1:]
+        while words[0] == "sudo" and rest and rest[0].startswith("-"):  # `sudo -u git cmd`
+            rest = rest[2:] if rest[0] in ("-u", "-g", "-C", "-D") else rest[1:]
+        words = rest or words[:1]
     return (words[0], words[1:]) if words else ("", [])
 
 
@@ -90,11 +98,12 @@ def assignments(script: str) -> list[tuple[str, str]] | None:
     return pairs or None
 
 
-def looks_like_command(text: str, *, inline: bool = False) -> bool:
+def looks_like_command(text: str, *, inline: bool = False, known: frozenset[str] = KNOWN_PROGRAMS) -> bool:
     """Whether `text` reads as something an operator would type at a shell prompt.
 
     `inline` is for code spans in prose: they must hold whitespace (a lone word is a name,
     not a command) and an unknown program needs a flag, a path or a variable to count.
+    `known` adds the aliases a runbook defines to the programs that count without a flag.
     """
     line = next((ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")), "")
     if not line or (inline and not re.search(r"\s", line)):
@@ -105,14 +114,16 @@ def looks_like_command(text: str, *, inline: bool = False) -> bool:
             line = line[prefix.end():]
         if _SHELL_SYNTAX.match(line):
             return True
-    program, args = _first_word(line)
+    program, args = command_words(line)
     if not program or not _PROGRAM_SHAPE.match(program) or program[0].isdigit():
         return False
-    if args and args[0] in _EXPRESSION_TOKENS or program.endswith(":"):
-        return False
+    if args and (args[0] in _EXPRESSION_TOKENS or args[0].endswith(":")) or program.endswith(":"):
+        return False  # `x = 1`, `rpc error: code = ...`, `Error: ...`
     if "/" in program and not program.startswith(("/", "./", "../", "~/")):
         return False
-    if program in KNOWN_PROGRAMS or program.startswith(("/", "./", "../", "~/")):
+    if program.startswith("/") and program.count("/") == 1 and "." not in program:
+        return False  # `/feed subscribe x`: a chat slash command, not a program in the root directory
+    if program in known or program.startswith(("/", "./", "../", "~/")):
         return True
     if _PROMQL.search(line):
         return False
@@ -121,6 +132,17 @@ def looks_like_command(text: str, *, inline: bool = False) -> bool:
     if inline:
         return any(arg.startswith("-") or "/" in arg or "$" in arg for arg in args) or "|" in line
     return True
+
+
+def is_shell_grammar(line: str) -> bool:
+    """A compound command (`for`/`while`/`if`/`case`, `{ ...; }`), after any `NAME=value;` prefix."""
+    prefix = _LEADING_ASSIGNMENTS.match(line)
+    return bool(_SHELL_SYNTAX.match(line[prefix.end():] if prefix else line))
+
+
+def runs_command(script: str) -> bool:
+    """Whether an assignment in the script runs a command (`NAME=$(...)` or backticks): then it is a script."""
+    return "$(" in script or "`" in script
 
 
 def _unquoted(script: str, *, double: bool = False) -> str:

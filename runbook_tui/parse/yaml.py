@@ -46,8 +46,9 @@ from runbook_tui.parse.settings import Entries, YamlSource, describe, parse_sett
 from runbook_tui.parse.shellwords import command_placeholders, command_variables
 
 OPTION_KEYS = tuple(key for key in ANNOTATION_KEYS if key != "run")
-TASK_KEYS = ("title", "run", "manual", "language", "output", *OPTION_KEYS)
-STEP_KEYS = ("title", "description", "tasks", "run", "manual", "language", "output", *OPTION_KEYS)
+CLIENT_KEYS = ("client", "input")  # a client session: its name and the lines to type into it
+TASK_KEYS = ("title", "run", "manual", "language", "output", *CLIENT_KEYS, *OPTION_KEYS)
+STEP_KEYS = ("title", "description", "tasks", "run", "manual", "language", "output", *CLIENT_KEYS, *OPTION_KEYS)
 SECTION_KEYS = ("title", "body", "description", "steps")
 
 
@@ -161,9 +162,12 @@ def _build_task(src: YamlSource, entries: Entries, node: yaml.Node, tid: str, op
     """A task from the `run` or `manual` key of a task, or of a step in short form."""
     if "run" in entries and "manual" in entries:
         raise src.error("a task is either run (a command) or manual (done by hand), not both", entries["manual"][0])
+    client = src.text(entries["client"][1], "client").strip() if "client" in entries else None
+    typed = tuple(src.text(item, "input") for item in src.sequence(entries["input"][1], "input")) \
+        if "input" in entries else ()
     if "manual" in entries:
         return Task(id=tid, kind="manual", text=src.text(entries["manual"][1], "manual").strip(), line=line,
-                    options=options)
+                    options=options, client=client, client_input=typed)
     if "run" not in entries:
         raise src.error("a task needs 'run' (a command) or 'manual' (something done by hand)", node)
     command = src.text(entries["run"][1], "run").strip()
@@ -180,6 +184,8 @@ def _build_task(src: YamlSource, entries: Entries, node: yaml.Node, tid: str, op
         variables=command_variables(command),
         placeholders=command_placeholders(command),
         expected_output=output or None,
+        client=client,
+        client_input=typed,
     )
 
 
