@@ -341,7 +341,8 @@ def _split_output(lines: list[str], known: frozenset[str], *, split: bool) -> tu
             repairs.append(index - 1)
             continued = True
         if (split and not continued and text and not text.startswith(("#", "|", "&&", "||"))
-                and index > 0 and not looks_like_command(text, known=known) and not _closes(text)):
+                and index > 0 and not looks_like_command(text, known=known) and not _ASSIGNS.match(text)
+                and not _closes(text)):
             return "\n".join(lines[:index]).rstrip(), "\n".join(lines[index:]).strip("\n"), repairs
         if match := _HEREDOC.search(text):
             heredoc = match.group(2)

@@ -490,9 +490,10 @@ class MarkdownParser:
         if not looks_like_command(code, inline=True, known=self.known):
             return False
         words = code.split()
-        bare = all(not (w.startswith("-") or "/" in w or "$" in w or "=" in w or "<" in w) for w in words[1:])
+        # a host or file name (`ping db.example.com`) makes a two-word span an invocation, not a name
+        bare = all(not (w.startswith("-") or "/" in w or "$" in w or "=" in w or "<" in w or "." in w) for w in words[1:])
         if bare and len(words) <= 2:
-            return before.rstrip().endswith((":", "Run", "run", "Execute", "execute", "use")) or not before.strip()
+            return before.rstrip().endswith((":", "Run", "run", "Execute", "execute")) or not before.strip()
         return True
 
     def _block_commands(self, node: Node, lead: str | None, pending: TaskOptions | None) -> list[_Draft]:
