@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -130,3 +131,32 @@ def test_commands_hidden_from_the_rendered_page_are_flagged(tmp_path: Path) -> N
     assert f"{path}:3:1: warning: an HTML comment holds what looks like a command" in result.stderr
     assert f"{path}:7:1: warning: task 1.1.1 runs but sits inside a collapsed <details> block" in result.stderr
     assert result.stderr.count("[hidden-command]") == 2
+
+
+def test_check_json_accounts_for_every_block_and_a_file_with_nothing_to_run_warns(tmp_path: Path) -> None:
+    """Nothing disappears silently: each block's kind and reason; an empty runbook is not 'ok: 0 sections'."""
+    path = write(tmp_path, "wiki.md", """
+        # Wiki page
+
+        ## Steps
+
+        ```
+        pgbouncer=# show pools;
+        ```
+
+        ```
+        {"a": 1}
+        ```
+    """)
+    result = cli("check", "--json", str(path))
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert [(b["kind"], b["reason"]) for b in document["blocks"]] == [
+        ("client-input", "client-input: client input for psql"), ("reference", "reference: JSON")]
+    (task,) = document["sections"][0]["steps"][0]["tasks"]
+    assert task["kind"] == "manual" and task["client"] == "psql" and task["client_input"] == ["show pools;"]
+    empty = write(tmp_path, "empty.md", "# Alert catalogue\n\nNothing to do here.\n")
+    result = cli("check", str(empty))
+    assert result.returncode == 0
+    assert f"{empty}:1:1: warning: no steps and no commands" in result.stderr
+    assert "1 warning" in result.stdout

@@ -274,7 +274,7 @@ def _reference_reason(text: str) -> str:
         return "reference: a list of flags"
     if _SQL.match(first):
         return "reference: SQL"
-    if _TIMESTAMPED.match(first) or re.match(r"[A-Z][A-Za-z ]*(?:error|Error|ERROR|WARNING|FATA|Warning)", first):
+    if _TIMESTAMPED.match(first) or re.search(r"\b(?:error|warning|fatal|fata|panic)\b", first, re.IGNORECASE):
         return "reference: log output"
     if _LISTING.match(first):
         return "reference: a file listing"

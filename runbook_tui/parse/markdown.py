@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import re
 import textwrap
 from dataclasses import dataclass, replace
@@ -28,7 +29,7 @@ from runbook_tui.parse.blocks import (
     read_block,
 )
 from runbook_tui.parse.errors import RunbookError
-from runbook_tui.parse.settings import Settings, parse_settings
+from runbook_tui.parse.settings import Settings, YamlSource, parse_settings
 from runbook_tui.parse.shellwords import (
     KNOWN_PROGRAMS,
     command_placeholders,
@@ -52,6 +53,9 @@ _ALIAS = re.compile(r"\balias\s+([A-Za-z_][\w-]*)=")
 _RUN_BEFORE = re.compile(r"\b(?:run|running|execute|executing)(?:\s+the\s+(?:script|command|program|tool))?\s*$",
                          re.IGNORECASE)
 _SCRIPT_PATH = re.compile(r"(?:\.{0,2}/)?[\w-]+(?:/[\w.-]+)+\Z")
+_CONTEXT = 200  # characters of prose either side of an inline span that decide whether it is a command
+_BRACKET_OR_BREAK = re.compile(r"(?<!\\)[\[\]]|\n[ \t]*\n")
+MAX_BRACKET_DEPTH = 100  # link text nests a bracket or two; past this, markdown-it's link scan turns quadratic
 _ERB = re.compile(r"<%.*?%>", re.DOTALL)
 # "`setex` is equivalent to `set k v ex 10`": named, not run
 _MENTION_BEFORE = re.compile(r"\b(?:equivalent to|same as|similar to|instead of|such as)\s*$", re.IGNORECASE)
@@ -110,6 +114,7 @@ class MarkdownParser:
 
     # ---- entry point -------------------------------------------------------------------
     def parse(self) -> Runbook:
+        self._check_nesting()
         front, front_line, body = split_front_matter(self.text, self.path)
         settings = self._front_matter(front, front_line) if front is not None else None
         links: list[Node] = []
@@ -145,6 +150,26 @@ class MarkdownParser:
             notices=tuple(self.notices.values()),
         )
 
+    def _check_nesting(self) -> None:
+        """Refuse `[` nested deeper than any link text needs: markdown-it's link scan is quadratic in it.
+
+        (A 150 KB paragraph of nested brackets took 43 s.) Counted per paragraph, in one pass.
+        """
+        depth, line = 0, 1
+        for match in _BRACKET_OR_BREAK.finditer(self.text):
+            token = match.group()
+            if token == "[":
+                depth += 1
+                if depth > MAX_BRACKET_DEPTH:
+                    line += self.text.count("\n", 0, match.start())
+                    column = match.start() - self.text.rfind("\n", 0, match.start())
+                    raise RunbookError(f"brackets nested more than {MAX_BRACKET_DEPTH} deep: no link needs that; "
+                                       "is this file Markdown?", self.path, line, column)
+            elif token == "]":
+                depth = max(0, depth - 1)
+            else:
+                depth = 0  # a blank line ends the paragraph, and any link text with it
+
     def _notice(self, line: int, code: str, message: str, column: int = 1) -> None:
         self.notices.setdefault((line, code), Notice(line, column, code, message))
 
@@ -168,6 +193,7 @@ class MarkdownParser:
             return None
         if not isinstance(node, yaml.MappingNode):
             raise RunbookError("front matter must be a mapping of settings (key: value)", self.path, first_line, 1)
+        YamlSource(self.path, first_line - 1).check_expansion(node)
         self._front_matter_quirks(front, node, first_line)
         return parse_settings(node, self.path, allow_unknown=True, line_offset=first_line - 1)
 
@@ -469,12 +495,19 @@ class MarkdownParser:
             return []
         text = plain(paragraph)
         children = inline.children
+        if not any(child.type == "code_inline" for child in children):
+            return []
+        # the paragraph's text once, and where each child's ends: the words around a span are a
+        # window of it (a paragraph of 20,000 spans must not cost 20,000 joins)
+        parts = [c.content if c.type in ("text", "code_inline") else "" for c in children]
+        joined = "".join(parts)
+        ends = list(itertools.accumulate(map(len, parts)))
         drafts = []
         for position, child in enumerate(children):
             if child.type != "code_inline":
                 continue
-            before = "".join(c.content for c in children[:position] if c.type in ("text", "code_inline"))
-            after = "".join(c.content for c in children[position + 1 :] if c.type in ("text", "code_inline"))
+            start, end = ends[position] - len(parts[position]), ends[position]
+            before, after = joined[max(0, start - _CONTEXT):start], joined[end:end + _CONTEXT]
             if self._inline_is_command(child.content, before, after):
                 line = self._find_line(paragraph, child.content)
                 drafts.append(_Draft("command", text, line, command=child.content.strip(), language="inline"))

@@ -43,6 +43,12 @@ _TYPE_NAMES = {
 Entries = dict[str, tuple[yaml.Node, yaml.Node]]
 
 
+# How many nodes aliases may add to a document, beyond those written: reusing a list of tasks
+# in a few steps stays far below; a "billion laughs" of nested aliases (a 2 KB file expanding
+# to 216,000 commands) goes far above.
+ALIAS_EXPANSION_LIMIT = 10_000
+
+
 @dataclass(frozen=True)
 class Settings:
     """What a runbook declares about itself, before any section."""
@@ -101,6 +107,34 @@ class YamlSource:
         except RecursionError:
             raise RunbookError("not valid YAML: nested too deeply", self.path, 1 + self.line_offset, 1) from None
 
+    def check_expansion(self, root: yaml.Node) -> None:
+        """Refuse aliases that multiply the document (a "billion laughs"): reading it would be a bomb.
+
+        An alias is the node of its anchor, read again; the size of the document with every alias
+        expanded is computed once per distinct node, so this check itself stays linear.
+        """
+        size: dict[int, int] = {}
+        uses: dict[int, int] = {}
+        nodes: dict[int, yaml.Node] = {}
+        order: list[tuple[yaml.Node, bool]] = [(root, False)]
+        while order:  # post-order without recursion: a deep document must not overflow the stack
+            node, done = order.pop()
+            if done:
+                size[id(node)] = 1 + sum(size[id(child)] for child in _children(node))
+                continue
+            uses[id(node)] = uses.get(id(node), 0) + 1
+            if id(node) in nodes:
+                continue
+            nodes[id(node)] = node
+            order.append((node, True))
+            order.extend((child, False) for child in reversed(_children(node)))
+        extra = size[id(root)] - len(nodes)
+        if extra > ALIAS_EXPANSION_LIMIT:
+            worst = max(nodes, key=lambda key: (uses[key] - 1) * size[key])
+            raise self.error(f"aliases expand this document by {extra:,} nodes beyond what is written (at most "
+                             f"{ALIAS_EXPANSION_LIMIT:,}); the node anchored here is reused {uses[worst] - 1} times",
+                             nodes[worst])
+
     def mapping(self, node: yaml.Node, what: str, *, normalise: bool = False) -> Entries:
         """Entries by key, each with its key node (for positions); keys are text, each once."""
         if not isinstance(node, yaml.MappingNode):
@@ -145,6 +179,14 @@ class YamlSource:
         if isinstance(node, yaml.MappingNode):
             return {key: self.scalar(value, f"{what}.{key}") for key, (_, value) in self.mapping(node, what).items()}
         return self.scalar(node, what)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def describe(node: yaml.Node) -> str:
