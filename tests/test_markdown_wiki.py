@@ -240,6 +240,7 @@ def test_runme_cells_are_accepted_and_their_attributes_kept() -> None:
     assert task.command == "brew bundle --no-lock" and task.name == "deps" and task.optional
     assert dict(task.attributes) == {"id": "01HF7BT3HBDTRGQAQMGTJN1KP3", "terminalRows": "15"}
     assert book.notices == ()
+    assert book.meta("runme_id") == "01HG9CJ12JXPWFTA90C2HT8ZX3" and book.meta("runme_version") == "v3"
 
 
 def test_other_tools_keys_warn_and_a_typo_of_ours_is_an_error() -> None:
