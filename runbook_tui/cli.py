@@ -265,7 +265,9 @@ def _plan_task(book: Runbook, task: Task) -> list[str]:
     if risk.level == "high":
         head += "  HIGH RISK (typed confirmation): " + "; ".join(risk.reasons)
     body = [f"          {line}" for line in task.command.splitlines()]
-    return [head, *body]
+    # a client it starts: what the operator types into it, by hand, at its prompt
+    typed = [f"          {task.client}> {line}" for line in task.client_input]
+    return [head, *body, *typed]
 
 
 @main.command()

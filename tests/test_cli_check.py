@@ -160,3 +160,20 @@ def test_check_json_accounts_for_every_block_and_a_file_with_nothing_to_run_warn
     assert result.returncode == 0
     assert f"{empty}:1:1: warning: no steps and no commands" in result.stderr
     assert "1 warning" in result.stdout
+
+
+def test_plan_shows_what_to_type_into_a_client(tmp_path: Path) -> None:
+    path = write(tmp_path, "redis.md", """
+        # Ban an IP
+
+        ## Ban
+
+        ```
+        worker$ redis-cli -h 10.0.0.1
+        10.0.0.1:6379> auth <password>
+        10.0.0.1:6379> del cache:ban:192.168.0.1
+        ```
+    """)
+    plan = cli("plan", str(path)).stdout
+    assert "      $ 1.1.1  [interactive=True]\n          redis-cli -h 10.0.0.1\n" in plan
+    assert "          redis-cli> auth <password>\n          redis-cli> del cache:ban:192.168.0.1\n" in plan
