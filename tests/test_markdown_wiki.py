@@ -69,7 +69,8 @@ def test_a_root_prompt_is_followed_by_a_program_a_comment_by_prose() -> None:
         # Use the same cluster settings as exported in step 2.
         kubectl create -f cluster.yaml
     """, "console")  # rook/disaster-recovery.md
-    assert commands(recovery) == ["# Use the same cluster settings as exported in step 2.\nkubectl create -f cluster.yaml"]
+    assert commands(recovery) == [
+        "# Use the same cluster settings as exported in step 2.\nkubectl create -f cluster.yaml"]
 
 
 def test_a_root_shell_opened_with_sudo_su_takes_the_root_prompts_after_it() -> None:
@@ -246,7 +247,8 @@ def test_runme_cells_are_accepted_and_their_attributes_kept() -> None:
 def test_other_tools_keys_warn_and_a_typo_of_ours_is_an_error() -> None:
     other = block("make test", 'sh {"id":"01J","vscodeCellId":"x"}')
     assert commands(other) == ["make test"]
-    assert [(n.code, n.message.split(" is ")[0]) for n in other.notices] == [("unknown-attribute", "attribute 'vscodeCellId'")]
+    assert [(n.code, n.message.split(" is ")[0]) for n in other.notices] == [
+        ("unknown-attribute", "attribute 'vscodeCellId'")]
     assert any(w.code == "unknown-attribute" for w in lint(other))
     with pytest.raises(RunbookError, match="unknown annotation key 'timout' \\(did you mean 'timeout'\\?\\)"):
         block("make test", "sh {timout=5m}")

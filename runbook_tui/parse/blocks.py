@@ -13,6 +13,7 @@ Every block gets a kind and a reason, so nothing a runbook holds disappears sile
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from runbook_tui.model import BlockKind
@@ -231,22 +232,28 @@ def _continue(lines: list[str], index: int, parts: list[str]) -> int:
 
 
 # ---- blocks without prompts ------------------------------------------------------------------
-def _code_lines(lines: list[str]) -> list[tuple[int, str]]:
-    """(index, stripped text) of the lines that are neither blank nor comments, outside heredoc bodies."""
-    out = []
+def _outside_heredocs(lines: list[str]) -> Iterator[tuple[int, str]]:
+    """(index, stripped text) of each line that is not in a heredoc's body (its data, or its end)."""
     heredoc = None
-    continued = False
     for index, line in enumerate(lines):
         text = line.strip()
         if heredoc is not None:
             if text == heredoc:
                 heredoc = None
             continue
+        yield index, text
+        if match := _HEREDOC.search(text):
+            heredoc = match.group(2)
+
+
+def _code_lines(lines: list[str]) -> list[tuple[int, str]]:
+    """(index, text) of the lines that start a command line: not blank, a comment, a continuation or heredoc data."""
+    out = []
+    continued = False
+    for index, text in _outside_heredocs(lines):
         was_continued, continued = continued, text.endswith("\\")
         if text and not text.startswith("#") and not was_continued:
             out.append((index, text))
-            if match := _HEREDOC.search(text):
-                heredoc = match.group(2)
     return out
 
 
@@ -327,14 +334,7 @@ def _split_output(lines: list[str], known: frozenset[str], *, split: bool) -> tu
     lines = list(lines)
     repairs: list[int] = []
     continued = False
-    heredoc = None
-    for index, line in enumerate(lines):
-        text = line.strip()
-        if heredoc is not None:
-            if text == heredoc:
-                heredoc = None
-            continued = False
-            continue
+    for index, text in _outside_heredocs(lines):
         if (text.startswith("-") and index >= 2 and not continued and lines[index - 2].rstrip().endswith("\\")
                 and not lines[index - 1].rstrip().endswith("\\") and lines[index - 1].strip()):
             lines[index - 1] = lines[index - 1].rstrip() + " \\"
@@ -344,8 +344,6 @@ def _split_output(lines: list[str], known: frozenset[str], *, split: bool) -> tu
                 and index > 0 and not looks_like_command(text, known=known) and not _ASSIGNS.match(text)
                 and not _closes(text)):
             return "\n".join(lines[:index]).rstrip(), "\n".join(lines[index:]).strip("\n"), repairs
-        if match := _HEREDOC.search(text):
-            heredoc = match.group(2)
         continued = text.endswith("\\")
     return "\n".join(lines).strip("\n"), "", repairs
 

@@ -255,7 +255,8 @@ def _task_lines(task: Task) -> list[str]:
     if task.kind == "manual" and task.client_input:
         # input for a client an earlier task opened: the prompted lines, under a bullet
         lines = [CLIENT_PROMPTS.get(task.client or "", "> ") + line for line in task.client_input]
-        return [f"- Type into {escape(task.client or 'the client')}", "", *(_indent(line, 2) for line in _fenced("console", lines))]
+        fence = [_indent(line, 2) for line in _fenced("console", lines)]
+        return [f"- Type into {escape(task.client or 'the client')}", "", *fence]
     if task.kind == "manual":
         comment = _comment(_annotation_values(task.options))
         return [f"- {escape(task.text)}" + (f" {comment}" if comment else "")]

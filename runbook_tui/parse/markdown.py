@@ -524,7 +524,7 @@ class MarkdownParser:
             return False
         words = code.split()
         # a host or file name (`ping db.example.com`) makes a two-word span an invocation, not a name
-        bare = all(not (w.startswith("-") or "/" in w or "$" in w or "=" in w or "<" in w or "." in w) for w in words[1:])
+        bare = all(not (w.startswith("-") or any(c in w for c in "/$=<.")) for w in words[1:])
         if bare and len(words) <= 2:
             return before.rstrip().endswith((":", "Run", "run", "Execute", "execute")) or not before.strip()
         return True
@@ -667,7 +667,8 @@ class MarkdownParser:
             return ""
         start, end = mapped[0][0], mapped[-1][1]
         if start < self._title_lines.start < end:  # text on both sides of the title: the title is not part of it
-            return "\n".join(self.lines[start : self._title_lines.start] + self.lines[self._title_lines.stop : end]).strip("\n")
+            kept = self.lines[start : self._title_lines.start] + self.lines[self._title_lines.stop : end]
+            return "\n".join(kept).strip("\n")
         return "\n".join(self.lines[start:end]).strip("\n")
 
     def _find_line(self, node: Node, needle: str) -> int:

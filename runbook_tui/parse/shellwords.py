@@ -46,7 +46,8 @@ _PROMQL = re.compile(
     r"absent|predict_linear|delta|deriv|scalar|vector)\s*(?:by\s*)?\(|\w\{[^}]*=~?\"|\[\d+[smhdw]\]"
 )
 # Shell grammar no PromQL query or sample of output starts with: a compound command (`select x
-# in` only, not SQL's `select a from`), or `exec` re-pointing file descriptors. Leading `NAME=value;` assignments are looked past first.
+# in` only, not SQL's `select a from`), or `exec` re-pointing file descriptors. Leading
+# `NAME=value;` assignments are looked past first.
 _LEADING_ASSIGNMENTS = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]*=(?:'[^']*'|\"[^\"]*\"|[^\s;&|]*)\s*(?:;|&&)\s*)+")
 _SHELL_SYNTAX = re.compile(r"(?:for|while|until|if|case)\s+\S|select\s+\w+\s+in\b|\{\s+\S|exec\s+\d*[<>]")
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
