@@ -100,7 +100,10 @@ def test_plan_shows_numbered_steps_and_exact_commands() -> None:
     out = result.stdout
     assert out.startswith("Deployment Procedures\n")
     assert "  5.3 Rollback if needed  (optional)" in out
-    assert "      $ 5.1.2\n          python src/manage.py migrate --noinput" in out
+    assert "      $ 4.3.1\n          python src/manage.py check\n" in out
+    # a resolution step of a high-severity runbook is high risk (engine.policy), and the plan says so
+    assert "      $ 5.1.2  HIGH RISK (typed confirmation): " in out
+    assert "\n          python src/manage.py migrate --noinput\n" in out
     assert "      [ ] 4.1.1  Confirm CI is green for the release commit." in out
     assert out.index("4.1 Pre-flight checks") < out.index("5.4 Communicate")
     assert "Overview" not in out  # reading sections are not steps

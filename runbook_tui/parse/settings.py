@@ -242,7 +242,7 @@ def parse_settings(
             raise src.error(f"unknown key '{key}'{did_you_mean(key, (*SETTING_KEYS, *extra_keys))}", key_node)
         elif key and (kept := _loose_value(value)) is not None:
             metadata[key] = kept
-        elif key and isinstance(value, yaml.MappingNode):  # Runme's `runme: {id, version}`: runme_id, runme_version
+        elif key == "runme" and isinstance(value, yaml.MappingNode):  # Runme's {id, version}: runme_id, runme_version
             for sub_key, sub_value in value.value:
                 if isinstance(sub_key, yaml.ScalarNode) and (kept := _loose_value(sub_value)) is not None:
                     metadata[f"{key}_{normalise_key(str(sub_key.value))}"] = kept
