@@ -304,8 +304,23 @@ def test_mentions_stay_prose() -> None:
         ## Ban
 
         `setex` is equivalent to `set <keyname> <keyvalue> ex <expiry_period_in_s>`
-    """)  # ban-an-IP-with-redis.md
+
+        The same message may appear when running `helm install` or `helm upgrade`.
+
+        At this point `service mysql status` may return `stop/killed`; `ceph -s` should report 1 mon.
+    """)  # ban-an-IP-with-redis.md, cert-manager/webhook.md, rook/disaster-recovery.md
     assert commands(book) == []
+
+
+def test_prose_that_says_run_makes_an_unknown_program_a_command() -> None:
+    book = md("""
+        # T
+
+        ## Space
+
+        It can be useful to run the command `sudo ncdu <mountpoint>` to see what is using it.
+    """)
+    assert commands(book) == ["sudo ncdu <mountpoint>"]
 
 
 def test_check_json_names_every_blocks_kind_and_reason() -> None:

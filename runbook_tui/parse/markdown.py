@@ -59,7 +59,12 @@ MAX_BRACKET_DEPTH = 100  # link text nests a bracket or two; past this, markdown
 _ERB = re.compile(r"<%.*?%>", re.DOTALL)
 # "`setex` is equivalent to `set k v ex 10`": named, not run
 _MENTION_BEFORE = re.compile(r"\b(?:equivalent to|same as|similar to|instead of|such as)\s*$", re.IGNORECASE)
-_MENTION_AFTER = re.compile(r"^\s*(?:command|commands|subcommand|tool|binary|utility|output)\b", re.IGNORECASE)
+# "the `kubectl logs` command", "`ceph -s` should report 1 mon": the span is named or its result described
+_MENTION_AFTER = re.compile(
+    r"^\s*(?:command|commands|subcommand|tool|binary|utility|output|returns|reports|prints|"
+    r"(?:may|might|should|will|would|can)\s+(?:return|report|show|print|output|list|give))\b",
+    re.IGNORECASE,
+)
 _RUNBOOK_LINK = re.compile(r"\.(?:md|markdown|ya?ml)(?:#.*)?$", re.IGNORECASE)
 _HUGO_REF = re.compile(r"\[([^\]]+)\]\(\{\{<\s*ref\s+\"([^\"]+)\"\s*>\}\}\)")
 _NOT_INSTRUCTION = frozenset("the a an this that these those it its there some all each".split())
@@ -518,13 +523,15 @@ class MarkdownParser:
         if _MENTION_AFTER.match(after) or _MENTION_BEFORE.search(before):
             return False
         word = code.strip()
+        words = word.split()
+        # a host or file name (`ping db.example.com`) makes a two-word span an invocation, not a name
+        bare = all(not (w.startswith("-") or any(c in w for c in "/$=<.")) for w in words[1:])
+        if (len(words) > 2 or not bare) and _RUN_BEFORE.search(before):  # "run the command `sudo ncdu <dir>`"
+            return looks_like_command(word, known=self.known)
         if " " not in word and _RUN_BEFORE.search(before):
             return word in self.known or bool(_SCRIPT_PATH.match(word)) and "." not in word.rsplit("/", 1)[-1]
         if not looks_like_command(code, inline=True, known=self.known):
             return False
-        words = code.split()
-        # a host or file name (`ping db.example.com`) makes a two-word span an invocation, not a name
-        bare = all(not (w.startswith("-") or any(c in w for c in "/$=<.")) for w in words[1:])
         if bare and len(words) <= 2:
             return before.rstrip().endswith((":", "Run", "run", "Execute", "execute")) or not before.strip()
         return True
