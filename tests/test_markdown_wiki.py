@@ -297,6 +297,22 @@ def test_inline_single_words_table_cells_and_aliases() -> None:
                               "alias kc=kubectl", "kc get pods"]
 
 
+def test_an_alias_named_in_prose_is_a_program() -> None:
+    book = md("""
+        # T
+
+        ## Pods
+
+        Here `kc` is an alias for `kubectl`.
+
+        ```
+        kc get pods
+        ```
+    """)
+    assert commands(book) == ["kc get pods"]
+    assert commands(md("# T\n\n## Pods\n\n```\nkc get pods\n```\n")) == []  # unknown, no flag: not a command
+
+
 def test_mentions_stay_prose() -> None:
     book = md("""
         # T

@@ -49,6 +49,8 @@ OPTIONAL_TITLE = re.compile(r"\bif (?:needed|necessary)\b|\(optional\)|^optional
 _ANNOTATION = re.compile(r"<!--\s*runbook:(.*?)-->", re.DOTALL)
 _METADATA_LINE = re.compile(r"^\s*\*\*([^*]+?):\*\*\s*(.*?)\s*$|^\s*\*\*([^*]+?)\*\*:\s*(.*?)\s*$")
 _ALIAS = re.compile(r"\balias\s+([A-Za-z_][\w-]*)=")
+# "`k` is an alias for `kubectl`", "`k` (alias of `kubectl`)": prose that names an alias
+_ALIAS_PROSE = re.compile(r"`([A-Za-z_][\w-]*)`\W{0,3}\s*(?:is\s+)?(?:an?\s+|the\s+)?(?:shell\s+)?alias\s+(?:for|of|to)\s+`")
 # "run `chef-client`", "by running the script `scripts/check-pages-certs`": a lone word to run
 _RUN_BEFORE = re.compile(r"\b(?:run|running|execute|executing)(?:\s+the\s+(?:script|command|program|tool))?\s*$",
                          re.IGNORECASE)
@@ -111,7 +113,7 @@ class MarkdownParser:
         # an annotation comment that precedes a loose block, kept until that block's tasks exist
         self._pending_for_block: dict[int, TaskOptions] = {}
         # aliases the runbook defines (`alias k=kubectl`) count as programs
-        self.known = KNOWN_PROGRAMS | frozenset(_ALIAS.findall(text))
+        self.known = KNOWN_PROGRAMS | frozenset(_ALIAS.findall(text)) | frozenset(_ALIAS_PROSE.findall(text))
         self.blocks: dict[int, Block] = {}  # by line: how each code block was read
         self.notices: dict[tuple[int, str], Notice] = {}
         self._readings: dict[int, Reading] = {}
