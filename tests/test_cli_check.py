@@ -155,7 +155,7 @@ def test_check_json_accounts_for_every_block_and_a_file_with_nothing_to_run_warn
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert [(b["kind"], b["reason"]) for b in document["blocks"]] == [
-        ("client-input", "client-input: client input for psql"), ("reference", "reference: JSON")]
+        ("client-input", "client-input: typed at a psql prompt"), ("reference", "reference: JSON")]
     (task,) = document["sections"][0]["steps"][0]["tasks"]
     assert task["kind"] == "manual" and task["client"] == "psql" and task["client_input"] == ["show pools;"]
     empty = write(tmp_path, "empty.md", "# Alert catalogue\n\nNothing to do here.\n")

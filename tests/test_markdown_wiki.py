@@ -156,7 +156,8 @@ def test_assignments_then_commands_are_one_script_only_assignments_declare() -> 
     ("#!/bin/bash\nset -euo pipefail\naws dynamodb delete-item --key $1", "bash",
      "reference: a script file to save (it starts with #!)"),
     ("TF_VAR_vpc_name               # e.g. \"live-1\"", "bash", "reference: not a command (output or text)"),
-    ("x = 1", "python", "reference: python block"),
+    ("x = 1", "python", "reference: a python block"),
+    ("sum(rate(x[5m]))", "promql", "reference: a query (PromQL)"),
 ])
 def test_reference_blocks_say_why(body: str, info: str, reason: str) -> None:
     book = block(body, info)
@@ -360,7 +361,7 @@ def test_check_json_names_every_blocks_kind_and_reason() -> None:
         ```
     """)
     assert book.as_dict()["blocks"] == [
-        {"line": 5, "kind": "reference", "reason": "reference: json block", "language": "json"},
+        {"line": 5, "kind": "reference", "reason": "reference: JSON", "language": "json"},
         {"line": 11, "kind": "variables", "reason": "variables: only NAME=value lines", "language": "sh"},
         {"line": 15, "kind": "command", "reason": "command: reads as commands (untagged)", "language": ""},
     ]

@@ -31,6 +31,12 @@ CONSOLE_LANGUAGES = frozenset({"console", "shell-session", "shellsession", "term
 # Fences whose language names an interactive client: their lines are typed into it.
 CLIENT_LANGUAGES = {"mongo": "mongo", "mongosh": "mongosh", "psql": "psql", "redis": "redis-cli", "gdb": "gdb"}
 _SCRIPT_LANGUAGES = SHELL_LANGUAGES | CONSOLE_LANGUAGES | {""}
+# What a reference block's language says it holds, in the words `check --json` uses for content.
+_LANGUAGE_READS_AS = {
+    "json": "JSON", "jsonc": "JSON", "yaml": "YAML", "yml": "YAML", "sql": "SQL", "promql": "a query (PromQL)",
+    "hcl": "HCL", "terraform": "HCL", "tf": "HCL", "ini": "config", "toml": "config", "conf": "config",
+    "text": "text or output", "txt": "text or output", "log": "log output", "output": "output",
+}
 
 # Shell prompts, strongest first. A word prefix sits right against its sign (`worker$`, `mon-a#`);
 # a path prefix may have a space (`/ $`, `~ $`, `/prometheus $`).
@@ -111,9 +117,9 @@ def read_block(language: str, content: str, first_line: int, known: frozenset[st
     if language in CLIENT_LANGUAGES:
         lines = [ln.strip() for ln in content.split("\n") if ln.strip() and not ln.strip().startswith("//")]
         piece = Piece("client-input", first_line, client=CLIENT_LANGUAGES[language], client_input=lines)
-        return Reading("client-input", f"client input: lines to type into {piece.client}", [piece])
+        return Reading("client-input", f"client-input: a {language} block, typed into {piece.client}", [piece])
     if language not in _SCRIPT_LANGUAGES:
-        return Reading("reference", f"reference: {language} block")
+        return Reading("reference", f"reference: {_LANGUAGE_READS_AS.get(language, f'a {language} block')}")
     lines = content.split("\n")
     prompted = _prompted(lines, first_line, language, known)
     if prompted is not None:
@@ -207,7 +213,7 @@ def _prompted(lines: list[str], first_line: int, language: str, known: frozenset
             return Reading("variables", "variables: prompted assignments", assignments=variables)
         return None
     kind: BlockKind = "command" if any(p.kind == "command" for p in pieces) else "client-input"
-    what = "prompted commands" if kind == "command" else f"client input for {pieces[0].client}"
+    what = "prompted commands" if kind == "command" else f"typed at a {pieces[0].client} prompt"
     return Reading(kind, f"{kind}: {what}", pieces, variables)
 
 
