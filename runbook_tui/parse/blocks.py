@@ -99,6 +99,7 @@ class Reading:
     pieces: list[Piece] = field(default_factory=list)
     assignments: list[tuple[str, str, int]] = field(default_factory=list)  # (name, value, line)
     repairs: list[int] = field(default_factory=list)  # lines where a missing `\` was supplied
+    prompted: bool = False  # its commands were behind prompts (a console transcript), not a script
 
 
 def normalise_language(info: str) -> tuple[str, str]:
@@ -210,11 +211,11 @@ def _prompted(lines: list[str], first_line: int, language: str, known: frozenset
         return None
     if not pieces:
         if variables:
-            return Reading("variables", "variables: prompted assignments", assignments=variables)
+            return Reading("variables", "variables: prompted assignments", assignments=variables, prompted=True)
         return None
     kind: BlockKind = "command" if any(p.kind == "command" for p in pieces) else "client-input"
     what = "prompted commands" if kind == "command" else f"typed at a {pieces[0].client} prompt"
-    return Reading(kind, f"{kind}: {what}", pieces, variables)
+    return Reading(kind, f"{kind}: {what}", pieces, variables, prompted=True)
 
 
 def _continue(lines: list[str], index: int, parts: list[str]) -> int:

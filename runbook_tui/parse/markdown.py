@@ -553,7 +553,6 @@ class MarkdownParser:
             self.blocks[line] = Block(line, "command", "command: annotated run=true", language)
             return [_Draft("command", lead or _first_code_line(content), self._content_line(node), command=content,
                            language=language or "sh", options=options, attributes=attributes)]
-        prompted = "prompted" in reading.reason
         drafts = []
         for piece in reading.pieces:
             client_input = tuple(piece.client_input)
@@ -562,7 +561,7 @@ class MarkdownParser:
                 if client_input and options.interactive is None:
                     opts = replace(options, interactive=True)  # a client needs the terminal
                 drafts.append(_Draft("command", lead or _first_code_line(piece.text), piece.line, command=piece.text,
-                                     language=language or ("console" if prompted else "sh"), options=opts,
+                                     language=language or ("console" if reading.prompted else "sh"), options=opts,
                                      expected_output=piece.expected_output, client=piece.client,
                                      client_input=client_input, attributes=attributes))
             else:
