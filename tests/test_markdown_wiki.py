@@ -390,3 +390,10 @@ def test_brackets_nested_past_any_link_are_refused() -> None:
         md("# T\n\n## S\n\n" + "[" * 5000 + "x\n")
     assert (caught.value.line, caught.value.column) == (5, 101)
     assert md("# T\n\n## S\n\n" + "[" * 60 + "x" + "]" * 60 + "\n\n" + "[" * 60 + "y\n").title == "T"
+
+
+def test_inline_commands_in_one_paragraph_get_their_own_lines() -> None:
+    """Spans are found line by line from the last one (linear, and a repeated span gets its own line)."""
+    book = md("# T\n\n## S\n\nrun `kubectl get pods -n a`\nthen again `kubectl get pods -n a`\nand `df -h --total`\n")
+    assert [(t.command, t.line) for t in book.commands()] == [
+        ("kubectl get pods -n a", 5), ("kubectl get pods -n a", 6), ("df -h --total", 7)]

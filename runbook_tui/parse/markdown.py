@@ -510,13 +510,14 @@ class MarkdownParser:
         joined = "".join(parts)
         ends = list(itertools.accumulate(map(len, parts)))
         drafts = []
+        cursor = (paragraph.map[0], 0) if paragraph.map else (0, 0)  # spans come in order: search on from the last
         for position, child in enumerate(children):
             if child.type != "code_inline":
                 continue
             start, end = ends[position] - len(parts[position]), ends[position]
             before, after = joined[max(0, start - _CONTEXT):start], joined[end:end + _CONTEXT]
             if self._inline_is_command(child.content, before, after):
-                line = self._find_line(paragraph, child.content)
+                line, cursor = self._locate(paragraph, child.content, cursor)
                 drafts.append(_Draft("command", text, line, command=child.content.strip(), language="inline"))
         return drafts
 
@@ -678,6 +679,18 @@ class MarkdownParser:
             kept = self.lines[start : self._title_lines.start] + self.lines[self._title_lines.stop : end]
             return "\n".join(kept).strip("\n")
         return "\n".join(self.lines[start:end]).strip("\n")
+
+    def _locate(self, node: Node, needle: str, cursor: tuple[int, int]) -> tuple[int, tuple[int, int]]:
+        """The file line of `needle` at or after `cursor` (line index, column) in the node, and the cursor past it."""
+        end = node.map[1] if node.map else len(self.lines)
+        probe = needle.split("\n")[0][:40]
+        index, column = cursor
+        while index < min(end, len(self.lines)):
+            found = self.lines[index].find(probe, column)
+            if found >= 0:
+                return index + 1, (index, found + len(probe))
+            index, column = index + 1, 0
+        return cursor[0] + 1, cursor
 
     def _find_line(self, node: Node, needle: str) -> int:
         start, end = node.map if node.map else (0, len(self.lines))
