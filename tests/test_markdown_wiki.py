@@ -397,3 +397,9 @@ def test_inline_commands_in_one_paragraph_get_their_own_lines() -> None:
     book = md("# T\n\n## S\n\nrun `kubectl get pods -n a`\nthen again `kubectl get pods -n a`\nand `df -h --total`\n")
     assert [(t.command, t.line) for t in book.commands()] == [
         ("kubectl get pods -n a", 5), ("kubectl get pods -n a", 6), ("df -h --total", 7)]
+
+
+def test_a_command_in_a_reading_section_is_recorded_as_shown_not_run() -> None:
+    book = md("# T\n\n## Overview\n\nThe job runs:\n\n```sh\nmake nightly --all\n```\n\n## Steps\n\n1. Check `df -h /`\n")
+    assert commands(book) == ["df -h /"]
+    assert kinds(book) == [("command", "command: shell block (in a reading section: shown, not run)")]

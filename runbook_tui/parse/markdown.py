@@ -117,6 +117,7 @@ class MarkdownParser:
         self.blocks: dict[int, Block] = {}  # by line: how each code block was read
         self.notices: dict[tuple[int, str], Notice] = {}
         self._readings: dict[int, Reading] = {}
+        self._made_tasks: set[int] = set()  # lines of the blocks that became tasks
         self._title_lines = range(0)  # the H1's source lines, left out of the text around it
 
     # ---- entry point -------------------------------------------------------------------
@@ -153,7 +154,7 @@ class MarkdownParser:
             cwd=settings.cwd if settings else None,
             env=settings.env if settings else (),
             description="" if preamble_is_section else self._preamble_text(rest),
-            blocks=tuple(self.blocks[line] for line in sorted(self.blocks)),
+            blocks=tuple(self._block_record(line) for line in sorted(self.blocks)),
             notices=tuple(self.notices.values()),
         )
 
@@ -179,6 +180,13 @@ class MarkdownParser:
 
     def _notice(self, line: int, code: str, message: str, column: int = 1) -> None:
         self.notices.setdefault((line, code), Notice(line, column, code, message))
+
+    def _block_record(self, line: int) -> Block:
+        """A block's record; one that reads as commands but sits in a reading section says it is only shown."""
+        block = self.blocks[line]
+        if block.kind in ("command", "client-input") and line not in self._made_tasks:
+            return replace(block, reason=f"{block.reason} (in a reading section: shown, not run)")
+        return block
 
     def _classify_blocks(self, nodes: Iterable[Node]) -> None:
         """Read every code block once, wherever it is, so `check --json` accounts for each."""
@@ -552,9 +560,11 @@ class MarkdownParser:
         if options.run is True and reading.kind != "command" and node.content.strip():  # a comment's run=true
             content = textwrap.dedent(node.content).strip("\n")
             self.blocks[line] = Block(line, "command", "command: annotated run=true", language)
+            self._made_tasks.add(line)
             return [_Draft("command", lead or _first_code_line(content), self._content_line(node), command=content,
                            language=language or "sh", options=options, attributes=attributes)]
         drafts = []
+        self._made_tasks.add(line)
         for piece in reading.pieces:
             client_input = tuple(piece.client_input)
             if piece.kind == "command":
