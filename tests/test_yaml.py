@@ -298,3 +298,28 @@ def test_runbook_shaped_documents(extra: dict[str, object], top: dict[str, objec
     step = {"title": "Step", **extra}
     _parses_or_fails_cleanly(yaml.safe_dump({"title": "T", **top, "sections": [{"title": "S", "steps": [step]}]}))
     _parses_or_fails_cleanly(yaml.safe_dump({"title": "T", "sections": [{"title": "S", "steps": [{"title": "A", "tasks": [step]}]}]}))
+
+
+def test_client_sessions_have_client_and_input_keys() -> None:
+    from runbook_tui.parse.yaml import parse_yaml
+
+    book = parse_yaml(textwrap.dedent("""
+        title: Ban an IP
+        sections:
+          - title: Ban
+            steps:
+              - title: Connect
+                tasks:
+                  - run: redis-cli -h 10.0.0.1
+                    client: redis-cli
+                    input: [auth <password>, info replication]
+                  - manual: Type into psql
+                    client: psql
+                    input: [show pools;]
+    """), "ban.yaml")
+    command, typed = book.tasks()
+    assert (command.kind, command.client, command.client_input) == ("command", "redis-cli",
+                                                                   ("auth <password>", "info replication"))
+    assert (typed.kind, typed.client, typed.client_input) == ("manual", "psql", ("show pools;",))
+    with pytest.raises(RunbookError, match=r"ban.yaml:3:\d+: input: expected a list"):
+        parse_yaml("title: T\nsections:\n  - {title: S, steps: [{title: s, run: psql, input: 'x'}]}\n", "ban.yaml")

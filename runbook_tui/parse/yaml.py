@@ -27,6 +27,8 @@ always has something to confirm. `name` and `optional` on a step belong to the s
 its other annotation keys are defaults for its tasks. `run` is the command, so the `run`
 annotation is not a YAML key. A command task may also have `language` (a fence language such
 as bash or python; default: the runbook's shell) and `output` (expected output, for reference).
+A task of a client session has `client` (psql, mysql, redis-cli...) and `input` (the lines to
+type into it): on a command task, the command starts that client.
 A section has either a `body` (to read) or `steps`, which its `description` may introduce.
 """
 
