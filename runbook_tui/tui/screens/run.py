@@ -99,6 +99,10 @@ class RunScreen(Screen[None]):
         first = next((t for t in self.runbook.tasks()), None)
         if first is not None:
             self.call_after_refresh(self.query_one(StepTree).select_id, first.id)
+        else:
+            self.notify("This runbook has no steps and no commands: nothing here can be run. `runbook-tui check "
+                        "--json` shows how each block was read; docs/runbook-format.md says what becomes a step.",
+                        severity="warning", timeout=30)
         if self.run is None:
             self._follow()
             self._watch_containers()

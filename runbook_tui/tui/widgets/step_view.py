@@ -61,6 +61,10 @@ def describe_task(task: Task, status: str) -> Group:
     needs = [f"${v}" for v in task.variables] + list(task.placeholders)
     if needs:
         parts.append(Text("needs: " + ", ".join(needs)))
+    if task.client_input:
+        parts.append(Text(f"then type into {task.client}" + (" (the command above opens it)" if task.command
+                                                             else "") + ":", style="bold"))
+        parts.append(Text("\n".join(task.client_input)))
     if task.expected_output:
         parts.append(Text("expected output:\n" + task.expected_output, style="dim"))
     return Group(*parts)  # type: ignore[arg-type]

@@ -1,0 +1,49 @@
+"""What the TUI shows of how a runbook was read: client input to type, and an empty runbook."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from textual.widgets import Static
+
+from runbook_tui.parse import load_runbook
+from runbook_tui.tui.app import make_app
+from tests.tui_helpers import notifications, select, until, until_event
+
+
+@pytest.fixture
+def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+async def test_an_empty_runbook_says_why_nothing_can_run(here: Path) -> None:
+    book = here / "empty.md"
+    book.write_text("# Notes\n\nJust prose, and a block of output:\n\n```\nOK\n```\n")
+    app = make_app(load_runbook(book), mode="paranoid", variables={}, transcript=str(here / "t.jsonl"), theme=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until_event(pilot, here / "t.jsonl", "run.started")
+        await until(pilot, lambda: any("no steps and no commands" in m for m in notifications(app)),
+                    what="the empty-runbook notice")
+
+
+async def test_client_input_is_shown_with_the_command_that_opens_the_client(here: Path) -> None:
+    book = here / "db.md"
+    book.write_text("# DB\n\n## Steps\n\n1. Look at the clients\n\n   ```\n   $ psql -h db\n"
+                    "   pgbouncer=# show clients;\n   ```\n")
+    runbook = load_runbook(book)
+    task = next(runbook.tasks())
+    assert task.client_input == ("show clients;",), "the parser reads the session (tests/test_markdown_wiki.py)"
+    app = make_app(runbook, mode="paranoid", variables={}, transcript=str(here / "t.jsonl"), theme=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until_event(pilot, here / "t.jsonl", "run.started")
+        await select(pilot, task.id)
+        await pilot.pause(0.2)
+        panel = app.run_screen.query_one("#task", Static)
+        console = Console(width=100, record=True, file=io.StringIO())
+        console.print(panel.content)
+        shown = console.export_text()
+    assert "show clients;" in shown and "then type into psql" in shown
