@@ -21,6 +21,7 @@ from runbook_tui.engine.policy import (
     task_risk,
 )
 from runbook_tui.model import MODES, Task, TaskOptions
+from runbook_tui.parse.lint import dangerous_reason
 from runbook_tui.parse.markdown import parse_markdown
 
 LOW, HIGH = Risk("low"), Risk("high", ("the runbook marks it risk=high",))
@@ -122,6 +123,8 @@ def test_a_runbook_that_marks_its_risks_is_taken_at_its_word() -> None:
                    "- `echo migrate --x` <!-- runbook: risk=high -->\n- `echo fine --x` <!-- runbook: risk=low -->\n")
     levels = [task_risk(runbook, t).level for t in runbook.commands()]
     assert levels == ["low", "low", "high", "low"]
+    marked = list(runbook.commands())[2]
+    assert task_risk(runbook, marked).reasons == ("the runbook marks it risk=high",)
 
 
 @pytest.mark.parametrize(("command", "high"), [
@@ -135,7 +138,7 @@ def test_destructive_commands_are_high_risk_even_marked_low(command: str, high: 
     runbook = book("# T\n## Steps\n- `true --x`\n")
     risk = assess_risk(runbook, marked)
     assert risk.level == ("high" if high else "low")
-    assert bool(risk.reasons) is high
+    assert risk.reasons == ((f"the command {dangerous_reason(command)}",) if high else ())
 
 
 def test_dangerous_environment_makes_a_task_high_risk() -> None:
