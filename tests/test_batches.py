@@ -1,0 +1,61 @@
+"""Batch planning for rolling execution (`serial`, issue 15): Ansible's rules, held as properties."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from runbook_tui.batches import BatchSizeError, batch_size, parse_serial, plan_batches
+
+sizes = st.one_of(st.integers(1, 60).map(str), st.integers(1, 100).map(lambda n: f"{n}%"))
+serials = st.lists(sizes, min_size=1, max_size=5).map(tuple)
+host_lists = st.integers(0, 120).map(lambda n: [f"h{i}" for i in range(n)])
+
+
+@given(host_lists, st.one_of(st.none(), serials))
+def test_batches_partition_the_hosts_in_order(hosts: list[str], serial: tuple[str, ...] | None) -> None:
+    batches = plan_batches(hosts, serial)
+    assert [host for batch in batches for host in batch.hosts] == hosts
+    assert all(batch.hosts for batch in batches)
+    assert [batch.number for batch in batches] == list(range(1, len(batches) + 1))
+
+
+@given(host_lists, serials)
+def test_each_batch_has_its_size_of_the_total_and_the_last_size_repeats(hosts: list[str], serial: tuple[str, ...]) -> None:
+    batches = plan_batches(hosts, serial)
+    done = 0
+    for index, batch in enumerate(batches):
+        spec = serial[min(index, len(serial) - 1)]
+        wanted = max(1, int(spec[:-1]) * len(hosts) // 100) if spec.endswith("%") else int(spec)
+        assert len(batch.hosts) == min(wanted, len(hosts) - done)
+        done += len(batch.hosts)
+
+
+@given(host_lists)
+def test_no_serial_is_one_batch_of_everything(hosts: list[str]) -> None:
+    assert [b.hosts for b in plan_batches(hosts)] == ([tuple(hosts)] if hosts else [])
+
+
+def test_canary_then_quarter_then_rest() -> None:
+    hosts = [f"web-{i}" for i in range(1, 21)]
+    assert [len(b.hosts) for b in plan_batches(hosts, parse_serial("1,25%,100%"))] == [1, 5, 14]
+    assert [len(b.hosts) for b in plan_batches(hosts[:3], parse_serial("1,25%"))] == [1, 1, 1]
+    assert [len(b.hosts) for b in plan_batches(hosts[:5], parse_serial(2))] == [2, 2, 1]
+
+
+def test_percentages_round_down_but_never_to_zero() -> None:
+    assert batch_size("30%", 10) == 3
+    assert batch_size("33%", 10) == 3
+    assert batch_size("5%", 10) == 1
+
+
+@pytest.mark.parametrize("value", ["0", "0%", "101%", "x", "1.5", "", "-1", "25 %%"])
+def test_bad_sizes_are_refused(value: str) -> None:
+    with pytest.raises(BatchSizeError):
+        parse_serial(value)
+
+
+def test_serial_accepts_lists_and_text() -> None:
+    assert parse_serial([1, "25%", "100%"]) == ("1", "25%", "100%")
+    assert parse_serial("1, 25%,100%") == ("1", "25%", "100%")
