@@ -49,6 +49,10 @@ class TaskOptions:
     run: bool | None = None
     skip: bool | None = None
     secrets: tuple[str, ...] | None = None  # secrets this task may see besides those its command names
+    hosts: tuple[str, ...] | None = None  # SSH targets: groups and/or host names
+    serial: tuple[str, ...] | None = None  # batch sizes, "1", "25%" (runbook_tui.batches)
+    max_fail: int | None = None  # failed hosts tolerated before the next batch is skipped
+    parallel: int | None = None  # hosts running at once within a batch
 
     def merged_over(self, base: TaskOptions) -> TaskOptions:
         """These options, with every unset key taken from `base` (a step's or a runbook's)."""
@@ -69,8 +73,10 @@ class TaskOptions:
                 value = {"timeout": value.timeout, "interval": value.interval}
             elif key == "env":
                 value = dict(value)
-            elif key in ("expect_exit", "secrets"):
+            elif key in ("expect_exit", "secrets", "hosts"):
                 value = list(value)
+            elif key == "serial":
+                value = [int(size) if size.isdigit() else size for size in value]
             out[key] = value
         return out
 
@@ -177,6 +183,35 @@ class Watch:
 
 
 @dataclass(frozen=True)
+class Host:
+    """A machine steps can run on over SSH; unset fields come from ~/.ssh/config, then defaults.
+
+    `address` is where to connect when it differs from the name (Ansible's `ansible_host`).
+    """
+
+    name: str
+    line: int
+    address: str | None = None
+    port: int | None = None
+    user: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        """The name alone when nothing else is set (front matter's short form), else a mapping."""
+        extra = {key: value for key, value in (("address", self.address), ("port", self.port), ("user", self.user))
+                 if value is not None}
+        return {"name": self.name, **extra} if extra else {"name": self.name}
+
+
+@dataclass(frozen=True)
+class HostGroup:
+    """A named list of hosts (`hosts: {web: [web-1, web-2]}` or an inventory group)."""
+
+    name: str
+    hosts: tuple[Host, ...]
+    line: int
+
+
+@dataclass(frozen=True)
 class Related:
     """A link to another local runbook the operator can open from this one."""
 
@@ -232,6 +267,8 @@ class Runbook:
     description: str = ""
     blocks: tuple[Block, ...] = ()
     notices: tuple[Notice, ...] = ()
+    hosts: tuple[HostGroup, ...] = ()  # front matter `hosts:` groups
+    inventory: str | None = None  # front matter `inventory:`: an Ansible inventory, relative to the runbook
 
     def meta(self, key: str) -> str | None:
         """A metadata value by normalised key (`owner`, `severity`, `last_updated`...)."""
@@ -338,6 +375,9 @@ class Runbook:
             "shell": self.shell,
             "cwd": self.cwd,
             "env": dict(self.env),
+            **({"hosts": {group.name: [host.as_dict() for host in group.hosts] for group in self.hosts}}
+               if self.hosts else {}),
+            **({"inventory": self.inventory} if self.inventory else {}),
             "sections": [
                 {"id": sec.id, "title": sec.title, "line": sec.line, "procedural": sec.procedural,
                  "steps": [step(s) for s in sec.steps]}

@@ -11,6 +11,7 @@ import re
 import shlex
 from collections.abc import Mapping
 
+from runbook_tui.batches import BatchSizeError, parse_serial
 from runbook_tui.model import TaskOptions, WaitUntil
 from runbook_tui.parse.errors import did_you_mean
 
@@ -32,6 +33,10 @@ ANNOTATION_KEYS = (
     "run",
     "skip",
     "secrets",
+    "hosts",
+    "serial",
+    "max_fail",
+    "parallel",
 )
 # Runme's cell attributes (docs.runme.dev, "cell-level options"). `name`, `interactive` and
 # `cwd` mean the same as ours; `excludeFromRunAll` (not run by "run all", runnable by hand) is our
@@ -46,6 +51,8 @@ _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# A host or group name: what ~/.ssh/config and inventories use; no space or comma (the separators).
+HOST_NAME = re.compile(r"[A-Za-z0-9_.:@\[\]-]+\Z")
 
 
 class AnnotationError(ValueError):
@@ -88,6 +95,28 @@ def _boolean(value: object, key: str) -> bool:
     if text in _FALSE:
         return False
     raise AnnotationError(f"{key}: expected true or false, got {value!r}", key)
+
+
+def _count(value: object, key: str, least: int) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise AnnotationError(f"{key}: expected a whole number, got {value!r}", key) from None
+    if number < least:
+        raise AnnotationError(f"{key}: expected {least} or more, got {value!r}", key)
+    return number
+
+
+def _hosts(value: object, key: str) -> tuple[str, ...]:
+    """`web`, `web,db-1` or a list: group and host names, in order, each once."""
+    items = value if isinstance(value, list) else str(value).replace(",", " ").split()
+    names = tuple(dict.fromkeys(str(item).strip() for item in items))
+    if not names:
+        raise AnnotationError(f"{key}: expected a group or host name, got {value!r}", key)
+    for name in names:
+        if not HOST_NAME.match(name):
+            raise AnnotationError(f"{key}: {name!r} is not a host or group name", key)
+    return names
 
 
 def _exit_codes(value: object, key: str) -> tuple[int, ...]:
@@ -185,14 +214,17 @@ def options_from_mapping(values: Mapping[str, object]) -> TaskOptions:
             opts[key] = _boolean(value, key)
         elif key == "timeout":
             opts[key] = parse_duration(value, key)
-        elif key == "retries":
+        elif key in ("retries", "max_fail"):
+            opts[key] = _count(value, key, 0)
+        elif key == "parallel":
+            opts[key] = _count(value, key, 1)
+        elif key == "hosts":
+            opts[key] = _hosts(value, key)
+        elif key == "serial":
             try:
-                retries = int(str(value))
-            except ValueError:
-                raise AnnotationError(f"retries: expected a whole number, got {value!r}", key) from None
-            if retries < 0:
-                raise AnnotationError(f"retries: expected 0 or more, got {value!r}", key)
-            opts[key] = retries
+                opts[key] = parse_serial(value)
+            except BatchSizeError as exc:
+                raise AnnotationError(str(exc), key) from None
         elif key == "expect_exit":
             opts[key] = _exit_codes(value, key)
         elif key == "env":

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 
 import yaml
 
-from runbook_tui.model import Related, Runbook, Section, Step, Task, TaskOptions, Variable
+from runbook_tui.model import Host, Related, Runbook, Section, Step, Task, TaskOptions, Variable
 from runbook_tui.parse.blocks import CLIENT_PROMPTS
 from runbook_tui.parse.markdown import OPTIONAL_TITLE
 from runbook_tui.parse.settings import METADATA_KEYS
@@ -92,12 +92,22 @@ def _run_settings(runbook: Runbook) -> dict[str, object]:
         settings["variables"] = {variable.name: _yaml_variable(variable) for variable in runbook.variables}
     if runbook.secrets:
         settings["secrets"] = {secret.name: secret.ref for secret in runbook.secrets}
+    if runbook.inventory:
+        settings["inventory"] = runbook.inventory
+    if runbook.hosts:
+        settings["hosts"] = {group.name: [_yaml_host(host) for host in group.hosts] for group in runbook.hosts}
     if runbook.watches:
         settings["watch"] = [
             {"docker": watch.docker, **({"tail": watch.tail} if watch.tail is not None else {})}
             for watch in runbook.watches
         ]
     return settings
+
+
+def _yaml_host(host: Host) -> object:
+    """A host's name, or its mapping when it has settings of its own."""
+    data = host.as_dict()
+    return data if len(data) > 1 else host.name
 
 
 def _yaml_variable(variable: Variable) -> object:

@@ -153,6 +153,8 @@ class MarkdownParser:
             shell=settings.shell if settings else None,
             cwd=settings.cwd if settings else None,
             env=settings.env if settings else (),
+            hosts=settings.hosts if settings else (),
+            inventory=settings.inventory if settings else None,
             description="" if preamble_is_section else self._preamble_text(rest),
             blocks=tuple(self._block_record(line) for line in sorted(self.blocks)),
             notices=tuple(self.notices.values()),

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import yaml
 
-from runbook_tui.model import Related, Secret, Variable, Watch
+from runbook_tui.model import Host, HostGroup, Related, Secret, Variable, Watch
+from runbook_tui.parse.annotations import HOST_NAME
 from runbook_tui.parse.errors import RunbookError, did_you_mean
 
 METADATA_KEYS = ("owner", "severity", "last_updated")
@@ -30,7 +31,11 @@ SETTING_KEYS = (
     "shell",
     "cwd",
     "env",
+    "hosts",
+    "inventory",
 )
+# What front matter may say about one host (Ansible's ansible_host/ansible_port/ansible_user).
+HOST_KEYS = ("name", "address", "port", "user")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _NULL_TAG = "tag:yaml.org,2002:null"
 _TYPE_NAMES = {
@@ -63,6 +68,8 @@ class Settings:
     cwd: str | None = None
     env: tuple[tuple[str, str], ...] = ()
     description: str = ""
+    hosts: tuple[HostGroup, ...] = ()
+    inventory: str | None = None
 
 
 def normalise_key(key: str) -> str:
@@ -224,7 +231,7 @@ def parse_settings(
         elif key == "metadata":
             for name, (_, item) in src.mapping(value, key, normalise=True).items():
                 metadata[name] = src.text(item, f"metadata.{name}")
-        elif key in ("title", "shell", "cwd"):
+        elif key in ("title", "shell", "cwd", "inventory"):
             values[key] = src.text(value, key)
         elif key == "description":
             values[key] = src.scalar(value, key) or ""
@@ -238,6 +245,9 @@ def parse_settings(
             values["watches"] = tuple(_watch(src, item) for item in src.sequence(value, key))
         elif key == "related":
             values[key] = tuple(_related(src, item) for item in src.sequence(value, key))
+        elif key == "hosts":
+            values[key] = tuple(HostGroup(name, host_list(src, item, f"hosts.{name}"), src.line(key_node))
+                                for name, (key_node, item) in _host_names(src, value, key))
         elif not allow_unknown:
             raise src.error(f"unknown key '{key}'{did_you_mean(key, (*SETTING_KEYS, *extra_keys))}", key_node)
         elif key and (kept := _loose_value(value)) is not None:
@@ -258,6 +268,57 @@ def _names(src: YamlSource, node: yaml.Node, what: str) -> list[tuple[str, tuple
         if not ENV_NAME.match(name):
             raise src.error(f"{what}: '{name}' is not a valid environment variable name (letters, digits, _)", key_node)
     return list(entries.items())
+
+
+def _host_names(src: YamlSource, node: yaml.Node, what: str) -> list[tuple[str, tuple[yaml.Node, yaml.Node]]]:
+    """Entries of a mapping keyed by group or host names."""
+    entries = src.mapping(node, what)
+    for name, (key_node, _) in entries.items():
+        if not HOST_NAME.match(name):
+            raise src.error(f"{what}: {name!r} is not a host or group name (no spaces or commas)", key_node)
+    return list(entries.items())
+
+
+def host_list(src: YamlSource, node: yaml.Node, what: str) -> tuple[Host, ...]:
+    """A group's hosts: `web-1`, `[web-1, {name: web-2, port: 2222}]` or `{web-1: {user: x}, web-2: }`."""
+    if isinstance(node, yaml.ScalarNode):
+        return (_host(src, node, None, what),)
+    if isinstance(node, yaml.MappingNode):
+        return tuple(_host(src, key_node, item, what) for _, (key_node, item) in _host_names(src, node, what))
+    return tuple(_host(src, item, None, what) for item in src.sequence(node, what))
+
+
+def _host(src: YamlSource, node: yaml.Node, settings: yaml.Node | None, what: str) -> Host:
+    """One host: a name (`node` a scalar) with optional settings, or a mapping with `name`."""
+    fields: dict[str, object] = {}
+    if isinstance(node, yaml.MappingNode):
+        settings, name_node = node, None
+    else:
+        name_node = node
+    if settings is not None and not (isinstance(settings, yaml.ScalarNode) and settings.tag == _NULL_TAG):
+        entries = src.mapping(settings, what)
+        src.check_keys(entries, HOST_KEYS if name_node is None else HOST_KEYS[1:], f"a host of {what}")
+        if name_node is None:
+            if "name" not in entries:
+                raise src.error(f"{what}: a host given as a mapping needs 'name'", settings)
+            name_node = entries["name"][1]
+        for key in ("address", "user"):
+            if key in entries:
+                fields[key] = src.text(entries[key][1], f"{what}.{key}")
+        if "port" in entries:
+            fields["port"] = port_number(src, entries["port"][1], f"{what}.port")
+    assert name_node is not None
+    name = src.text(name_node, what).strip()
+    if not HOST_NAME.match(name):
+        raise src.error(f"{what}: {name!r} is not a host name (no spaces or commas)", name_node)
+    return Host(name=name, line=src.line(name_node), **fields)  # type: ignore[arg-type]
+
+
+def port_number(src: YamlSource, node: yaml.Node, what: str) -> int:
+    text = src.text(node, what).strip()
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise src.error(f"{what}: expected a TCP port (1-65535), got {text!r}", node)
+    return int(text)
 
 
 def _variable(src: YamlSource, name: str, key_node: yaml.Node, node: yaml.Node) -> Variable:

@@ -83,6 +83,8 @@ def parse_yaml(text: str, path: str) -> Runbook:
         cwd=settings.cwd,
         env=settings.env,
         description=settings.description.strip("\n"),
+        hosts=settings.hosts,
+        inventory=settings.inventory,
     )
 
 
