@@ -58,6 +58,7 @@ from typing import Any, Literal, TypeVar
 
 import asyncssh
 
+from runbook_tui.model import Host
 from runbook_tui.process import DEFAULT_TERM, ExitStatus, shell_argv
 
 __all__ = [
@@ -148,6 +149,11 @@ class SshTarget:
     address: str | None = None
     port: int | None = None
     user: str | None = None
+
+    @classmethod
+    def from_host(cls, host: Host) -> SshTarget:
+        """The target of an inventory or front matter host (its source line is not part of it)."""
+        return cls(name=host.name, address=host.address, port=host.port, user=host.user)
 
 
 @dataclass(frozen=True)

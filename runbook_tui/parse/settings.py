@@ -314,11 +314,18 @@ def _host(src: YamlSource, node: yaml.Node, settings: yaml.Node | None, what: st
     return Host(name=name, line=src.line(name_node), **fields)  # type: ignore[arg-type]
 
 
+def parse_port(text: str) -> int | None:
+    """A TCP port number, or None when ``text`` is not one."""
+    text = text.strip()
+    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
+
+
 def port_number(src: YamlSource, node: yaml.Node, what: str) -> int:
-    text = src.text(node, what).strip()
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise src.error(f"{what}: expected a TCP port (1-65535), got {text!r}", node)
-    return int(text)
+    text = src.text(node, what)
+    port = parse_port(text)
+    if port is None:
+        raise src.error(f"{what}: expected a TCP port (1-65535), got {text.strip()!r}", node)
+    return port
 
 
 def _variable(src: YamlSource, name: str, key_node: yaml.Node, node: yaml.Node) -> Variable:
