@@ -263,3 +263,36 @@ def test_proxyjump_through_one_of_the_servers(pool: SshPool, fleet_home: SshFlee
     assert proc.facts is not None and proc.facts.port == target.port
     log = jump.log.read_text(errors="replace")
     assert "direct-tcpip" in log and log.count(f"port {target.port}") > before
+
+
+def test_abort_signals_every_running_host_and_skips_the_rest(pool: SshPool, fleet_home: SshFleet) -> None:
+    hosts = fleet_home.names(4)
+    collector = Collector()
+    aborting = threading.Event()
+
+    callbacks = collector.callbacks()
+    record = callbacks.output
+    assert record is not None
+
+    def output(host: str, text: str) -> None:
+        record(host, text)
+        if len(collector.text) == 2 and all("started" in t for t in collector.text.values()):
+            aborting.set()
+
+    callbacks.output = output
+    script = "trap 'echo got-INT; exit 130' INT; echo started; sleep 29.5; echo not-reached"
+    results = run_on_hosts(hosts, starter(pool, script), serial=("2",), parallel=2, should_abort=aborting.is_set,
+                           grace=1.0, callbacks=callbacks)
+    assert [r.state for r in results] == ["failed", "failed", "skipped", "skipped"]
+    assert all(r.status is not None and r.status.aborted and r.exit_code == 130 for r in results[:2])
+    assert all("got-INT" in collector.text[h] for h in hosts[:2])
+    assert all(r.reason == "the run was aborted" for r in results[2:])
+    assert not any(b"29.5" in line for line in _cmdlines())
+
+
+def test_per_host_timeout_fails_that_host_only(pool: SshPool, fleet_home: SshFleet) -> None:
+    slow_port = fleet_home.servers[1].port
+    script = f'[ "${{SSH_CONNECTION##* }}" != {slow_port} ] || sleep 28.5; echo done'
+    results = run_on_hosts(fleet_home.names(3), starter(pool, script), timeout=2.0, grace=0.5, max_fail=3)
+    assert [r.state for r in results] == ["ok", "failed", "ok"]
+    assert results[1].status is not None and results[1].status.timed_out and results[1].reason == "timed out"

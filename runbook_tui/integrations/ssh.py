@@ -530,6 +530,8 @@ class RemoteProcess:
         sig: int | None = None
         connection: _Connection | None = None
         try:
+            if self._aborted:  # abort() came before this coroutine even started
+                raise asyncio.CancelledError
             connection = await self._pool._connection(self.target)
             self.facts = connection.facts
             process = await connection.conn.create_process(
@@ -537,6 +539,9 @@ class RemoteProcess:
                 encoding=None)
             self._started = time.monotonic()
             self._process = process
+            if self._aborted:  # aborted while the session was being opened: run nothing
+                process.close()
+                raise asyncio.CancelledError
             if on_started is not None:
                 try:
                     on_started(connection.facts)
