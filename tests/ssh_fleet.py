@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -223,25 +224,41 @@ def start_fleet(size: int = FLEET_SIZE) -> SshFleet:
     user = getpass.getuser()
     fleet = SshFleet(root=root, home=home, user=user, key=key)
 
+    started: list[SshServer] = []
+    lock = threading.Lock()
+    spare = iter(_free_ports(size + 20)[size:])  # for a port another process took since the probe
+
     def start(index: int) -> SshServer:
         name = f"web-{index + 1:02d}"
         directory = root / name
         directory.mkdir()
         host_key = _keygen(directory / "host_ed25519")
         config = directory / "sshd_config"
-        config.write_text(_sshd_config(directory, ports[index], authorized, jump=index == 0))
         log = directory / "sshd.log"
-        process = subprocess.Popen([sshd, "-D", "-f", str(config), "-E", str(log)], stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        server = SshServer(name=name, port=ports[index], directory=directory, host_key_line=host_key,
-                           process=process, log=log)
-        _wait_listening(ports[index], process, time.monotonic() + START_TIMEOUT)
-        return server
+        port = ports[index]
+        for _attempt in range(3):
+            config.write_text(_sshd_config(directory, port, authorized, jump=index == 0))
+            process = subprocess.Popen([sshd, "-D", "-f", str(config), "-E", str(log)], stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            server = SshServer(name=name, port=port, directory=directory, host_key_line=host_key,
+                               process=process, log=log)
+            with lock:
+                started.append(server)
+            try:
+                _wait_listening(port, process, time.monotonic() + START_TIMEOUT)
+                return server
+            except RuntimeError:
+                if process.poll() is None or "already in use" not in log.read_text(errors="replace"):
+                    raise RuntimeError(f"{name}: {log.read_text(errors='replace')[-500:]}") from None
+                with lock:
+                    port = next(spare)
+        raise RuntimeError(f"{name}: no free port")
 
     try:
         with ThreadPoolExecutor(max_workers=8) as pool:
             fleet.servers = list(pool.map(start, range(size)))
     except BaseException:
+        fleet.servers = started  # every sshd started so far is stopped, not leaked
         stop_fleet(fleet)
         raise
     blocks = []
