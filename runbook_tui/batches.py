@@ -37,6 +37,7 @@ __all__ = [
     "HostResult",
     "RemoteStart",
     "batch_size",
+    "describe_batches",
     "parse_serial",
     "plan_batches",
     "run_on_hosts",
@@ -101,6 +102,18 @@ def plan_batches(hosts: Sequence[str], serial: Sequence[str] | None = None) -> t
         batches.append(Batch(len(batches) + 1, tuple(hosts[start:start + size])))
         start += size
     return tuple(batches)
+
+
+def describe_batches(batches: Sequence[Batch], *, max_hosts: int = 8) -> list[str]:
+    """One line per batch for `plan`, noop and the confirmation: `batch 2/3 (5 hosts): a, b, ...`."""
+    lines = []
+    for batch in batches:
+        names = list(batch.hosts[:max_hosts])
+        if len(batch.hosts) > max_hosts:
+            names.append(f"... {len(batch.hosts) - max_hosts} more")
+        count = f"{len(batch.hosts)} host{'s' if len(batch.hosts) != 1 else ''}"
+        lines.append(f"batch {batch.number}/{len(batches)} ({count}): {', '.join(names)}")
+    return lines
 
 
 @dataclass(frozen=True)

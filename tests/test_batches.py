@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runbook_tui.batches import BatchSizeError, batch_size, parse_serial, plan_batches
+from runbook_tui.batches import BatchSizeError, batch_size, describe_batches, parse_serial, plan_batches
 
 sizes = st.one_of(st.integers(1, 60).map(str), st.integers(1, 100).map(lambda n: f"{n}%"))
 serials = st.lists(sizes, min_size=1, max_size=5).map(tuple)
@@ -59,3 +59,13 @@ def test_bad_sizes_are_refused(value: str) -> None:
 def test_serial_accepts_lists_and_text() -> None:
     assert parse_serial([1, "25%", "100%"]) == ("1", "25%", "100%")
     assert parse_serial("1, 25%,100%") == ("1", "25%", "100%")
+
+
+def test_plan_lines_name_each_batch_and_its_hosts() -> None:
+    hosts = [f"web-{i:02d}" for i in range(1, 21)]
+    lines = describe_batches(plan_batches(hosts, parse_serial("1,25%,100%")), max_hosts=3)
+    assert lines == [
+        "batch 1/3 (1 host): web-01",
+        "batch 2/3 (5 hosts): web-02, web-03, web-04, ... 2 more",
+        "batch 3/3 (14 hosts): web-07, web-08, web-09, ... 11 more",
+    ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -296,3 +298,33 @@ def test_per_host_timeout_fails_that_host_only(pool: SshPool, fleet_home: SshFle
     results = run_on_hosts(fleet_home.names(3), starter(pool, script), timeout=2.0, grace=0.5, max_fail=3)
     assert [r.state for r in results] == ["ok", "failed", "ok"]
     assert results[1].status is not None and results[1].status.timed_out and results[1].reason == "timed out"
+
+
+def test_authentication_failure_names_the_reason(fleet_home: SshFleet) -> None:
+    server = fleet_home.servers[3]  # addressed directly: no config block, so no IdentityFile for it
+    with SshPool(FAST) as pool:
+        with pytest.raises(SshError, match="authentication failed as") as caught:
+            pool.connect(SshTarget("direct", address="127.0.0.1", port=server.port, user=fleet_home.user))
+    assert "ssh-agent" in str(caught.value)
+
+
+def test_keys_from_a_real_ssh_agent(fleet_home: SshFleet, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if shutil.which("ssh-agent") is None or shutil.which("ssh-add") is None:
+        pytest.skip("ssh-agent/ssh-add not installed")
+    socket_path = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(socket_path)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + WAIT
+        while not socket_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        env = {**os.environ, "SSH_AUTH_SOCK": str(socket_path)}
+        subprocess.run(["ssh-add", "-q", str(fleet_home.key)], env=env, check=True, timeout=WAIT)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(socket_path))
+        server = fleet_home.servers[3]
+        with SshPool(FAST) as pool:
+            facts = pool.connect(SshTarget("direct", address="127.0.0.1", port=server.port, user=fleet_home.user))
+        assert facts.port == server.port and facts.user == fleet_home.user
+    finally:
+        agent.terminate()
+        agent.wait(WAIT)
