@@ -67,20 +67,23 @@ def test_convert_keeps_hosts_and_batch_keys(direction: str) -> None:
     assert [t.options for t in back.commands()] == [t.options for t in original.commands()]
 
 
+# A YAML runbook whose one step takes more keys appended at its indentation (line 8 on).
+FLEET_YAML = textwrap.dedent(
+    """\
+    title: Fleet
+    hosts: {web: [a, b]}
+    sections:
+      - title: Go
+        steps:
+          - title: Smoke
+            run: "true"
+    """
+)
+
+
 def test_yaml_task_keys() -> None:
-    runbook = parse_text(textwrap.dedent(
-        """\
-        title: Fleet
-        hosts: {web: [a, b]}
-        sections:
-          - title: Go
-            steps:
-              - title: Smoke
-                run: curl -fsS localhost/health
-                hosts: [web]
-                serial: [1, "50%"]
-                parallel: 2
-        """), "fleet.yaml")
+    runbook = parse_text(FLEET_YAML + '        hosts: [web]\n        serial: [1, "50%"]\n        parallel: 2\n',
+                         "fleet.yaml")
     task, = runbook.commands()
     assert task.options.hosts == ("web",) and task.options.serial == ("1", "50%") and task.options.parallel == 2
 
@@ -92,18 +95,8 @@ def test_yaml_task_keys() -> None:
     ("hosts: [web, 'db one']", "hosts: 'db one' is not a host or group name", (8, 9)),
 ])
 def test_bad_values_are_located(snippet: str, message: str, where: tuple[int, int]) -> None:
-    text = textwrap.dedent(
-        """\
-        title: Fleet
-        hosts: {web: [a, b]}
-        sections:
-          - title: Go
-            steps:
-              - title: Smoke
-                run: "true"
-        """) + f"        {snippet}\n"
     with pytest.raises(RunbookError) as caught:
-        parse_text(text, "fleet.yaml")
+        parse_text(FLEET_YAML + f"        {snippet}\n", "fleet.yaml")
     assert message in str(caught.value)
     assert (caught.value.line, caught.value.column) == where
 

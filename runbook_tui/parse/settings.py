@@ -261,22 +261,19 @@ def parse_settings(
     return settings
 
 
-def _names(src: YamlSource, node: yaml.Node, what: str) -> list[tuple[str, tuple[yaml.Node, yaml.Node]]]:
-    """Entries of a mapping keyed by environment variable names."""
+def _names(src: YamlSource, node: yaml.Node, what: str, *, pattern: re.Pattern[str] = ENV_NAME,
+           kind: str = "a valid environment variable name (letters, digits, _)",
+           ) -> list[tuple[str, tuple[yaml.Node, yaml.Node]]]:
+    """Entries of a mapping whose keys must be names of one kind (environment variables by default)."""
     entries = src.mapping(node, what)
     for name, (key_node, _) in entries.items():
-        if not ENV_NAME.match(name):
-            raise src.error(f"{what}: '{name}' is not a valid environment variable name (letters, digits, _)", key_node)
+        if not pattern.match(name):
+            raise src.error(f"{what}: '{name}' is not {kind}", key_node)
     return list(entries.items())
 
 
 def _host_names(src: YamlSource, node: yaml.Node, what: str) -> list[tuple[str, tuple[yaml.Node, yaml.Node]]]:
-    """Entries of a mapping keyed by group or host names."""
-    entries = src.mapping(node, what)
-    for name, (key_node, _) in entries.items():
-        if not HOST_NAME.match(name):
-            raise src.error(f"{what}: {name!r} is not a host or group name (no spaces or commas)", key_node)
-    return list(entries.items())
+    return _names(src, node, what, pattern=HOST_NAME, kind="a host or group name (no spaces or commas)")
 
 
 def host_list(src: YamlSource, node: yaml.Node, what: str) -> tuple[Host, ...]:
