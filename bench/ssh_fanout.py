@@ -52,7 +52,8 @@ def child(hosts: list[str], lines: int, transcript_path: Path) -> dict[str, obje
     from runbook_tui.audit.redact import Redactor
     from runbook_tui.audit.transcript import Transcript
     from runbook_tui.batches import FanoutCallbacks, run_on_hosts
-    from runbook_tui.integrations.ssh import SshPool, SshTarget
+    from runbook_tui.integrations.ssh import SshPool, host_starter
+    from runbook_tui.model import Host
 
     redactor = Redactor()
     redactor.add("BENCH_SECRET", SECRET)
@@ -81,11 +82,8 @@ def child(hosts: list[str], lines: int, transcript_path: Path) -> dict[str, obje
         thread.start()
         start = time.perf_counter()
 
-        def spawn(host: str, on_output, on_started):  # type: ignore[no-untyped-def]
-            return pool.spawn(SshTarget(host), f"seq {lines}", on_output=on_output, env={"BENCH_SECRET": SECRET},
-                              on_started=lambda facts: on_started(facts.as_dict()))
-
-        results = run_on_hosts(hosts, spawn, parallel=len(hosts), callbacks=FanoutCallbacks(output=output))
+        starter = host_starter(pool, [Host(name, 0) for name in hosts], f"seq {lines}", env={"BENCH_SECRET": SECRET})
+        results = run_on_hosts(hosts, starter, parallel=len(hosts), callbacks=FanoutCallbacks(output=output))
         done.set()
         thread.join()
         for host in hosts:

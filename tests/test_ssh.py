@@ -14,13 +14,16 @@ from collections.abc import Iterator, Mapping
 import pytest
 
 from runbook_tui.batches import FanoutCallbacks, HostResult, parse_serial, run_on_hosts
-from runbook_tui.integrations.ssh import HostKeyError, RemoteProcess, SshError, SshOptions, SshPool, SshTarget
-from runbook_tui.process import Process
-from tests.ssh_fleet import SshFleet
+from runbook_tui.audit.redact import Redactor
+from runbook_tui.integrations.ssh import (HostKeyError, RemoteProcess, SshError, SshOptions, SshPool, SshTarget,
+                                          host_starter)
+from runbook_tui.model import Host
+from tests.ssh_fleet import FLEET_SIZE, SshFleet
 
 # Short keepalives so a hung host is declared gone in about a second and a half.
 FAST = SshOptions(keepalive_interval=0.5, keepalive_count=2, connect_timeout=5.0)
 WAIT = 30.0  # upper bound for any single wait: a hang fails the test instead of stalling it
+ALL_NAMES = [f"web-{i:02d}" for i in range(1, FLEET_SIZE + 1)]  # the fleet's ssh config names
 
 
 @pytest.fixture
@@ -49,11 +52,9 @@ class Collector:
         return FanoutCallbacks(started=started, output=output, finished=self.finished.append)
 
 
-def starter(pool: SshPool, script: str, env: Mapping[str, str] | None = None):
-    def start(host: str, on_output, on_started) -> Process:
-        return pool.spawn(SshTarget(host), script, on_output=on_output, env=env,
-                          on_started=lambda facts: on_started(facts.as_dict()))
-    return start
+def starter(pool: SshPool, script: str, env: Mapping[str, str] | None = None):  # type: ignore[no-untyped-def]
+    """run_on_hosts' start for fleet hosts named as in the fleet's ssh config."""
+    return host_starter(pool, [Host(name, 0) for name in ALL_NAMES], script, env=env)
 
 
 def server_port_of(output: str) -> int:
@@ -328,3 +329,25 @@ def test_keys_from_a_real_ssh_agent(fleet_home: SshFleet, tmp_path, monkeypatch:
     finally:
         agent.terminate()
         agent.wait(WAIT)
+
+
+def test_a_secret_printed_by_every_host_is_redacted_in_each_hosts_stream(pool: SshPool, fleet_home: SshFleet) -> None:
+    secret = "s3cr3t-" + os.urandom(6).hex()
+    redactor = Redactor()
+    redactor.add("DB_PASSWORD", secret)
+    safe: dict[str, list[str]] = {}
+    lock = threading.Lock()
+
+    def output(host: str, text: str) -> None:
+        with lock:
+            safe.setdefault(host, []).append(redactor.feed(host, text))
+
+    # printed one byte-chunk at a time: the secret arrives split across many reads
+    script = ('s=$DB_PASSWORD; while [ -n "$s" ]; do r=${s#?}; printf %s "${s%"$r"}"; s=$r; sleep 0.01; done; '
+              'echo; echo "$DB_PASSWORD"')
+    hosts = fleet_home.names(3)
+    results = run_on_hosts(hosts, starter(pool, script, env={"DB_PASSWORD": secret}), callbacks=FanoutCallbacks(output=output))
+    assert [r.state for r in results] == ["ok"] * 3
+    for host in hosts:
+        text = "".join(safe[host]) + redactor.flush(host)
+        assert secret not in text and text.count("[REDACTED:DB_PASSWORD]") == 2, text

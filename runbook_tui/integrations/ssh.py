@@ -24,7 +24,8 @@ The bootstrap reads those lines with ``read -r``, decodes each with the shell's 
 ``printf %b`` (no program is started, so no argv ever holds a value) into a variable, exports
 the values, and finally ``exec``s the argv: the script's own shell, which receives the values
 in its environment, exactly as a local command does. Nothing is ever evaluated: a value is only
-ever an argument of ``printf`` or the right-hand side of ``export "NAME=$v"``. The PTY is
+ever an argument of ``printf`` or the right-hand side of ``export "NAME=$v"``. (``printf`` is
+a builtin of every ``/bin/sh`` in use: dash, bash, busybox ash, zsh, mksh.) The PTY is
 requested with echo and line editing off (raw), so what is written to stdin is neither echoed
 back into the output nor cut at a line length; the bootstrap restores a normal terminal
 (``stty sane``) just before the ``exec``. A payload cut short (no final ``.`` line) runs nothing
@@ -34,7 +35,7 @@ Abort: a PTY is requested so the remote command has a controlling terminal. SIGI
 written to it (the terminal signals the whole foreground process group, as Ctrl+C in ``ssh
 -t``); SIGTERM and SIGKILL are SSH ``signal`` requests (OpenSSH delivers them to the command's
 leader); closing the channel then hangs the terminal up (SIGHUP to the session). If a host
-answers none of that, :meth:`RemoteProcess.abort` stops waiting after ``4 * grace`` and says so.
+answers none of that, :meth:`RemoteProcess.abort` stops waiting after ``3 * grace`` and says so.
 
 This module never imports the engine (or Textual); the engine drives RemoteProcesses.
 ``on_output`` and ``on_started`` are called on the pool's loop thread: they must be quick and
@@ -46,7 +47,6 @@ from __future__ import annotations
 import asyncio
 import codecs
 import concurrent.futures
-import os
 import re
 import signal
 import threading
@@ -76,6 +76,7 @@ __all__ = [
     "SshPool",
     "SshTarget",
     "encode_payload",
+    "host_starter",
 ]
 
 HostKeyPolicy = Literal["strict", "accept-new"]
@@ -442,6 +443,20 @@ class SshPool:
             accepted_new_key=client.accepted_new_key,
         )
         return _Connection(conn, client, facts)
+
+
+def host_starter(pool: SshPool, hosts: Sequence[Host], script: str, *, env: Mapping[str, str] | None = None,
+                 cwd: str | None = None, shell: str = "sh",
+                 ) -> Callable[[str, Callable[[str], None], Callable[[Mapping[str, object]], None]], RemoteProcess]:
+    """The ``start`` :func:`runbook_tui.batches.run_on_hosts` needs: ``script`` on the named host."""
+    targets = {host.name: SshTarget.from_host(host) for host in hosts}
+
+    def start(name: str, on_output: Callable[[str], None],
+              on_started: Callable[[Mapping[str, object]], None]) -> RemoteProcess:
+        return pool.spawn(targets[name], script, on_output=on_output, env=env, cwd=cwd, shell=shell,
+                          on_started=lambda facts: on_started(facts.as_dict()))
+
+    return start
 
 
 class RemoteProcess:
