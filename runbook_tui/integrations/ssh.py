@@ -162,7 +162,9 @@ class SshOptions:
     """How every connection of a pool is made.
 
     ``known_hosts`` / ``config`` None mean OpenSSH's defaults (``~/.ssh/known_hosts``,
-    ``~/.ssh/config``, read under ``$HOME``).
+    ``~/.ssh/config``, read under ``$HOME``). A ``UserKnownHostsFile`` in the config is what
+    asyncssh checks keys against; the changed-key diagnosis and ``accept-new`` read and append
+    ``known_hosts`` (or ``~/.ssh/known_hosts``), so set it when the config names another file.
     """
 
     host_keys: HostKeyPolicy = "strict"
