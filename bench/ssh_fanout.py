@@ -109,15 +109,15 @@ def first_output_latency(host: str, reps: int) -> list[float]:
             start = time.perf_counter()
 
             def on_output(text: str) -> None:
+                seen.append(text)
                 if not first.is_set():
                     at.append(time.perf_counter() - start)
                     first.set()
-                    seen.append(text)
 
             seen: list[str] = []
             process = pool.spawn(SshTarget(host), "echo first", on_output=on_output)
             status = process.wait(30)
-            if status is None or status.exit_code != 0 or not seen[0].startswith("first"):
+            if status is None or status.exit_code != 0 or not "".join(seen).startswith("first"):
                 raise SystemExit(f"first output: the host did not run `echo first` ({seen!r}, {status})")
             samples.append(at[0])
     return samples
