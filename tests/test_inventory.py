@@ -117,7 +117,7 @@ def test_runbook_groups_win_over_the_inventory_and_check_flags_unknown_names(tmp
         ---
         inventory: hosts.ini
         hosts:
-          web: [web-9]
+          web: [web-9, db-1]
           canary: [{name: web-04, user: canary}]
         ---
         # Deploy
@@ -139,6 +139,8 @@ def test_runbook_groups_win_over_the_inventory_and_check_flags_unknown_names(tmp
     inventory = runbook_inventory(runbook)
     assert [h.name for h in inventory.resolve(["web", "db"])] == ["web-9", "db-1"]
     assert inventory.resolve(["web-04"]) == (Host("web-04", 5, user="canary"),)
+    db = inventory.resolve(["web"])[1]  # only named by the runbook: the inventory's settings
+    assert (db.address, db.user) == ("10.0.1.1", "postgres")
     problem, = check_targets(runbook, inventory)
     assert problem.line == 20 and "unknown host or group 'wbe'" in problem.message
     assert "did you mean 'web'" in problem.message

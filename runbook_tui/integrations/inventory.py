@@ -84,11 +84,16 @@ class Inventory:
         return tuple(out.values())
 
     def merged_under(self, front: Sequence[HostGroup]) -> Inventory:
-        """This inventory with ``front`` (the runbook's own groups) taking precedence."""
+        """This inventory with ``front`` (the runbook's own groups) taking precedence.
+
+        A host the runbook gives settings of its own keeps them everywhere; a host it only names
+        takes the inventory's settings for that name.
+        """
         own = {host.name: host for group in front for host in group.hosts if host.address or host.port or host.user}
+        known = {**{host.name: host for host in self.hosts()}, **own}
         names = {group.name for group in front}
         groups = [*front, *(g for g in self.groups if g.name not in names)]
-        return Inventory(tuple(replace(g, hosts=tuple(own.get(h.name, h) for h in g.hosts)) for g in groups))
+        return Inventory(tuple(replace(g, hosts=tuple(known.get(h.name, h) for h in g.hosts)) for g in groups))
 
 
 # ---- loading ---------------------------------------------------------------------------------
