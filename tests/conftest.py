@@ -2,7 +2,7 @@
 
 from tests.docker_engine import docker_engine  # noqa: F401
 from tests.secret_service import secret_service  # noqa: F401
-from tests.ssh_fleet import fleet_home, ssh_fleet  # noqa: F401
+from tests.ssh_fleet import fleet_home, partitioned_host, ssh_fleet  # noqa: F401
 
 import pytest
 

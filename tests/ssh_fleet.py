@@ -1,5 +1,8 @@
 """A fleet of real OpenSSH servers for the SSH target tests (issue 15).
 
+``partitioned_host`` adds one host in a network namespace of its own, behind a veth pair a test
+can cut (packets then vanish, as when a host falls off the network).
+
 The session-scoped ``ssh_fleet`` fixture starts :data:`FLEET_SIZE` ``sshd`` processes (Debian's
 openssh-server) on 127.0.0.1, each with its own host key, config and pid file under a fresh
 temp directory, all trusting one user key generated for this session. It writes a home
@@ -165,12 +168,12 @@ def _keygen(path: Path) -> str:
     return f"{algorithm} {blob}"
 
 
-def _sshd_config(directory: Path, port: int, authorized: Path, jump: bool) -> str:
+def _sshd_config(directory: Path, port: int, authorized: Path, jump: bool, listen: str = "127.0.0.1") -> str:
     # MaxSessions: every command on a host is one session on the shared connection; OpenSSH's
     # default (10) would cap how many a test may run at once on one host.
     return "\n".join([
         f"Port {port}",
-        "ListenAddress 127.0.0.1",
+        f"ListenAddress {listen}",
         f"HostKey {directory / 'host_ed25519'}",
         f"PidFile {directory / 'sshd.pid'}",
         f"AuthorizedKeysFile {authorized}",
@@ -299,3 +302,74 @@ def fleet_home(ssh_fleet: SshFleet, monkeypatch: pytest.MonkeyPatch) -> SshFleet
     monkeypatch.setenv("HOME", str(ssh_fleet.home))
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     return ssh_fleet
+
+
+@dataclass
+class PartitionedHost:
+    """An sshd in a network namespace of its own, reached over a veth pair that a test can cut."""
+
+    name: str
+    namespace: str
+    link: str  # the host side of the veth pair
+    process: subprocess.Popen[bytes]
+
+    def cut(self) -> None:
+        """Drop the link: packets vanish (no RST, no FIN), as when a host falls off the network."""
+        subprocess.run(["ip", "link", "set", self.link, "down"], check=True)
+
+
+@pytest.fixture
+def partitioned_host(fleet_home: SshFleet) -> Iterator[PartitionedHost]:
+    """One more host, ``partitioned``, in its own network namespace (skips where netns is not allowed)."""
+    ip, sshd = _which("ip"), _which("sshd")
+    if ip is None or sshd is None:
+        pytest.skip("iproute2 (ip) not installed: no network namespace for the partition test")
+    tag = f"{os.getpid() % 100000}"
+    namespace, link, peer = f"rbt-ssh-{tag}", f"rbtv{tag}a", f"rbtv{tag}b"
+    subnet = f"10.231.{os.getpid() % 250}"  # a /30 no real network here uses, per test process
+    if subprocess.run([ip, "netns", "add", namespace], capture_output=True).returncode != 0:
+        pytest.skip("cannot create a network namespace here (needs CAP_SYS_ADMIN)")
+    process = None
+    try:
+        for argv in ([ip, "link", "add", link, "type", "veth", "peer", "name", peer],
+                     [ip, "link", "set", peer, "netns", namespace],
+                     [ip, "addr", "add", f"{subnet}.1/30", "dev", link],
+                     [ip, "link", "set", link, "up"],
+                     [ip, "-n", namespace, "addr", "add", f"{subnet}.2/30", "dev", peer],
+                     [ip, "-n", namespace, "link", "set", peer, "up"],
+                     [ip, "-n", namespace, "link", "set", "lo", "up"]):
+            subprocess.run(argv, check=True, capture_output=True)
+        directory = fleet_home.root / namespace  # kept for the session: one host key, one known_hosts line
+        first_use = not directory.exists()
+        if first_use:
+            directory.mkdir()
+            host_key = _keygen(directory / "host_ed25519")
+            with open(fleet_home.known_hosts, "a") as handle:
+                handle.write(f"{subnet}.2 {host_key}\n")
+            with open(fleet_home.config, "a") as handle:
+                handle.write(f"\nHost partitioned\n  HostName {subnet}.2\n  User {fleet_home.user}\n"
+                             f"  IdentityFile {fleet_home.key}\n  IdentitiesOnly yes\n")
+        config = directory / "sshd_config"
+        config.write_text(_sshd_config(directory, 22, fleet_home.root / "authorized_keys", jump=False,
+                                       listen=f"{subnet}.2"))
+        process = subprocess.Popen([ip, "netns", "exec", namespace, sshd, "-D", "-f", str(config),
+                                    "-E", str(directory / "sshd.log")], stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((f"{subnet}.2", 22), timeout=0.5):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        yield PartitionedHost("partitioned", namespace, link, process)
+    finally:
+        if process is not None:
+            for pid in reversed(_descendants(process.pid)):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            process.wait(10)
+        subprocess.run([ip, "netns", "del", namespace], capture_output=True)  # takes the veth pair with it
+        subprocess.run([ip, "link", "del", link], capture_output=True)

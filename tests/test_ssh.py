@@ -18,7 +18,7 @@ from runbook_tui.audit.redact import Redactor
 from runbook_tui.integrations.ssh import (HostKeyError, RemoteProcess, SshError, SshOptions, SshPool, SshTarget,
                                           host_starter)
 from runbook_tui.model import Host
-from tests.ssh_fleet import FLEET_SIZE, SshFleet
+from tests.ssh_fleet import FLEET_SIZE, PartitionedHost, SshFleet
 
 # Short keepalives so a hung host is declared gone in about a second and a half.
 FAST = SshOptions(keepalive_interval=0.5, keepalive_count=2, connect_timeout=5.0)
@@ -351,3 +351,17 @@ def test_a_secret_printed_by_every_host_is_redacted_in_each_hosts_stream(pool: S
     for host in hosts:
         text = "".join(safe[host]) + redactor.flush(host)
         assert secret not in text and text.count("[REDACTED:DB_PASSWORD]") == 2, text
+
+
+def test_host_cut_off_the_network_mid_command_fails_by_keepalive(pool: SshPool, partitioned_host: PartitionedHost) -> None:
+    out: list[str] = []
+    proc = pool.spawn(SshTarget(partitioned_host.name), "echo started; sleep 20; echo finished", on_output=out.append)
+    deadline = time.monotonic() + WAIT
+    while "started" not in "".join(out) and time.monotonic() < deadline and proc.wait(0) is None:
+        time.sleep(0.02)
+    assert "started" in "".join(out), proc.error
+    partitioned_host.cut()
+    status = proc.wait(WAIT)
+    assert status is not None, "a host cut off the network must fail, not hang"
+    assert status.exit_code is None and proc.error is not None and "stopped responding" in proc.error
+    assert "finished" not in "".join(out)
