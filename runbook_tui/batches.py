@@ -161,7 +161,8 @@ class FanoutCallbacks:
     ``output`` and ``started`` may be called from the target's own thread (the SSH pool's loop);
     the others from the thread that called run_on_hosts. ``before_batch(batch, remaining)``
     returning False stops the run there (the operator declined that batch): its hosts and the
-    rest are skipped.
+    rest are skipped. ``tick()`` is called about every :data:`POLL` seconds while hosts run,
+    on the calling thread, as ``supervise`` calls its tick (the engine flushes output there).
     """
 
     started: Callable[[str, Mapping[str, object]], None] | None = None
@@ -169,6 +170,7 @@ class FanoutCallbacks:
     finished: Callable[[HostResult], None] | None = None
     before_batch: Callable[[Batch, Sequence[Batch]], bool] | None = None
     batch_finished: Callable[[Batch, Sequence[HostResult]], None] | None = None
+    tick: Callable[[], None] | None = None
 
 
 def run_on_hosts(hosts: Sequence[str], start: RemoteStart, *, serial: Sequence[str] | None = None,
@@ -242,6 +244,8 @@ def _run_batch(batch: Batch, start: RemoteStart, parallel: int, timeout: float |
             running.append(_start(host, start, timeout, cb))
         if running and all(item.process.wait(0) is None for item in running):
             time.sleep(POLL)
+        if cb.tick is not None:
+            cb.tick()
         now = time.monotonic()
         for item in list(running):
             status = item.process.wait(0)

@@ -111,9 +111,32 @@ def test_batches_go_on_while_failures_stay_within_max_fail(pool: SshPool, fleet_
     hosts = fleet_home.names(5)
     canary_port = fleet_home.server(hosts[0]).port
     script = f'[ "${{SSH_CONNECTION##* }}" != {canary_port} ]'
-    results = run_on_hosts(hosts, starter(pool, script), serial=("1", "2"), max_fail=1, parallel=1)
+    events: list[str] = []
+    ticks = 0
+
+    def tick() -> None:
+        nonlocal ticks
+        ticks += 1
+
+    callbacks = FanoutCallbacks(
+        before_batch=lambda batch, rest: events.append(f"confirm {batch.number} then {len(rest)}") or True,
+        batch_finished=lambda batch, done: events.append(f"end {batch.number}: {[r.state for r in done]}"),
+        tick=tick)
+    results = run_on_hosts(hosts, starter(pool, script), serial=("1", "2"), max_fail=1, parallel=1,
+                           callbacks=callbacks)
     assert [r.state for r in results] == ["failed", "ok", "ok", "ok", "ok"]
     assert [r.batch for r in results] == [1, 2, 2, 3, 3]
+    assert events == ["confirm 1 then 2", "end 1: ['failed']", "confirm 2 then 1", "end 2: ['ok', 'ok']",
+                      "confirm 3 then 0", "end 3: ['ok', 'ok']"]
+    assert ticks > 5  # called while hosts run, as supervise's tick
+
+
+def test_declined_batch_skips_it_and_the_rest(pool: SshPool, fleet_home: SshFleet) -> None:
+    hosts = fleet_home.names(4)
+    callbacks = FanoutCallbacks(before_batch=lambda batch, rest: batch.number == 1)
+    results = run_on_hosts(hosts, starter(pool, "true"), serial=("1", "2"), callbacks=callbacks)
+    assert [r.state for r in results] == ["ok", "skipped", "skipped", "skipped"]
+    assert results[1].reason == "batch 2 was not confirmed"
 
 
 def test_hung_host_fails_by_keepalive_not_by_hanging(pool: SshPool, fleet_home: SshFleet) -> None:
