@@ -272,3 +272,12 @@ def test_commands_outside_steps_get_a_step_titled_by_their_lead_in() -> None:
 def test_no_h1_takes_the_title_from_the_file_name() -> None:
     book = parse_markdown("## Steps\n- `make deploy --now`\n", "runbooks/deploy-web.md")
     assert book.title == "deploy-web"
+
+
+@pytest.mark.parametrize("script", ['echo "whole: $DB_PASSWORD"\nhalf=$(( 1 / 2 ))', ". ./env.sh\n./deploy.sh",
+                                    'printf "status: %s\\n" ok'])
+def test_a_shell_block_opening_with_a_known_program_or_source_is_a_command(script: str) -> None:
+    """`echo "x: y"` is echo, not a line of output; `. ./env.sh` sources a file. Both run."""
+    book = parse_markdown("# T\n## Steps\n1. **Do**\n   ```sh\n" + textwrap.indent(script, "   ") + "\n   ```\n", "b.md")
+    (task,) = book.commands()
+    assert task.command == script

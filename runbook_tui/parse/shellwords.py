@@ -116,8 +116,12 @@ def looks_like_command(text: str, *, inline: bool = False, known: frozenset[str]
         if _SHELL_SYNTAX.match(line):
             return True
     program, args = command_words(line)
+    if program == "." and args and not inline:
+        return True  # `. ./env.sh`: source a file into this shell
     if not program or not _PROGRAM_SHAPE.match(program) or program[0].isdigit():
         return False
+    if program in known and not (args and args[0] in _EXPRESSION_TOKENS):
+        return True  # `echo "status: ok"` is echo, whatever its first argument looks like
     if args and (args[0] in _EXPRESSION_TOKENS or args[0].endswith(":")) or program.endswith(":"):
         return False  # `x = 1`, `rpc error: code = ...`, `Error: ...`
     if "/" in program and not program.startswith(("/", "./", "../", "~/")):
