@@ -169,7 +169,7 @@ def test_json_export_has_run_tasks_and_every_event(transcript: Path) -> None:
         "command": "./migrate --apply\n  --all", "run_command": "./migrate --apply\n  --all",
         "cwd": "/srv/app", "container": "web", "status": "failed", "reason": None, "exit_code": 3,
         "signal": None, "timed_out": False, "duration": 75.5, "attempts": 1,
-        "started": None, "finished": None,
+        "started": None, "finished": None, "fingerprint": "",
     }
     assert [event["seq"] for event in document["events"]] == list(range(20))
     assert document["events"][6]["text"] == TRICKY_OUTPUT

@@ -12,11 +12,12 @@ import itertools
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Iterator, Literal
 
+from .events import RunRecord, TaskRecord, fold
 from .redact import Redactor
 from .terminal import TerminalFilter, safe_text
 from .transcript import TranscriptError, VerifyResult, parse_timestamp, read_events, verify
@@ -33,64 +34,6 @@ _TERMINAL_CONTROLS = re.compile(
     r"|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"  # remaining control characters
 )
 _BARE_LF = re.compile(r"(?<!\r)\n")
-
-
-@dataclass
-class TaskRecord:
-    """What the transcript says about one task, folded over all its events."""
-
-    id: str
-    step_id: str | None = None
-    step_title: str | None = None
-    title: str | None = None
-    command: str | None = None
-    run_command: str | None = None
-    cwd: str | None = None
-    container: str | None = None
-    status: str = "unfinished"
-    reason: str | None = None
-    exit_code: int | None = None
-    signal: str | int | None = None
-    timed_out: bool = False
-    duration: float | None = None
-    attempts: int = 0
-    started: str | None = None
-    finished: str | None = None
-    output: list[str] = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        """The task as a reader knows it: its command, or the manual item / prompt."""
-        return self.command if self.command is not None else self.title or ""
-
-
-@dataclass
-class RunRecord:
-    """The run as a whole; `result` is "incomplete" when the transcript has no end event."""
-
-    title: str = ""
-    runbook: dict[str, Any] = field(default_factory=dict)
-    run_id: str | None = None
-    tool_version: str | None = None
-    mode: str | None = None
-    operator: dict[str, Any] = field(default_factory=dict)
-    git: dict[str, Any] | None = None
-    variables: dict[str, Any] = field(default_factory=dict)
-    secrets: list[str] = field(default_factory=list)
-    started: str | None = None
-    finished: str | None = None
-    result: str = "incomplete"
-    reason: str | None = None
-    summary: dict[str, Any] = field(default_factory=dict)
-    notes: list[dict[str, Any]] = field(default_factory=list)
-    tasks: dict[str, TaskRecord] = field(default_factory=dict)
-    continued: dict[str, Any] | None = None  # runbook.switched: the related runbook run next
-
-    @property
-    def duration(self) -> float | None:
-        if self.started is None or self.finished is None:
-            return None
-        return (parse_timestamp(self.finished) - parse_timestamp(self.started)).total_seconds()
 
 
 def export(path: str | os.PathLike[str], fmt: Format, redactor: Redactor | None = None) -> str:
@@ -111,76 +54,6 @@ def export(path: str | os.PathLike[str], fmt: Format, redactor: Redactor | None 
         "events": list(_redacted_events(path, redact)),
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-
-
-def fold(events: Iterable[dict[str, Any]]) -> RunRecord:
-    """Fold a stream of events into the run and its tasks."""
-    run = RunRecord()
-    steps: dict[str, str] = {}
-    last_ts: str | None = None
-    for event in events:
-        kind, ts = event.get("type"), event.get("ts")
-        run.started = run.started or ts
-        last_ts = ts
-        if kind == "run.started":
-            run.run_id, run.tool_version = event.get("run_id"), event.get("tool_version")
-            run.mode, run.git = event.get("mode"), event.get("git")
-            run.runbook = event.get("runbook") or {}
-            run.operator = event.get("operator") or {}
-            run.variables = event.get("variables") or {}
-            run.secrets = event.get("secrets") or []
-        elif kind == "runbook.opened" and not run.runbook:
-            run.runbook = {key: event.get(key) for key in ("path", "sha256", "title")}
-        elif kind == "runbook.switched":
-            run.continued = {key: event.get(key) for key in ("path", "sha256", "title", "transcript")}
-        elif kind == "step.entered":
-            steps[event["step_id"]] = event.get("title", "")
-        elif kind == "note":
-            run.notes.append(event)
-        elif kind in ("run.finished", "run.aborted"):
-            run.finished = ts
-            run.result = event.get("result", "failed") if kind == "run.finished" else "aborted"
-            run.reason = event.get("reason")
-            run.summary = {
-                key: value
-                for key, value in event.items()
-                if key not in ("seq", "ts", "type", "prev", "hash", "result", "reason")
-            }
-        elif "task_id" in event:
-            _fold_task(run, steps, event)
-    run.title = run.runbook.get("title") or ""
-    if run.finished is None:
-        run.finished = last_ts
-    return run
-
-
-def _fold_task(run: RunRecord, steps: dict[str, str], event: dict[str, Any]) -> None:
-    task = run.tasks.setdefault(event["task_id"], TaskRecord(event["task_id"]))
-    kind = event["type"]
-    if event.get("step_id"):
-        task.step_id = event["step_id"]
-        task.step_title = steps.get(task.step_id, task.step_title)
-    if kind == "confirm.asked" and task.title is None:
-        task.title = event.get("prompt")
-    elif kind == "command.started":
-        task.attempts += 1
-        if task.attempts > 1:
-            task.output.append(f"\n--- attempt {task.attempts} ---\n")
-        task.command, task.run_command = event.get("command"), event.get("run_command")
-        task.cwd, task.container = event.get("cwd"), event.get("container")
-        task.started = task.started or event["ts"]
-    elif kind == "output":
-        task.output.append(event.get("text", ""))
-    elif kind == "command.finished":
-        task.exit_code, task.signal = event.get("exit_code"), event.get("signal")
-        task.timed_out = bool(event.get("timed_out"))
-        task.duration = (task.duration or 0.0) + (event.get("duration") or 0.0)
-    elif kind == "task.finished":
-        task.status, task.reason = event.get("status", task.status), event.get("reason")
-        task.title = event.get("title", task.title)
-        if event.get("exit_code") is not None:
-            task.exit_code = event["exit_code"]
-        task.finished = event["ts"]
 
 
 def plain_text(text: str) -> str:
@@ -288,7 +161,8 @@ def _run_summary(run: RunRecord, integrity: VerifyResult) -> dict[str, Any]:
 
 def _task_summary(task: TaskRecord) -> dict[str, Any]:
     summary = asdict(task)
-    del summary["output"]
+    for internal in ("output", "running", "process"):  # the events carry these; a summary need not
+        del summary[internal]
     return summary
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from runbook_tui import __version__
+from runbook_tui.audit.events import check as check_event
 from runbook_tui.audit.redact import Redactor
 from runbook_tui.audit.transcript import Transcript, TranscriptError
 from runbook_tui.engine.checks import OutputTail, Verdict, judge
@@ -207,7 +208,11 @@ class Session:
 
     # ---- recording -----------------------------------------------------------------------
     def record(self, type: str, **fields: Any) -> dict[str, Any]:
-        """Append an event durably, then tell the observer. TranscriptError stops everything."""
+        """Append an event durably, then tell the observer. TranscriptError stops everything.
+
+        Every event is one the transcript's vocabulary (audit/events.py) knows, with its fields.
+        """
+        check_event(type, fields)
         event = self.transcript.append(type, **fields)
         if self.observer is not None:
             self.observer.event(event)

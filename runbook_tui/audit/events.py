@@ -1,0 +1,214 @@
+"""The transcript's vocabulary, owned here: every event's name and the fields it always carries,
+and the one fold of a transcript into what happened, which exports, `runs`, `watch` and `resume`
+all read (two folds that disagree would let an export and a resume tell different stories).
+
+The engine writes events only through `Session.record`, which checks each one against
+`REQUIRED` before it reaches the disk, so a new event or a renamed field has to be written down
+here first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .transcript import parse_timestamp
+
+# Event type -> the fields it always carries (besides seq, ts, type, prev and hash).
+REQUIRED: Mapping[str, frozenset[str]] = {
+    "run.started": frozenset({"run_id", "tool_version", "runbook", "mode", "trusted", "operator", "git", "cwd",
+                              "variables", "secrets", "concurrent_run"}),
+    "run.resumed": frozenset({"run_id", "mode", "trusted", "operator", "runbook", "interrupted_task", "finished"}),
+    "run.finished": frozenset({"result", "counts", "failed", "left"}),
+    "run.aborted": frozenset({"reason", "left"}),
+    "step.entered": frozenset({"step_id", "title"}),
+    "confirm.asked": frozenset(),  # a command's (task_id, prompt...), a step's (step_id, commands) or a manual check's
+    "confirm.answered": frozenset({"answer"}),
+    "policy.allowed": frozenset({"task_id", "run_command", "reason", "mode", "trusted", "attempt"}),
+    "command.planned": frozenset({"task_id", "step_id", "command", "run_command", "cwd", "env", "risk"}),
+    "command.started": frozenset({"task_id", "step_id", "command", "run_command", "cwd", "env_names", "attempt",
+                                  "shell", "edited"}),
+    "command.spawned": frozenset({"task_id", "attempt", "host", "pid", "pgid"}),
+    "output": frozenset({"task_id", "text"}),
+    "command.finished": frozenset({"task_id", "exit_code", "signal", "duration", "attempt"}),
+    "task.finished": frozenset({"task_id", "step_id", "status", "title", "fingerprint"}),
+    "note": frozenset({"text", "task_id"}),
+    "mode.changed": frozenset({"requested", "mode", "previous", "by", "trusted", "refused"}),
+    "operator.jumped": frozenset({"to"}),
+    "operator.disconnected": frozenset({"reason"}),
+    "runbook.changed": frozenset({"path", "sha256_started", "sha256_now"}),
+    "runbook.opened": frozenset({"path", "sha256", "title"}),
+    "runbook.closed": frozenset({"path"}),
+    "runbook.switched": frozenset({"path", "sha256", "title", "transcript"}),
+}
+# How a task can end for good: a resumed run does not do these again (failed ones it retries).
+SETTLED = frozenset({"done", "skipped", "manual"})
+
+
+class UnknownEvent(ValueError):
+    """An event the transcript's vocabulary does not have, or one missing a field it always carries."""
+
+
+def check(kind: str, fields: Mapping[str, Any]) -> None:
+    """Refuse an event that is not in REQUIRED, or lacks one of its fields (a bug of ours)."""
+    required = REQUIRED.get(kind)
+    if required is None:
+        raise UnknownEvent(f"unknown transcript event {kind!r}: add it to runbook_tui/audit/events.py")
+    missing = required - fields.keys()
+    if missing:
+        raise UnknownEvent(f"event {kind!r} lacks {', '.join(sorted(missing))}")
+
+
+@dataclass
+class TaskRecord:
+    """What the transcript says about one task, folded over all its events."""
+
+    id: str
+    step_id: str | None = None
+    step_title: str | None = None
+    title: str | None = None
+    command: str | None = None
+    run_command: str | None = None
+    cwd: str | None = None
+    container: str | None = None
+    status: str = "unfinished"
+    reason: str | None = None
+    exit_code: int | None = None
+    signal: str | int | None = None
+    timed_out: bool = False
+    duration: float | None = None
+    attempts: int = 0
+    started: str | None = None
+    finished: str | None = None
+    fingerprint: str = ""
+    running: bool = False  # a command.started with no command.finished after it
+    process: dict[str, Any] = field(default_factory=dict)  # the last command.spawned
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """The task as a reader knows it: its command, or the manual item / prompt."""
+        return self.command if self.command is not None else self.title or ""
+
+
+@dataclass
+class RunRecord:
+    """The run as a whole; `result` is "incomplete" when the transcript has no end event."""
+
+    title: str = ""
+    runbook: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None
+    tool_version: str | None = None
+    mode: str | None = None
+    trusted: bool | None = None
+    operator: dict[str, Any] = field(default_factory=dict)
+    git: dict[str, Any] | None = None
+    variables: dict[str, Any] = field(default_factory=dict)
+    secrets: list[str] = field(default_factory=list)
+    started: str | None = None
+    finished: str | None = None
+    result: str = "incomplete"
+    reason: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    notes: list[dict[str, Any]] = field(default_factory=list)
+    tasks: dict[str, TaskRecord] = field(default_factory=dict)
+    continued: dict[str, Any] | None = None  # runbook.switched: the related runbook run next
+    resumed: int = 0  # how many times the run was resumed
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None or self.finished is None:
+            return None
+        return (parse_timestamp(self.finished) - parse_timestamp(self.started)).total_seconds()
+
+    @property
+    def interrupted(self) -> TaskRecord | None:
+        """The task whose command was running when the transcript stopped, if any."""
+        return next((task for task in reversed(self.tasks.values()) if task.running), None)
+
+    def settled(self) -> dict[str, TaskRecord]:
+        return {tid: task for tid, task in self.tasks.items() if task.status in SETTLED}
+
+
+def fold(events: Iterable[Mapping[str, Any]]) -> RunRecord:
+    """Fold a stream of events into the run and its tasks (damaged fields read as absent)."""
+    run = RunRecord()
+    steps: dict[str, str] = {}
+    last_ts: str | None = None
+    for event in events:
+        kind, ts = event.get("type"), event.get("ts")
+        run.started = run.started or ts
+        last_ts = ts
+        if kind == "run.started":
+            run.run_id, run.tool_version = event.get("run_id"), event.get("tool_version")
+            run.mode, run.git, run.trusted = event.get("mode"), event.get("git"), event.get("trusted")
+            run.runbook = _mapping(event.get("runbook"))
+            run.operator = _mapping(event.get("operator"))
+            run.variables = _mapping(event.get("variables"))
+            run.secrets = list(event.get("secrets") or [])
+        elif kind == "run.resumed":
+            run.resumed += 1
+            run.result, run.finished = "incomplete", None
+            for task in run.tasks.values():
+                task.running = False  # what ran before the interruption is over now
+        elif kind == "runbook.opened" and not run.runbook:
+            run.runbook = {key: event.get(key) for key in ("path", "sha256", "title")}
+        elif kind == "runbook.switched":
+            run.continued = {key: event.get(key) for key in ("path", "sha256", "title", "transcript")}
+        elif kind == "step.entered":
+            steps[str(event.get("step_id"))] = str(event.get("title", ""))
+        elif kind == "note":
+            run.notes.append(dict(event))
+        elif kind in ("run.finished", "run.aborted"):
+            run.finished = ts
+            run.result = str(event.get("result", "failed")) if kind == "run.finished" else "aborted"
+            run.reason = event.get("reason")
+            run.summary = {key: value for key, value in event.items()
+                           if key not in ("seq", "ts", "type", "prev", "hash", "result", "reason")}
+        elif "task_id" in event and event.get("task_id") is not None:
+            _fold_task(run, steps, event)
+    run.title = str(run.runbook.get("title") or "")
+    if run.finished is None:
+        run.finished = last_ts
+    return run
+
+
+def _fold_task(run: RunRecord, steps: dict[str, str], event: Mapping[str, Any]) -> None:
+    task = run.tasks.setdefault(str(event["task_id"]), TaskRecord(str(event["task_id"])))
+    kind = event.get("type")
+    if event.get("step_id"):
+        task.step_id = str(event["step_id"])
+        task.step_title = steps.get(task.step_id, task.step_title)
+    if kind == "confirm.asked" and task.title is None:
+        task.title = event.get("prompt")
+    elif kind == "command.started":
+        task.attempts += 1
+        task.running, task.process = True, {}
+        if task.attempts > 1:
+            task.output.append(f"\n--- attempt {task.attempts} ---\n")
+        task.command, task.run_command = event.get("command"), event.get("run_command")
+        task.cwd, task.container = event.get("cwd"), event.get("container")
+        task.started = task.started or event.get("ts")
+    elif kind == "command.spawned":
+        task.process = dict(event)
+    elif kind == "output":
+        task.output.append(str(event.get("text", "")))
+    elif kind == "command.finished":
+        task.running = False
+        task.exit_code, task.signal = event.get("exit_code"), event.get("signal")
+        task.timed_out = bool(event.get("timed_out"))
+        task.duration = (task.duration or 0.0) + (event.get("duration") or 0.0)
+    elif kind == "task.finished":
+        task.running = False
+        task.status, task.reason = str(event.get("status", task.status)), event.get("reason")
+        task.title = event.get("title", task.title)
+        task.fingerprint = str(event.get("fingerprint", ""))
+        if event.get("exit_code") is not None:
+            task.exit_code = event["exit_code"]
+        task.finished = event.get("ts")
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """A field that should be an object, or {} when a damaged transcript says otherwise."""
+    return dict(value) if isinstance(value, Mapping) else {}
