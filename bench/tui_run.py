@@ -122,7 +122,7 @@ async def _drive(app: Any, pilot: Any, task: Any, tail: TranscriptTail, keys: bo
 
     watcher = asyncio.create_task(watch_transcript())
     if keys:
-        await until(lambda: app.running is not None or finished.is_set(), 10, "the command to start")
+        await until(lambda: app.run_screen.running is not None or finished.is_set(), 10, "the command to start")
         key = "k"
         while not finished.is_set():
             before = tree.cursor_line

@@ -93,14 +93,14 @@ def open_command(runbook: str | None, mode: str, variables: tuple[str, ...], tra
         except RunProblem as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_BAD_INPUT)
-        assert app.run is not None
+        assert app.current_run is not None
         try:
             code = app.run()
         finally:
-            if not app.run.session.ended:  # the app stopped without ending the run (a crash): say so
-                code = app.run.abort("the app stopped unexpectedly")
-            app.run.close()
-        click.echo(f"transcript: {app.run.transcript_path}", err=True)
+            if not app.current_run.session.ended:  # the app stopped without ending the run (a crash): say so
+                code = app.current_run.abort("the app stopped unexpectedly")
+            app.current_run.close()
+        click.echo(f"transcript: {app.current_run.transcript_path}", err=True)
         if app.next_run is None:
             sys.exit(code or EXIT_OK)
         # the operator switched to a related runbook: its own run, in the transcript announced

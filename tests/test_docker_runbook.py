@@ -87,8 +87,8 @@ async def test_watch_tab_follows_the_container_across_recreation(
         docker_engine.run("while true; do echo second; sleep 0.2; done", name=f"{service}-2", labels=labels)
         await wait_for(pilot, lambda: "second" in pane.lines_of(service), timeout=30)
         assert any("re-attached to" in line for line in pane.lines_of(service))
-        assert app.containers is not None
-        followers = list(app.containers.followers)
+        assert app.run_screen.containers is not None
+        followers = list(app.run_screen.containers.followers)
         await pilot.press("q")
         await wait_for(pilot, lambda: not app.is_running, timeout=10)
     assert followers and not any(f.running for f in followers)

@@ -383,7 +383,7 @@ async def test_palette_auto_on_an_untrusted_runbook_is_refused_and_recorded(isol
         await until_event(pilot, transcript, "run.started")
         await palette(pilot, "Change mode to auto")
         await until_event(pilot, transcript, "mode.changed")
-        assert app.run.mode == "paranoid"
+        assert app.current_run.mode == "paranoid"
         assert any("not trusted" in m for m in notifications(app))
         await select(pilot, "1.2.1")
         await pilot.press("enter")
@@ -402,7 +402,7 @@ async def test_palette_auto_on_a_trusted_runbook_runs_without_asking_but_not_hig
     async with app.run_test(size=SIZE) as pilot:
         await until_event(pilot, transcript, "run.started")
         await palette(pilot, "Change mode to auto")
-        await until(pilot, lambda: app.run.mode == "auto", what="auto mode")
+        await until(pilot, lambda: app.current_run.mode == "auto", what="auto mode")
         await select(pilot, "1.2.1")
         await pilot.press("enter")
         await until(pilot, lambda: (isolated / "second-ran").exists(), what="the command ran unasked")
@@ -422,7 +422,7 @@ async def test_palette_mode_changes_are_recorded(isolated: Path, mode: str) -> N
     async with app.run_test(size=SIZE) as pilot:
         await until_event(pilot, transcript, "run.started")
         await palette(pilot, f"Change mode to {mode}")
-        await until(pilot, lambda: app.run.mode == mode, what=f"{mode} mode")
+        await until(pilot, lambda: app.current_run.mode == mode, what=f"{mode} mode")
     (changed,) = [e for e in events(transcript) if e["type"] == "mode.changed"]
     assert (changed["previous"], changed["mode"]) == ("auto", mode)
 

@@ -136,7 +136,7 @@ def test_failed_task(snap_compare: Any, frozen: Callable[..., RunbookApp], tmp_p
         await until_status(pilot, "4.3.2", "failed")
         pane = pilot.app.query_one("#output")
         await until(pilot, lambda: any(line.startswith("[exit 3,") for line in pane.lines_of("4.3.2")))
-        await until(pilot, lambda: pilot.app.running is None)
+        await until(pilot, lambda: pilot.app.run_screen.running is None)
         await pilot.pause()
 
     assert snap_compare(frozen(book, cwd=book.parent), terminal_size=SIZE, run_before=run_before)

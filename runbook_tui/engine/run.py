@@ -60,6 +60,7 @@ class Run:
         self.next_run: tuple[Runbook, Path] | None = None  # a related runbook the operator switched to
         self._lock = lock
         self._closed = False
+        self._started = False
         self._ending = threading.Lock()
 
     # ---- opening -----------------------------------------------------------------------------
@@ -195,6 +196,7 @@ class Run:
             self.session.resume(self.resumed_from.interrupted)
         else:
             self.session.start()
+        self._started = True
 
     # ---- driving -------------------------------------------------------------------------------
     def drive(self) -> int:
@@ -307,12 +309,15 @@ class Run:
         self.session.record("runbook.closed", path=str(Path(runbook.path).resolve()))
 
     def close(self) -> None:
-        """Release the lock and close the transcript (idempotent)."""
+        """Release the lock and close the transcript (idempotent). A new run that never started
+        (a secret missing, no one to ask) leaves no transcript behind: it has nothing to say."""
         if self._closed:
             return
         self._closed = True
         self._lock.release()
         self.session.transcript.close()
+        if not self._started and self.resumed_from is None:
+            self.transcript_path.unlink(missing_ok=True)
 
     # ---- after the run -------------------------------------------------------------------------
     def export(self, fmt: str = "md") -> Path:

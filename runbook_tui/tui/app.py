@@ -46,14 +46,14 @@ class RunbookApp(App[int]):
         if keymap:
             self.set_keymap(keymap)
         self.runbook = runbook
-        self.run: Run | None = None  # set by make_app before the app runs
+        self.current_run: Run | None = None  # set by make_app before the app runs
         self.git = git or {}
         self.follow_path = follow_path
         self.requested_theme = theme
         self._redactor = redactor
 
     def get_default_screen(self) -> RunScreen:
-        return RunScreen(self.runbook, self.run, git=self.git, follow_path=self.follow_path,
+        return RunScreen(self.runbook, self.current_run, git=self.git, follow_path=self.follow_path,
                          redactor=self._redactor)
 
     @property
@@ -65,19 +65,19 @@ class RunbookApp(App[int]):
     @property
     def session(self) -> Session | None:
         """The run's task state machine (tests and the benchmark read its facts)."""
-        return self.run.session if self.run is not None else None
+        return self.current_run.session if self.current_run is not None else None
 
     @property
     def read_only(self) -> bool:
-        return self.run is None
+        return self.current_run is None
 
     @property
     def next_run(self) -> tuple[Runbook, Any] | None:
-        return self.run.next_run if self.run is not None else None
+        return self.current_run.next_run if self.current_run is not None else None
 
     def on_mount(self) -> None:
         self._apply_theme()
-        if self.run is not None:
+        if self.current_run is not None:
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._terminal_lost)
 
     def _terminal_lost(self) -> None:
@@ -86,12 +86,12 @@ class RunbookApp(App[int]):
         The terminal is gone, so the screen is pointed at /dev/null: Textual's writer would
         otherwise block on it and the app could never exit.
         """
-        assert self.run is not None
+        assert self.current_run is not None
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
         os.close(devnull)
-        self.run.hangup()
+        self.current_run.hangup()
         if self.run_screen.running is None:
             self.run_screen.end_run(False)
 
@@ -138,7 +138,7 @@ def make_app(runbook: Runbook, *, mode: str, variables: dict[str, str], transcri
     app = RunbookApp(runbook, git=repo_facts(runbook.path), theme=theme or config.theme, keymap=config.keymap)
     observer = _ScreenObserver(app)
     settings = RunSettings(mode=mode, values=variables, transcript=transcript)  # type: ignore[arg-type]
-    app.run = Run.open(runbook, settings, lambda book, trust: ScreenPrompter(app), observer=observer,
+    app.current_run = Run.open(runbook, settings, lambda book, trust: ScreenPrompter(app), observer=observer,
                        terminal=app.run_on_terminal)
     return app
 
