@@ -13,9 +13,18 @@ import shlex
 from collections.abc import Mapping
 
 from runbook_tui.model import Runbook, Task
+from runbook_tui.parse.hazards import environment_hazard, evaluated_message, placeholder_spots, shell_hazard
 
 # `$NAME` or `${NAME}` (also `${NAME:-default}`) in an env value: the names it reads.
 _REFERENCE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class UnsafePlaceholder(ValueError):
+    """A placeholder stands where the shell would run its value as code; nothing was filled in.
+
+    `check` refuses such a runbook already; this is the same rule at run time (a runbook that
+    was never checked, or a command edited at the prompt), so the message says how to fix it.
+    """
 
 
 def fill_placeholders(command: str, values: Mapping[str, str]) -> str:
@@ -23,35 +32,32 @@ def fill_placeholders(command: str, values: Mapping[str, str]) -> str:
 
     Unquoted: `shlex.quote`. Inside '...': the value with `'` closed, escaped and reopened.
     Inside "...": `\\`, `"`, `$` and backquote escaped. So no value can break out of its spot.
+    Anywhere the shell reads the text again as code (parse/hazards.py) it raises UnsafePlaceholder.
     """
     out: list[str] = []
-    quote: str | None = None
-    index = 0
-    tokens = sorted(values, key=len, reverse=True)
-    while index < len(command):
-        token = next((t for t in tokens if command.startswith(t, index)), None)
-        if token is not None:
-            out.append(_quoted(values[token], quote))
-            index += len(token)
-            continue
-        char = command[index]
-        if char == "\\" and quote != "'" and index + 1 < len(command):
-            out.append(command[index : index + 2])
-            index += 2
-            continue
-        if char in "'\"" and quote in (None, char):
-            quote = None if quote == char else char
-        out.append(char)
-        index += 1
-    return "".join(out)
+    done = 0
+    for at, token, spot in placeholder_spots(command, values):
+        if spot.evaluated is not None:
+            raise UnsafePlaceholder(evaluated_message(token, spot.evaluated))
+        out += [command[done:at], _quoted(values[token], spot.quote)]
+        done = at + len(token)
+    return "".join(out) + command[done:]
 
 
-def _quoted(value: str, quote: str | None) -> str:
+# A newline in a value is written as ANSI-C `$'\n'` (closing and reopening the quotes around it), so
+# no line of the filled command starts inside a value: after a syntax error bash can resume parsing
+# at the next line (`x=(;` does), and that line would then be the value's text, read as code.
+_NEWLINE = {"": "'$'\\n''", "'": "'$'\\n''", '"': "\"$'\\n'\""}
+
+
+def _quoted(value: str, quote: str) -> str:
     if quote == "'":
-        return value.replace("'", "'\\''")
-    if quote == '"':
-        return "".join("\\" + c if c in '\\"$`' else c for c in value)
-    return shlex.quote(value)
+        text = value.replace("'", "'\\''")
+    elif quote == '"':
+        text = "".join("\\" + c if c in '\\"$`' else c for c in value)
+    else:
+        text = shlex.quote(value)
+    return text.replace("\n", _NEWLINE[quote])
 
 
 def injected_environment(runbook: Runbook, values: Mapping[str, str], secrets: Mapping[str, str],
@@ -82,20 +88,23 @@ def command_environment(injected: Mapping[str, str]) -> dict[str, str]:
     return {**os.environ, **injected}
 
 
-def environment_hazards(runbook: Runbook, values: Mapping[str, str], task: Task) -> list[str]:
-    """Why the environment this task would get can run code that its command does not show."""
-    names = {key for key, _ in runbook.env} | set(values) | {key for key, _ in task.options.env or ()}
-    reasons = [f"it sets {name}, which {why}" for name, why in dangerous_environment(sorted(names))]
-    if runbook.shell not in (None, "bash", "sh"):
-        reasons.append(f"it runs under the runbook's own shell {runbook.shell!r}")
+def environment_hazards(runbook: Runbook, values: Mapping[str, str], task: Task,
+                        sources: Mapping[str, str] | None = None) -> list[str]:
+    """Why the environment (and shell) this task would get can run code its command does not show.
+
+    Every name the task's environment gets is looked at: the runbook's `env`, its variables and
+    the secrets this task uses, the task's own `env`, and `values` (for which `sources` may say
+    where each came from: `{"PATH": "--var", "LD_PRELOAD": "the transcript"}`). The reasons go
+    into the task's risk, so the operator types the confirmation having been shown why.
+    """
+    given = sources or {}
+    origins = {name: "the runbook's env" for name, _ in runbook.env}
+    origins.update({v.name: "the runbook's variables" for v in runbook.variables})
+    origins.update({name: given.get(name, "a value given for this run") for name in values})
+    origins.update({name: "the runbook's secrets" for name in secrets_used(runbook, task)})
+    origins.update({name: "the task's env" for name, _ in task.options.env or ()})
+    reasons = [f"it sets {name} (from {origin}), which {why}" for name, origin in sorted(origins.items())
+               if (why := environment_hazard(name)) is not None]
+    if (why := shell_hazard(runbook.shell)) is not None:
+        reasons.append(f"the runbook's shell: {why}")
     return reasons
-
-
-# HAZARDS-MERGE: provisional; the hazards branch brings the full list and its reasons.
-_DANGEROUS_NAMES = ("PATH", "BASH_ENV", "ENV", "PROMPT_COMMAND", "IFS", "SHELLOPTS", "BASHOPTS", "PS4")
-
-
-def dangerous_environment(names: list[str]) -> list[tuple[str, str]]:
-    """(name, why) for each name that changes which code a shell runs."""
-    return [(name, "changes which code the shell runs") for name in names
-            if name in _DANGEROUS_NAMES or name.startswith(("LD_", "PYTHON"))]

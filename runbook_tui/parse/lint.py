@@ -29,16 +29,20 @@ _DANGEROUS = tuple((re.compile(pattern, re.IGNORECASE), why) for pattern, why in
 
 @dataclass(frozen=True)
 class Warning:
-    """One lint finding, printed like a compiler warning: `file:line:col: warning: message [code]`."""
+    """One lint finding, printed like a compiler warning: `file:line:col: warning: message [code]`.
+
+    An `error` (a placeholder the shell would run as code) makes `check` refuse the runbook.
+    """
 
     path: str
     line: int
     column: int
     code: str
     message: str
+    severity: str = "warning"
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}:{self.column}: warning: {self.message} [{self.code}]"
+        return f"{self.path}:{self.line}:{self.column}: {self.severity}: {self.message} [{self.code}]"
 
 
 def dangerous_reason(command: str) -> str | None:
@@ -91,6 +95,9 @@ def lint(runbook: Runbook, text: str | None = None) -> list[Warning]:
         found.append(Warning(path, 1, 1, "no-steps",
                              "no steps and no commands: nothing here to run or confirm (a numbered list, "
                              "a ### step or a shell block makes one)"))
+    from runbook_tui.parse.hazards import hazards
+
+    found.extend(hazards(runbook, text))
     return sorted(found, key=lambda w: (w.line, w.code))
 
 
