@@ -123,7 +123,7 @@ def parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the parsed model as JSON, one object per file.")
 def check(paths: tuple[str, ...], as_json: bool) -> None:
-    """Parse and lint runbooks: exit 0 when every file parses, 2 when one does not."""
+    """Parse and lint runbooks: exit 0 when every file parses and passes, 2 when one does not."""
     from runbook_tui.engine.trust import is_trusted
     from runbook_tui.parse.lint import lint
 
@@ -138,8 +138,10 @@ def check(paths: tuple[str, ...], as_json: bool) -> None:
             failed = True
             continue
         warnings = lint(book, text)
+        refused = [w for w in warnings if w.severity == "error"]
+        failed = failed or bool(refused)
         for warning in warnings:
-            click.echo(str(warning), err=True)
+            click.echo(visible(str(warning)), err=True)
         if as_json:
             document = book.as_dict()
             document["trusted"] = is_trusted(book)
@@ -149,7 +151,9 @@ def check(paths: tuple[str, ...], as_json: bool) -> None:
         else:
             counts = _counts(book)
             trusted = "trusted" if is_trusted(book) else "not trusted"
-            click.echo(f"{path}: ok: {counts}, {len(warnings)} warning{'s' * (len(warnings) != 1)}, {trusted}")
+            verdict = f"refused: {len(refused)} error{'s' * (len(refused) != 1)}" if refused else "ok"
+            click.echo(visible(f"{path}: {verdict}: {counts}, {len(warnings)} warning{'s' * (len(warnings) != 1)}, "
+                               f"{trusted}"))
     if as_json:
         click.echo(json.dumps(documents[0] if len(paths) == 1 and documents else documents, indent=2))
     sys.exit(EXIT_BAD_INPUT if failed else EXIT_OK)
@@ -232,7 +236,10 @@ def plan(path: str) -> None:
 
 
 def render_plan(book: Runbook) -> str:
-    """A person-readable plan: steps in order, each command verbatim, what must be supplied."""
+    """A person-readable plan: steps in order, each command verbatim, what must be supplied.
+
+    Runbook text is shown with its control, invisible and look-alike characters escaped.
+    """
     lines = [book.title, "=" * len(book.title)]
     for key, value in book.metadata:
         lines.append(f"{key.replace('_', ' ').capitalize()}: {value}")
@@ -251,7 +258,7 @@ def render_plan(book: Runbook) -> str:
             lines.append(f"  {step.id} {step.title}{suffix}")
             for task in step.tasks:
                 lines.extend(_plan_task(book, task))
-    return "\n".join(lines) + "\n"
+    return visible("\n".join(lines) + "\n")
 
 
 def _plan_task(book: Runbook, task: Task) -> list[str]:
@@ -451,4 +458,5 @@ def runs(directory: str | None, limit: int) -> None:
     from runbook_tui.engine.history import list_runs
 
     for entry in list_runs(Path(directory) if directory else None)[:limit]:
-        click.echo(f"{entry.started}  {entry.result:<8}  {entry.operator:<24}  {entry.title}  {entry.path}")
+        # a transcript is anyone's file: its title and operator are shown, never interpreted
+        click.echo(visible(f"{entry.started}  {entry.result:<8}  {entry.operator:<24}  {entry.title}  {entry.path}"))

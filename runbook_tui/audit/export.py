@@ -19,7 +19,7 @@ from typing import Any, Callable, Collection, Iterable, Iterator, Literal
 
 from .events import RunRecord, TaskRecord, fold
 from .redact import Redactor
-from .terminal import TerminalFilter, safe_text
+from .terminal import TerminalFilter, safe_text, visible
 from .transcript import TranscriptError, VerifyResult, parse_timestamp, read_events, verify
 
 Format = Literal["md", "json", "cast"]
@@ -102,7 +102,7 @@ def _markdown(run: RunRecord, integrity: VerifyResult, filename: str, redact: Ca
     if with_output:
         out += ["", "## Output"]
         for task in with_output:
-            label = html.escape(_first_line(task.label))
+            label = html.escape(visible(_first_line(task.label)))
             summary = f"{_inline(task.id)} <code>{label}</code>: {_inline(task.status)}"
             out += ["", f"<details><summary>{summary}</summary>", ""]
             out += _fenced(_task_output(task, redact).rstrip("\n"))
@@ -248,7 +248,8 @@ def _fenced(text: str) -> list[str]:
 
 
 def _code(text: str) -> str:
-    """An inline code span that survives backticks in `text`."""
+    """An inline code span that survives backticks in `text`, its hidden characters shown escaped."""
+    text = visible(text)
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     ticks = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
@@ -260,8 +261,8 @@ def _cell(text: str) -> str:
 
 
 def _inline(text: str) -> str:
-    """Free text on one line, with no HTML a renderer would act on."""
-    return html.escape(" ".join(text.split()), quote=False)
+    """Free text on one line, with no HTML a renderer would act on and no hidden characters."""
+    return html.escape(visible(" ".join(text.split())), quote=False)
 
 
 def _first_line(text: str) -> str:

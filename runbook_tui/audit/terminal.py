@@ -9,6 +9,8 @@ The filter streams: an escape sequence cut in two by a chunk boundary is held ba
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Iterator
 
 # One alternation over everything that may follow ESC; ordering matters (strings before CSI).
 _SEQUENCE = re.compile(
@@ -89,25 +91,92 @@ class TerminalFilter:
         return safe_text(held, colors=self.colors)
 
 
-# Written after a command's output and before any text of ours, so that nothing the command
-# left switched on changes how our next line looks or where it lands. HAZARDS-MERGE: the
-# hazards branch explains each part; keep one definition.
-TERMINAL_RESET = (
-    "\x1b[0m"  # SGR reset: colours, bold, and conceal (8), which could hide our prompt
-    "\x1b[?1049l"  # leave the alternate screen
-    "\x1b[?25h"  # show the cursor
-    "\x1b[r"  # scroll region back to the whole screen
-    "\x1b[?2004l"  # bracketed paste off
-    "\x1b[?6l"  # origin mode off: cursor positions relative to the screen again
-)
+# Written after a command's output and before any text of ours (a prompt, a status line), so
+# nothing the command printed changes how our text looks. Each part is harmless when the state is
+# already normal; terminals ignore the parts they do not know.
+TERMINAL_RESET = "".join((
+    "\x1b7\x1b[?1049l",  # leave the alternate screen; xterm also restores the cursor, saved just before
+    "\x1b[?2026l",  # end a synchronized update, which would keep our text from being drawn
+    # Margins back to the whole screen (left/right too), inside save/restore so the cursor stays put.
+    # That also disarms origin mode: with whole-screen margins, positions relative to them are
+    # absolute. Resetting origin mode itself (CSI ?6l) would home the cursor on every prompt (xterm,
+    # tmux), and the restore (ESC 8) would set it back anyway.
+    "\x1b7\x1b[?69l\x1b[r\x1b8",
+    "\x1b[0m",  # SGR 0: no conceal (8), reverse, blink, colors or underline carried into our text
+    "\x1b(B\x0f",  # G0 is ASCII again and shifted in: letters are not drawn as line-drawing glyphs
+    "\x1b]8;;\x1b\\",  # close an OSC 8 hyperlink, so our text is not a link to the command's URL
+    "\x1b]104\x1b\\\x1b]110\x1b\\\x1b]111\x1b\\",  # palette and default colors reset: fg == bg hides text
+    "\x1b[?25h",  # cursor visible
+    "\x1b[?7h",  # autowrap on: with it off, the end of a long command line would not be shown
+    "\x1b[4l",  # replace mode: in insert mode our text would push the command's text along, not overwrite it
+    "\x1b[?2004l",  # bracketed paste off: a paste into our prompt arrives as typed
+    "\x1b[?1l\x1b>",  # cursor keys and keypad send their normal codes to our prompt
+    "\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1004l\x1b[?1006l",  # no mouse or focus reports typed into it
+))
+
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Characters that show as nothing, as a space, or that reorder the text around them: the operator
+# would read something other than what runs. Found by Unicode category (Cf: format, the bidi
+# controls U+202A-202E, U+2066-2069, U+200E/F, U+061C, zero widths U+200B-200D, U+2060, U+FEFF,
+# tag characters; Zl/Zp: line and paragraph separators; Zs: spaces other than the ASCII one,
+# which the shell does not split on) plus letters that render blank (Hangul fillers, U+2800).
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+_HIDDEN_CATEGORIES = frozenset({"Cf", "Zl", "Zp", "Zs", "Co"})
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+def _hidden(char: str) -> bool:
+    return char != " " and (unicodedata.category(char) in _HIDDEN_CATEGORIES or char in _BLANK_LETTERS)
+
+
+def _script(char: str) -> str:
+    """The script a letter belongs to, near enough: the first word of its Unicode name
+    (LATIN, CYRILLIC, GREEK, FULLWIDTH...)."""
+    return unicodedata.name(char, "UNKNOWN").split(" ", 1)[0]
+
+
+def _mixed_words(text: str) -> Iterator[re.Match[str]]:
+    """Words that mix Latin letters with another script: `kubеctl` with a Cyrillic `е`.
+
+    (Words in one script, accented Latin, or Japanese mixing kana and kanji are not flagged.)
+    """
+    for match in _WORD.finditer(text):
+        word = match.group()
+        if not word.isascii() and len(scripts := {_script(c) for c in word}) > 1 and "LATIN" in scripts:
+            yield match
+
+
+def _escaped(char: str) -> str:
+    return f"<U+{ord(char):04X}>"
 
 
 def visible(text: str) -> str:
-    """Runbook text (a command, a title) as printable characters: `\\x1b` instead of an escape.
+    """Runbook text (a command, a title) as printable characters that read as what runs.
 
-    What the operator is asked to confirm must be exactly what is shown; a command hiding an
-    erase-line and a carriage return could otherwise display one thing and run another.
+    Control characters become `\\x1b`; invisible, bidi and unusual space characters become
+    `<U+202E>`; in a word that mixes scripts (a look-alike of an ASCII word), every non-ASCII
+    letter becomes `<U+0435>`. What the operator is asked to confirm must be exactly what is shown;
+    a command hiding an erase-line and a carriage return, or a right-to-left override, could
+    otherwise display one thing and run another.
     """
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    if text.isascii():
+        return text
+    mixed = {index for match in _mixed_words(text) for index in range(match.start(), match.end())}
+    return "".join(_escaped(c) if _hidden(c) or (i in mixed and not c.isascii()) else c
+                   for i, c in enumerate(text))
+
+
+def suspicious_characters(text: str) -> list[tuple[int, str]]:
+    """(offset, why) for each invisible or reordering character and each mixed-script word, for `check`."""
+    if text.isascii():
+        return []
+    found = [(i, f"holds {_escaped(c)} ({unicodedata.name(c, 'unnamed')}), which a terminal shows as "
+                 "nothing, as a space or by reordering the text around it")
+             for i, c in enumerate(text) if _hidden(c)]
+    for match in _mixed_words(text):
+        scripts = ", ".join(sorted({_script(c) for c in match.group()}))
+        found.append((match.start(), f"has a word mixing scripts ({scripts}): {visible(match.group())} "
+                                     "looks like another word but is not"))
+    return sorted(found)

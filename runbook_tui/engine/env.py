@@ -100,7 +100,8 @@ def environment_hazards(runbook: Runbook, values: Mapping[str, str], task: Task,
     given = sources or {}
     origins = {name: "the runbook's env" for name, _ in runbook.env}
     origins.update({v.name: "the runbook's variables" for v in runbook.variables})
-    origins.update({name: given.get(name, "a value given for this run") for name in values})
+    origins.update({name: given[name] for name in values if name in given})
+    origins.update({name: "a value given for this run" for name in values if name not in origins})
     origins.update({name: "the runbook's secrets" for name in secrets_used(runbook, task)})
     origins.update({name: "the task's env" for name, _ in task.options.env or ()})
     reasons = [f"it sets {name} (from {origin}), which {why}" for name, origin in sorted(origins.items())
