@@ -57,6 +57,16 @@ EVALUATED = {
     "piped into sh": ("echo rm <p> | sh", "piped-to-shell"),
     "piped into sudo bash over a line end": ("echo rm <p> |\n  sudo bash", "piped-to-shell"),
     "here-string to bash": ("bash <<< 'rm <p>'", "piped-to-shell"),
+    "array subscript": ("a['<p>']=1", "arithmetic"),
+    "integer declaration": ("declare -i n=<p>", "arithmetic"),
+    "[[ -eq ]]": ('[[ "<p>" -eq 3 ]]', "arithmetic"),
+    "let": ("let n=<p>+1", "arithmetic"),
+    "read into a name": ("read -r <p> <<< x", "variable-name"),
+    "printf -v": ("printf -v '<p>' %s x", "variable-name"),
+    "test -v": ("test -v <p>", "variable-name"),
+    "unset": ("unset '<p>'", "variable-name"),
+    "PS4 assignment": ("PS4='<p>'; set -x; true", "dangerous-assignment"),
+    "PATH prefix": ("PATH=<p> make", "dangerous-assignment"),
 }
 # (command, the quotes the value is inside) where a quoted value is plain data
 DATA = {
@@ -70,6 +80,9 @@ DATA = {
     "redirect target": ("kubectl get pod web > <p>", ""),
     "for list": ("for ns in <p>; do echo $ns; done", ""),
     "hash inside a word": ("echo a#<p>", ""),
+    "read prompt": ("read -r -p '<p>: ' answer", "'"),
+    "array value": ("a[0]=<p>", ""),
+    "ordinary assignment": ("export REGION=<p>", ""),
 }
 
 
@@ -153,3 +166,35 @@ def test_the_spliced_command_main_made_runs_the_value_and_now_nothing_is_made(ca
     assert (tmp_path / "CANARY").exists()  # the attack is real
     with pytest.raises(UnsafePlaceholder):
         fill_placeholders(template, {P: value})
+
+
+# Random shell text around the placeholder: whatever the template, either the value is refused or
+# bash, running the filled command, never runs any part of it.
+_FRAGMENTS = ["echo ", "printf '%s' ", "'", '"', "$(", ")", "`", " ", ";", "\n", "#", "bash -c ", "sh -c ",
+              "cat <<EOF\n", "cat <<'EOF'\n", "\nEOF\n", "eval ", " | ", "sh", "${X:-", "}", "\\", "(", "$((",
+              "x=", "<<< ", "bash ", "-c", " _ ", "{a,b}", "$'", "&& ", "( ", " )", "<p>", "<p>", "<p>",
+              "a[", "]=1", "declare -i n=", "[[ ", " -eq 1 ]]", "let ", "read -r ", "printf -v ", "test -v ",
+              "unset ", "x=(", "case ", " in ", ";;", "esac", "for i in ", "do ", "done", "<(", "2>&1 ",
+              "<<-EOF\n", "\tEOF\n", "trap ", "$", "${#", "PS4=", "set -x;", "[ ", " ]", "(( ", " ))", "exec ",
+              "f() { ", " }", "source /dev/stdin <<< ", "declare -n r=", "export ", "select v in "]
+_CANARIES = ["$(touch C1)", "`touch C2`", "'; touch C3; '", '"; touch C4; "', "\ntouch C5\n", "x;touch C6 #",
+             ")|touch C7;(", "'\ntouch C8\n'", "EOF\ntouch C9\nEOF", "}; touch C10; {", "$((`touch C11`))"]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(parts=st.lists(st.sampled_from(_FRAGMENTS), min_size=1, max_size=12), canary=st.sampled_from(_CANARIES))
+def test_whatever_surrounds_a_placeholder_its_value_never_runs(parts: list[str], canary: str) -> None:
+    template = "".join(parts)
+    if P not in template:
+        template += P
+    try:
+        filled = fill_placeholders(template, {P: canary})
+    except UnsafePlaceholder:
+        return
+    with tempfile.TemporaryDirectory() as work:
+        try:
+            subprocess.run([_bash(), "-c", filled], cwd=work, capture_output=True, timeout=10,
+                           stdin=subprocess.DEVNULL, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        except subprocess.TimeoutExpired:
+            pass
+        assert not [p.name for p in Path(work).iterdir() if p.name.startswith("C")], (template, filled)

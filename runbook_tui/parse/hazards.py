@@ -32,6 +32,11 @@ EVALUATED = {
     "parameter": ("inside ${ … }", "write ${{VAR:-${name}}}"),
     "arithmetic": ("in an arithmetic expression", "the shell evaluates it as code; write ${name} and check it is a "
                    "number first"),
+    "variable-name": ("where the shell expects a variable name", "a name with a subscript (a[$(…)]) is evaluated "
+                      "as code; keep the variable name fixed and write \"${name}\" as its value"),
+    "dangerous-assignment": ("in an assignment to a variable that decides what runs (PATH, PS4, LD_PRELOAD...)",
+                             "do not let an operator's value set it; if it must vary, check \"${name}\" "
+                             "against a fixed list first"),
     "ansi-c": ("inside $'…'", "backslash escapes in the value would be interpreted; write \"${name}\""),
     "comment": ("in a # comment", "a newline in the value would end the comment and run the rest; "
                 "leave the placeholder out of the comment"),
@@ -52,6 +57,11 @@ SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox"
 INTERPRETER_CODE_OPTIONS = {"python": "c", "perl": "eE", "ruby": "e", "node": "ep", "php": "r"}
 # ssh options that take an argument (OpenSSH 9); the first other word is the destination.
 SSH_ARG_OPTIONS = frozenset("BbcDEeFIiJLlmOoPpQRSWw")
+# [[ x -eq y ]] evaluates both sides as arithmetic, and arithmetic runs a[$(…)] subscripts.
+ARITHMETIC_OPERATORS = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
+DECLARATIONS = frozenset({"declare", "typeset", "local", "export", "readonly"})
+_ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\+?=")
+_SUBSCRIPT_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\[.*\])\+?=", re.DOTALL)
 _COMMAND_END = frozenset({";", "&", "&&", "||", "|", "|&", ";;", "(", ")", "\n"})
 
 
@@ -267,6 +277,8 @@ class _Scan:
                 continue
             operator = _operator_at(text, index)
             if operator:
+                if operator[0] in "<>" and word_start is not None and text[word_start:index].isdigit():
+                    word_start = None  # `2>&1`: the 2 is the redirection's file descriptor, not a word
                 close_word(index)
                 if operator in _COMMAND_END:
                     self._end_command(piped=operator in ("|", "|&"))
@@ -348,11 +360,23 @@ def _program(word: _Word) -> str:
 
 
 def _code_words(args: list[_Word]) -> Iterator[tuple[_Word, str]]:
-    """The words of one simple command that some program will parse as code, and why."""
+    """The words (or parts of words) of one simple command that something will parse as code, and why."""
+    first = _first_program_index(args)
+    head = _program(args[first]) if first < len(args) else ""
     for index, word in enumerate(args):
         program = _program(word)
         rest = args[index + 1 :]
-        if program == "eval" and index == _first_program_index(args):
+        if word.value in ARITHMETIC_OPERATORS:
+            yield from ((w, "arithmetic") for w in args[max(0, index - 1) : index] + rest[:1])
+        if match := _SUBSCRIPT_ASSIGNMENT.match(word.raw):  # a[i]=v: the subscript is arithmetic
+            yield _Word(word.start + match.start(1), word.start + match.end(1), match.group(1)), "arithmetic"
+        if (match := _ASSIGNMENT.match(word.raw)) and environment_hazard(match.group(1)):
+            yield word, "dangerous-assignment"  # PS4=<v>; set -x runs $(…) in the value
+        if head in ("printf", "test", "[", "[[") and word.value == "-v" and rest:
+            yield rest[0], "variable-name"
+        if index == first:
+            yield from _builtin_code_words(program, rest)
+        if program == "eval" and index == first:
             yield from ((w, "eval") for w in rest)
         elif program == "trap" and rest:
             yield rest[0], "trap"
@@ -366,10 +390,31 @@ def _code_words(args: list[_Word]) -> Iterator[tuple[_Word, str]]:
             yield from _option_argument(rest, INTERPRETER_CODE_OPTIONS[program], "interpreter")
         elif program == "ssh":
             yield from ((w, "ssh") for w in _ssh_remote_command(rest))
-        elif program == "watch" and index == _first_program_index(args):
+        elif program == "watch" and index == first:
             yield from ((w, "shell-string") for w in rest if not w.value.startswith("-"))
         elif program == "sudo" and any(re.fullmatch(r"-[A-Za-z]*[si][A-Za-z]*", w.value) for w in rest[:1]):
             yield from ((w, "shell-string") for w in rest[1:])
+
+
+def _builtin_code_words(program: str, rest: list[_Word]) -> Iterator[tuple[_Word, str]]:
+    """Builtins that evaluate their operands as arithmetic or use them as variable names."""
+    options = "".join(w.value[1:] for w in rest if w.value.startswith("-"))
+    if program == "let" or (program in DECLARATIONS and "i" in options):
+        yield from ((w, "arithmetic") for w in rest if not w.value.startswith("-"))
+    elif program in ("unset", "read") or (program in DECLARATIONS and "n" in options):
+        yield from ((w, "variable-name") for w in _operands(rest, "pdtnNui" if program == "read" else ""))
+
+
+def _operands(words: list[_Word], takes_argument: str) -> Iterator[_Word]:
+    """Words that are not options nor an option's argument (the options in `takes_argument`)."""
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word.value.startswith("-") and len(word.value) > 1:
+            skip = word.value[-1] in takes_argument
+        else:
+            yield word
 
 
 def _first_program_index(args: list[_Word]) -> int:
@@ -415,13 +460,10 @@ def _ssh_remote_command(words: list[_Word]) -> list[_Word]:
 
 
 def _reads_script_from_stdin(args: list[_Word]) -> bool:
-    """A shell with no `-c` and no script file: it runs what arrives on its standard input."""
-    start = _first_program_index(args)
-    while start < len(args) and _program(args[start]) in ("sudo", "env", "exec", "command"):
-        start += 1
-    if start >= len(args) or _program(args[start]) not in SHELLS - {"busybox"}:
-        return False
-    return all(w.value.startswith(("-", "+")) and "c" not in w.value.lstrip("-+") for w in args[start + 1 :])
+    """Whether a shell in this command may run what arrives on its standard input (a pipe, a
+    here-string): a shell without a script, `source /dev/stdin`, or a `-c` script that starts
+    one. Any shell word counts (refusing a harmless `| sh -c 'grep x'` costs less than a guess)."""
+    return any(_program(w) in SHELLS or w.value in ("source", ".") for w in args)
 
 
 def placeholder_spots(script: str, tokens: Iterable[str]) -> list[tuple[int, str, Spot]]:
