@@ -198,3 +198,11 @@ def test_whatever_surrounds_a_placeholder_its_value_never_runs(parts: list[str],
         except subprocess.TimeoutExpired:
             pass
         assert not [p.name for p in Path(work).iterdir() if p.name.startswith("C")], (template, filled)
+
+
+@settings(max_examples=300, deadline=None)
+@given(script=st.text(st.sampled_from(list("<p>'\"$()`{}[]\\#;|&\n \tEOFabc=-!")), max_size=60))
+def test_the_scanner_takes_any_text(script: str) -> None:
+    """Lint runs this on every command of every runbook: it must never raise."""
+    for at, token, spot in placeholder_spots(script, [P]):
+        assert script.startswith(token, at) and spot.quote in ("", "'", '"')

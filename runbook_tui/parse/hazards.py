@@ -151,9 +151,9 @@ class _Scan:
         elif text.startswith("${", index):
             end, reason = self._braces(index + 2), "parameter"
         elif text.startswith("$'", index) and self.quote[index] == "":
-            end, reason = self._ansi_c(index + 2), "ansi-c"
+            end, reason = self._until(index + 2, "'"), "ansi-c"
         elif text[index] == "`":
-            end, reason = self._backticks(index + 1), "backticks"
+            end, reason = self._until(index + 1, "`"), "backticks"
         else:
             return None
         self._mark(index, end, reason)
@@ -174,7 +174,7 @@ class _Scan:
                 index = self._skip_quoted_inside(index + 1)
                 continue
             if char == "`":
-                index = self._backticks(index + 1)
+                index = self._until(index + 1, "`")
                 continue
             if char == "(":
                 depth += 1
@@ -214,21 +214,12 @@ class _Scan:
             index += 1
         return len(self.text)
 
-    def _ansi_c(self, index: int) -> int:
+    def _until(self, index: int, closer: str) -> int:
+        """Past the first `closer` a backslash does not escape (the end of `$'…'` or of backticks)."""
         while index < len(self.text):
             if self.text[index] == "\\":
                 index += 2
-            elif self.text[index] == "'":
-                return index + 1
-            else:
-                index += 1
-        return len(self.text)
-
-    def _backticks(self, index: int) -> int:
-        while index < len(self.text):
-            if self.text[index] == "\\":
-                index += 2
-            elif self.text[index] == "`":
+            elif self.text[index] == closer:
                 return index + 1
             else:
                 index += 1
