@@ -206,3 +206,13 @@ def test_the_scanner_takes_any_text(script: str) -> None:
     """Lint runs this on every command of every runbook: it must never raise."""
     for at, token, spot in placeholder_spots(script, [P]):
         assert script.startswith(token, at) and spot.quote in ("", "'", '"')
+
+
+def test_evaluated_placeholders_lists_each_refusal_of_a_task_for_the_engine() -> None:
+    from runbook_tui.model import Task
+    from runbook_tui.parse.hazards import evaluated_placeholders
+
+    task = Task("1.1.1", "command", "t", 3, command="kubectl get <pod>\nbash -c 'kill <pid>'",
+                placeholders=("<pod>", "<pid>"))
+    assert [(at, message.split(",")[0]) for at, message in evaluated_placeholders(task)] == [
+        (32, "placeholder <pid> stands in a script string that another shell runs")]

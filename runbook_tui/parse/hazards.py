@@ -149,7 +149,7 @@ class _Scan:
         elif text.startswith("$(", index):
             end, reason = self._balanced(index + 2, 1), "substitution"
         elif text.startswith("${", index):
-            end, reason = self._braces(index + 2), "parameter"
+            end, reason = self._balanced(index + 2, 1, "{}"), "parameter"
         elif text.startswith("$'", index) and self.quote[index] == "":
             end, reason = self._until(index + 2, "'"), "ansi-c"
         elif text[index] == "`":
@@ -159,8 +159,9 @@ class _Scan:
         self._mark(index, end, reason)
         return end
 
-    def _balanced(self, index: int, depth: int) -> int:
-        """Past the `)` that closes `depth` open parentheses, skipping quoted and nested text."""
+    def _balanced(self, index: int, depth: int, pair: str = "()") -> int:
+        """Past the closer that closes `depth` open `pair`s (parentheses, or braces for `${…}`),
+        skipping quoted and nested text."""
         text = self.text
         while index < len(text):
             char = text[index]
@@ -176,9 +177,9 @@ class _Scan:
             if char == "`":
                 index = self._until(index + 1, "`")
                 continue
-            if char == "(":
+            if char == pair[0]:
                 depth += 1
-            elif char == ")":
+            elif char == pair[1]:
                 depth -= 1
                 if depth == 0:
                     return index + 1
@@ -198,21 +199,6 @@ class _Scan:
             else:
                 index += 1
         return len(text)
-
-    def _braces(self, index: int) -> int:
-        depth = 1
-        while index < len(self.text):
-            char = self.text[index]
-            if char == "\\":
-                index += 1
-            elif char == "{":
-                depth += 1
-            elif char == "}":
-                depth -= 1
-                if depth == 0:
-                    return index + 1
-            index += 1
-        return len(self.text)
 
     def _until(self, index: int, closer: str) -> int:
         """Past the first `closer` a backslash does not escape (the end of `$'…'` or of backticks)."""
@@ -581,6 +567,15 @@ def shell_hazard(shell: str | None) -> str | None:
 
 
 # ---- lint ----------------------------------------------------------------------------------
+def evaluated_placeholders(task: Task) -> list[tuple[int, str]]:
+    """(offset in the command, why and how to fix it) for each of the task's placeholders that
+    stands where the shell would run its value as code. The engine can refuse a runbook with any
+    of these when it opens it, before the operator is asked for a value that cannot be used."""
+    return [(at, evaluated_message(token, spot.evaluated))
+            for at, token, spot in placeholder_spots(task.command or "", task.placeholders)
+            if spot.evaluated is not None]
+
+
 def hazards(runbook: Runbook, text: str | None) -> list[Warning]:
     """`check`'s findings for this module: refused placeholders (errors), dangerous environment and
     shell, and characters in commands that a terminal would not show as they are."""
@@ -590,11 +585,9 @@ def hazards(runbook: Runbook, text: str | None) -> list[Warning]:
     found: list[Warning] = []
     for task in runbook.commands():
         command = task.command or ""
-        for at, token, spot in placeholder_spots(command, task.placeholders):
-            if spot.evaluated is not None:
-                line, column = _command_position(lines, task, at)
-                found.append(Warning(runbook.path, line, column, "placeholder-evaluated",
-                                     evaluated_message(token, spot.evaluated), severity="error"))
+        for at, message in evaluated_placeholders(task):
+            line, column = _command_position(lines, task, at)
+            found.append(Warning(runbook.path, line, column, "placeholder-evaluated", message, severity="error"))
         for at, why in suspicious_characters(command):
             line, column = _command_position(lines, task, at)
             found.append(Warning(runbook.path, line, column, "hidden-characters", f"task {task.id} {why}"))
