@@ -57,6 +57,8 @@ EVALUATED = {
     "piped into sh": ("echo rm <p> | sh", "piped-to-shell"),
     "piped into sudo bash over a line end": ("echo rm <p> |\n  sudo bash", "piped-to-shell"),
     "here-string to bash": ("bash <<< 'rm <p>'", "piped-to-shell"),
+    "source /dev/stdin": ("source /dev/stdin <<< 'rm <p>'", "piped-to-shell"),
+    "here-string to a computed program": ("$RUNNER <<< 'rm <p>'", "piped-to-shell"),
     "array subscript": ("a['<p>']=1", "arithmetic"),
     "integer declaration": ("declare -i n=<p>", "arithmetic"),
     "[[ -eq ]]": ('[[ "<p>" -eq 3 ]]', "arithmetic"),

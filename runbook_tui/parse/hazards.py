@@ -439,7 +439,11 @@ def _ssh_remote_command(words: list[_Word]) -> list[_Word]:
 def _reads_script_from_stdin(args: list[_Word]) -> bool:
     """Whether a shell in this command may run what arrives on its standard input (a pipe, a
     here-string): a shell without a script, `source /dev/stdin`, or a `-c` script that starts
-    one. Any shell word counts (refusing a harmless `| sh -c 'grep x'` costs less than a guess)."""
+    one. Any shell word counts (refusing a harmless `| sh -c 'grep x'` costs less than a guess),
+    and so does a program name the shell computes (`$RUNNER`, `` `which sh` ``): it may be one."""
+    first = _first_program_index(args)
+    if first < len(args) and ("$" in args[first].raw or "`" in args[first].raw):
+        return True
     return any(_program(w) in SHELLS or w.value in ("source", ".") for w in args)
 
 
