@@ -33,6 +33,7 @@ EVALUATED = {
     "backticks": ("echo `kubectl get pod <p>`", "backticks"),
     "arithmetic": ("echo $(( <p> + 1 ))", "arithmetic"),
     "arithmetic command": ("(( count = <p> ))", "arithmetic"),
+    "old arithmetic": ("echo $[<p> + 1]", "arithmetic"),
     "parameter default": ('echo "${NS:-<p>}"', "parameter"),
     "ansi-c string": ("echo $'<p>'", "ansi-c"),
     "comment": ("echo hi  # for <p>", "comment"),
@@ -40,6 +41,8 @@ EVALUATED = {
     "bash -c": ("bash -c 'echo <p>'", "shell-string"),
     "sh -c double quotes": ('sh -c "echo <p>"', "shell-string"),
     "bash -lc": ("bash -lc 'echo <p>'", "shell-string"),
+    "sh -c with options after it": ("sh -c -e 'rm <p>'", "shell-string"),
+    "eval behind an empty expansion": ("$NOTHING eval echo <p>", "eval"),
     "bash -o pipefail -c": ("bash -o pipefail -c 'echo <p> | wc'", "shell-string"),
     "kubectl exec sh -c": ("kubectl exec -n prod web-0 -- sh -c 'ls <p>'", "shell-string"),
     "docker exec sh -c": ('docker exec web sh -c "ls <p>"', "shell-string"),
@@ -57,6 +60,11 @@ EVALUATED = {
     "piped into sh": ("echo rm <p> | sh", "piped-to-shell"),
     "piped into sudo bash over a line end": ("echo rm <p> |\n  sudo bash", "piped-to-shell"),
     "here-string to bash": ("bash <<< 'rm <p>'", "piped-to-shell"),
+    "coproc eval": ("coproc eval echo <p>", "eval"),
+    "eval after an array assignment": ("eval a=(x) <p>", "eval"),
+    "if eval": ("if eval test <p>; then echo y; fi", "eval"),
+    "bare >& target": ("kubectl logs web >&<p>", "redirect"),
+    "1>& target": ("kubectl logs web 1>&'<p>'", "redirect"),
     "source /dev/stdin": ("source /dev/stdin <<< 'rm <p>'", "piped-to-shell"),
     "here-string to a computed program": ("$RUNNER <<< 'rm <p>'", "piped-to-shell"),
     "array subscript": ("a['<p>']=1", "arithmetic"),
@@ -84,6 +92,7 @@ DATA = {
     "hash inside a word": ("echo a#<p>", ""),
     "read prompt": ("read -r -p '<p>: ' answer", "'"),
     "array value": ("a[0]=<p>", ""),
+    "array assignment in double quotes": ('a=(x "<p>")', '"'),
     "ordinary assignment": ("export REGION=<p>", ""),
 }
 
@@ -123,22 +132,34 @@ SPOTS = [
 ]
 
 
-def _bash() -> str:
+def _bash() -> list[str]:
+    """bash, run as `nobody` when the tests run as root: these scripts are generated, and one
+    that redirects into `/bin/sh` must not be able to overwrite it (a fuzz run here once did)."""
     path = shutil.which("bash")
     if path is None:
         pytest.skip("bash is not installed")
-    return path
+    if os.geteuid() != 0:
+        return [path]
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv to drop privileges for generated scripts")
+    return [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", path]
+
+
+def _run(script: str, work: str) -> subprocess.CompletedProcess[bytes]:
+    """Run a generated script in `work` (writable by the unprivileged user), stdin closed."""
+    os.chmod(work, 0o777)
+    return subprocess.run([*_bash(), "-c", script], cwd=work, capture_output=True, timeout=10,
+                          stdin=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin", "HOME": work})
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(value=VALUES, other=VALUES)
 def test_hostile_values_in_every_data_spot_arrive_byte_exact_and_run_nothing(value: str, other: str) -> None:
-    bash = _bash()
     command = "printf '%s\\0' " + " ".join(template for template, _ in SPOTS)
     filled = fill_placeholders(command, {"<p>": value, "{pod-name}": other})
     with tempfile.TemporaryDirectory() as work:
-        done = subprocess.run([bash, "-c", filled], cwd=work, capture_output=True, timeout=30,
-                              env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": work})
+        done = _run(filled, work)
         assert not (Path(work) / "CANARY").exists(), filled
     assert done.returncode == 0, (filled, done.stderr)
     expected = [shown.format(v=value, w=other) for _, shown in SPOTS]
@@ -164,7 +185,7 @@ MAIN_SPLICED = {
 @pytest.mark.parametrize("case", list(MAIN_SPLICED))
 def test_the_spliced_command_main_made_runs_the_value_and_now_nothing_is_made(case: str, tmp_path: Path) -> None:
     template, value, spliced = MAIN_SPLICED[case]
-    subprocess.run([_bash(), "-c", spliced], cwd=tmp_path, capture_output=True, timeout=30)
+    _run(spliced, str(tmp_path))
     assert (tmp_path / "CANARY").exists()  # the attack is real
     with pytest.raises(UnsafePlaceholder):
         fill_placeholders(template, {P: value})
@@ -195,8 +216,7 @@ def test_whatever_surrounds_a_placeholder_its_value_never_runs(parts: list[str],
         return
     with tempfile.TemporaryDirectory() as work:
         try:
-            subprocess.run([_bash(), "-c", filled], cwd=work, capture_output=True, timeout=10,
-                           stdin=subprocess.DEVNULL, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+            _run(filled, work)
         except subprocess.TimeoutExpired:
             pass
         assert not [p.name for p in Path(work).iterdir() if p.name.startswith("C")], (template, filled)

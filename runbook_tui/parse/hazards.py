@@ -37,6 +37,7 @@ EVALUATED = {
     "dangerous-assignment": ("in an assignment to a variable that decides what runs (PATH, PS4, LD_PRELOAD...)",
                              "do not let an operator's value set it; if it must vary, check \"${name}\" "
                              "against a fixed list first"),
+    "redirect": ("as the target of >&", "bash expands that word a second time; write &> \"${name}\""),
     "ansi-c": ("inside $'…'", "backslash escapes in the value would be interpreted; write \"${name}\""),
     "comment": ("in a # comment", "a newline in the value would end the comment and run the rest; "
                 "leave the placeholder out of the comment"),
@@ -141,13 +142,15 @@ class _Scan:
         return index
 
     def _nested(self, index: int) -> int | None:
-        """End of a `$(…)`, `$((…))`, `${…}`, `$'…'` or backtick string starting at `index` (marked
+        """End of a `$(…)`, `$((…))`, `$[…]`, `${…}`, `$'…'` or backtick string starting at `index` (marked
         as evaluated), or None when nothing nested starts there."""
         text = self.text
         if text.startswith("$((", index):
             end, reason = self._balanced(index + 3, 2), "arithmetic"
         elif text.startswith("$(", index):
             end, reason = self._balanced(index + 2, 1), "substitution"
+        elif text.startswith("$[", index):  # the old spelling of $(( ))
+            end, reason = self._balanced(index + 2, 1, "[]"), "arithmetic"
         elif text.startswith("${", index):
             end, reason = self._balanced(index + 2, 1, "{}"), "parameter"
         elif text.startswith("$'", index) and self.quote[index] == "":
@@ -160,7 +163,7 @@ class _Scan:
         return end
 
     def _balanced(self, index: int, depth: int, pair: str = "()") -> int:
-        """Past the closer that closes `depth` open `pair`s (parentheses, or braces for `${…}`),
+        """Past the closer that closes `depth` open `pair`s (parentheses; brackets, braces for `$[…]`, `${…}`),
         skipping quoted and nested text."""
         text = self.text
         while index < len(text):
@@ -217,6 +220,7 @@ class _Scan:
         index = 0
         word_start: int | None = None
         redirect: str | None = None
+        compound = 0  # open `name=(` array assignments: their parentheses end no command
 
         def close_word(end: int) -> None:
             nonlocal word_start, redirect
@@ -253,6 +257,14 @@ class _Scan:
                 index += len(token)
                 continue
             operator = _operator_at(text, index)
+            if operator == "(" and word_start is not None and text[index - 1] == "=":
+                compound += 1
+                index += 1
+                continue
+            if operator == ")" and compound:
+                compound -= 1
+                index += 1
+                continue
             if operator:
                 if operator[0] in "<>" and word_start is not None and text[word_start:index].isdigit():
                     word_start = None  # `2>&1`: the 2 is the redirection's file descriptor, not a word
@@ -308,6 +320,9 @@ class _Scan:
             args = [w for w in words if w.redirect is None]
             for word, reason in _code_words(args):
                 self._mark(word.start, word.end, reason)
+            for word in words:
+                if word.redirect == ">&":  # bash expands the target of `>&` (and `1>&`) a second time
+                    self._mark(word.start, word.end, "redirect")
             if _reads_script_from_stdin(args):
                 for word in words:
                     if word.redirect == "<<<":
@@ -340,6 +355,9 @@ def _code_words(args: list[_Word]) -> Iterator[tuple[_Word, str]]:
     """The words (or parts of words) of one simple command that something will parse as code, and why."""
     first = _first_program_index(args)
     head = _program(args[first]) if first < len(args) else ""
+    heads = {first}  # where the program word may be: `$EMPTY eval …` runs eval
+    while max(heads) < len(args) and ("$" in args[max(heads)].raw or "`" in args[max(heads)].raw):
+        heads.add(max(heads) + 1)
     for index, word in enumerate(args):
         program = _program(word)
         rest = args[index + 1 :]
@@ -351,14 +369,14 @@ def _code_words(args: list[_Word]) -> Iterator[tuple[_Word, str]]:
             yield word, "dangerous-assignment"  # PS4=<v>; set -x runs $(…) in the value
         if head in ("printf", "test", "[", "[[") and word.value == "-v" and rest:
             yield rest[0], "variable-name"
-        if index == first:
+        if index in heads:
             yield from _builtin_code_words(program, rest)
-        if program == "eval" and index == first:
+        if program == "eval" and index in heads:
             yield from ((w, "eval") for w in rest)
         elif program == "trap" and rest:
             yield rest[0], "trap"
         elif program in SHELLS:
-            yield from _option_argument(rest, "c", "shell-string", long_option="--command")
+            yield from _shell_script(rest)
         elif program in ("su", "runuser"):  # options may follow the user name: `su - postgres -c …`
             yield from ((w, "shell-string") for before, w in zip(rest, rest[1:])
                         if before.value in ("-c", "--command", "--session-command"))
@@ -367,7 +385,7 @@ def _code_words(args: list[_Word]) -> Iterator[tuple[_Word, str]]:
             yield from _option_argument(rest, INTERPRETER_CODE_OPTIONS[program], "interpreter")
         elif program == "ssh":
             yield from ((w, "ssh") for w in _ssh_remote_command(rest))
-        elif program == "watch" and index == first:
+        elif program == "watch" and index in heads:
             yield from ((w, "shell-string") for w in rest if not w.value.startswith("-"))
         elif program == "sudo" and any(re.fullmatch(r"-[A-Za-z]*[si][A-Za-z]*", w.value) for w in rest[:1]):
             yield from ((w, "shell-string") for w in rest[1:])
@@ -394,30 +412,45 @@ def _operands(words: list[_Word], takes_argument: str) -> Iterator[_Word]:
             yield word
 
 
+# Words before the program that only change how it runs (reserved words, `command`, `builtin`).
+_PREFIX_WORDS = frozenset({"!", "{", "if", "then", "elif", "else", "do", "while", "until", "time", "-p",
+                           "coproc", "command", "builtin"})
+
+
 def _first_program_index(args: list[_Word]) -> int:
+    """Where the program word is: after `NAME=value` assignments and prefix words."""
     index = 0
-    while index < len(args) and re.match(r"[A-Za-z_][A-Za-z0-9_]*=", args[index].raw):
+    while index < len(args) and (_ASSIGNMENT.match(args[index].raw) or args[index].value in _PREFIX_WORDS):
         index += 1
     return index
 
 
-def _option_argument(words: list[_Word], letters: str, reason: str, long_option: str | None = None
-                     ) -> Iterator[tuple[_Word, str]]:
-    """The argument of `-c`-like options (also combined, `-lc`, `-ec`), before the first operand."""
-    index = 0
-    while index < len(words):
-        value = words[index].value
-        if long_option and value.startswith(long_option + "="):
-            yield words[index], reason
-        elif long_option and value == long_option or re.fullmatch(rf"-[A-Za-z]*[{letters}][A-Za-z]*", value):
+def _option_argument(words: list[_Word], letters: str, reason: str) -> Iterator[tuple[_Word, str]]:
+    """The program text an interpreter takes right after `-c`/`-e` (also combined, `-Ic`)."""
+    for index, word in enumerate(words):
+        if re.fullmatch(rf"-[A-Za-z]*[{letters}][A-Za-z]*", word.value):
             if index + 1 < len(words):
                 yield words[index + 1], reason
             return
-        elif value in ("-o", "+o", "-O", "+O"):
-            index += 1  # `bash -o pipefail -c …`: the option's own argument
-        elif not value.startswith(("-", "+")) or value == "--":
+        if not word.value.startswith("-") or word.value == "--":
             return
-        index += 1
+
+
+def _shell_script(words: list[_Word]) -> Iterator[tuple[_Word, str]]:
+    """The script of `sh [options] -c [options] SCRIPT [name [args]]`: the first operand once `-c`
+    (alone or combined, `-lc`, `-ec`) is among the options; `-o`/`-O` take an argument."""
+    index, script_mode = 0, False
+    while index < len(words):
+        value = words[index].value
+        if value == "--":
+            index += 1
+            break
+        if not value.startswith(("-", "+")) or value in ("-", "+"):
+            break
+        script_mode = script_mode or (value[0] == "-" and "c" in value[1:] and not value.startswith("--"))
+        index += 2 if value in ("-o", "+o", "-O", "+O") else 1
+    if script_mode and index < len(words):
+        yield words[index], "shell-string"
 
 
 def _ssh_remote_command(words: list[_Word]) -> list[_Word]:
