@@ -75,7 +75,8 @@ def test_environment_that_runs_code_is_named_with_why(name: str) -> None:
     assert environment_hazard(name)
 
 
-@pytest.mark.parametrize("name", ["ENVIRONMENT", "RELEASE_TAG", "DB_PASSWORD", "NAMESPACE", "PATHS", "LD", "GIT_AUTHOR_NAME"])
+@pytest.mark.parametrize("name", ["ENVIRONMENT", "RELEASE_TAG", "DB_PASSWORD", "NAMESPACE", "PATHS", "LD",
+                                  "GIT_AUTHOR_NAME"])
 def test_ordinary_variables_are_not_dangerous(name: str) -> None:
     assert environment_hazard(name) is None
 

@@ -63,6 +63,7 @@ ARITHMETIC_OPERATORS = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
 DECLARATIONS = frozenset({"declare", "typeset", "local", "export", "readonly"})
 _ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\+?=")
 _SUBSCRIPT_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\[.*\])\+?=", re.DOTALL)
+_EMPTY_SUBSTITUTION = re.compile(r"[$<>]\(\s*\)|``")
 _COMMAND_END = frozenset({";", "&", "&&", "||", "|", "|&", ";;", "(", ")", "\n"})
 
 
@@ -83,12 +84,14 @@ class _Word:
 
     @property
     def value(self) -> str:
-        """The word after quote removal, near enough to recognise a program or an option."""
+        """The word after quote removal, near enough to recognise a program or an option (empty
+        substitutions expand to nothing: `$()eval` is `eval`)."""
+        raw = _EMPTY_SUBSTITUTION.sub("", self.raw)
         try:
-            parts = shlex.split(self.raw)
+            parts = shlex.split(raw)
         except ValueError:
-            return self.raw
-        return parts[0] if len(parts) == 1 else self.raw
+            return raw
+        return parts[0] if len(parts) == 1 else raw
 
 
 class _Scan:
@@ -142,12 +145,12 @@ class _Scan:
         return index
 
     def _nested(self, index: int) -> int | None:
-        """End of a `$(…)`, `$((…))`, `$[…]`, `${…}`, `$'…'` or backtick string starting at `index` (marked
-        as evaluated), or None when nothing nested starts there."""
+        """End of a `$(…)` (or `<(…)`, `>(…)`), `$((…))`, `$[…]`, `${…}`, `$'…'` or backtick string
+        at `index` (marked as evaluated), or None when nothing nested starts there."""
         text = self.text
         if text.startswith("$((", index):
             end, reason = self._balanced(index + 3, 2), "arithmetic"
-        elif text.startswith("$(", index):
+        elif text.startswith(("$(", "<(", ">("), index) and (text[index] == "$" or self.quote[index] == ""):
             end, reason = self._balanced(index + 2, 1), "substitution"
         elif text.startswith("$[", index):  # the old spelling of $(( ))
             end, reason = self._balanced(index + 2, 1, "[]"), "arithmetic"
@@ -339,11 +342,9 @@ def _operator_at(text: str, index: int) -> str | None:
         if text.startswith(operator, index):
             return operator
     char = text[index]
-    if char in ";&|()<>":
-        if char in "<>" and text.startswith("(", index + 1):
-            return char  # process substitution: its body is parsed like the rest of the script
-        return char
-    return None
+    if char in "<>" and text.startswith("(", index + 1):
+        return None  # process substitution: part of a word, like $( )
+    return char if char in ";&|()<>" else None
 
 
 def _program(word: _Word) -> str:
@@ -356,7 +357,7 @@ def _code_words(args: list[_Word]) -> Iterator[tuple[_Word, str]]:
     first = _first_program_index(args)
     head = _program(args[first]) if first < len(args) else ""
     heads = {first}  # where the program word may be: `$EMPTY eval …` runs eval
-    while max(heads) < len(args) and ("$" in args[max(heads)].raw or "`" in args[max(heads)].raw):
+    while max(heads) < len(args) and _computed(args[max(heads)]):
         heads.add(max(heads) + 1)
     for index, word in enumerate(args):
         program = _program(word)
@@ -417,6 +418,11 @@ _PREFIX_WORDS = frozenset({"!", "{", "if", "then", "elif", "else", "do", "while"
                            "coproc", "command", "builtin"})
 
 
+def _computed(word: _Word) -> bool:
+    """A word the shell computes (it may expand to a program name, or to nothing at all)."""
+    return any(mark in word.raw for mark in ("$", "`", "<(", ">("))
+
+
 def _first_program_index(args: list[_Word]) -> int:
     """Where the program word is: after `NAME=value` assignments and prefix words."""
     index = 0
@@ -475,7 +481,7 @@ def _reads_script_from_stdin(args: list[_Word]) -> bool:
     one. Any shell word counts (refusing a harmless `| sh -c 'grep x'` costs less than a guess),
     and so does a program name the shell computes (`$RUNNER`, `` `which sh` ``): it may be one."""
     first = _first_program_index(args)
-    if first < len(args) and ("$" in args[first].raw or "`" in args[first].raw):
+    if first < len(args) and _computed(args[first]):
         return True
     return any(_program(w) in SHELLS or w.value in ("source", ".") for w in args)
 
