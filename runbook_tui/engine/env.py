@@ -92,16 +92,17 @@ def environment_hazards(runbook: Runbook, values: Mapping[str, str], task: Task,
                         sources: Mapping[str, str] | None = None) -> list[str]:
     """Why the environment (and shell) this task would get can run code its command does not show.
 
-    Every name the task's environment gets is looked at: the runbook's `env`, its variables and
-    the secrets this task uses, the task's own `env`, and `values` (for which `sources` may say
-    where each came from: `{"PATH": "--var", "LD_PRELOAD": "the transcript"}`). The reasons go
+    Every name the task's environment gets is looked at: the runbook's `env`, `values` (the run's
+    variables: the runbook's defaults and what was given; `sources` may say where each came from,
+    `{"PATH": "--var"}`), the secrets this task uses and the task's own `env`. The reasons go
     into the task's risk, so the operator types the confirmation having been shown why.
     """
     given = sources or {}
+    defaults = {v.name: v.default for v in runbook.variables if v.default is not None}
     origins = {name: "the runbook's env" for name, _ in runbook.env}
-    origins.update({v.name: "the runbook's variables" for v in runbook.variables})
-    origins.update({name: given[name] for name in values if name in given})
-    origins.update({name: "a value given for this run" for name in values if name not in origins})
+    for name, value in values.items():
+        default = "the runbook's variables" if defaults.get(name) == value else "a value given for this run"
+        origins[name] = given.get(name, default)
     origins.update({name: "the runbook's secrets" for name in secrets_used(runbook, task)})
     origins.update({name: "the task's env" for name, _ in task.options.env or ()})
     reasons = [f"it sets {name} (from {origin}), which {why}" for name, origin in sorted(origins.items())
