@@ -18,9 +18,9 @@ from runbook_tui.parse import parse_text
 from runbook_tui.parse.hazards import environment_hazard, shell_hazard
 
 
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "runbook_tui", *args], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=60, env=env)
+                          stdin=subprocess.DEVNULL, timeout=60, env=env, cwd=cwd)
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -29,8 +29,10 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
-# ---- point 5: check refuses a placeholder the shell would evaluate ----------------------------
-def test_check_refuses_an_evaluated_placeholder_with_its_position_and_a_fix(tmp_path: Path) -> None:
+# ---- point 5: check flags a placeholder the shell would evaluate; the run refuses to fill it ----
+def test_check_flags_an_evaluated_placeholder_with_its_position_and_a_fix(tmp_path: Path) -> None:
+    """A warning (the runbook still opens: every real corpus file must), and at run time that task
+    is not run: see test_an_evaluated_placeholder_is_refused_at_run_time_before_anyone_is_asked."""
     path = write(tmp_path, "book.md", """
         # Book
 
@@ -46,13 +48,32 @@ def test_check_refuses_an_evaluated_placeholder_with_its_position_and_a_fix(tmp_
            ```
     """)
     done = cli("check", str(path))
-    assert done.returncode == 2, done.stderr
-    errors = [line for line in done.stderr.splitlines() if ": error: " in line]
-    assert errors[0].startswith(f"{path}:7:25: error: placeholder <pod> stands inside $( … )"), errors
-    assert 'write "$POD" there' in errors[0] and errors[0].endswith("[placeholder-evaluated]")
-    assert errors[1].startswith(f"{path}:11:23: error: placeholder <database> stands in a command ssh sends"), errors
-    assert len(errors) == 2  # line 6's <pod> is unquoted data: quoted and fine
-    assert "refused: 2 errors" in done.stdout
+    assert done.returncode == 0, done.stderr
+    flagged = [line for line in done.stderr.splitlines() if "[placeholder-evaluated]" in line]
+    assert flagged[0].startswith(f"{path}:7:25: warning: task 1.1.1 will not run as written: placeholder <pod> "
+                                 "stands inside $( … )"), flagged
+    assert 'write "$POD" there' in flagged[0]
+    assert flagged[1].startswith(f"{path}:11:23: warning: task 1.2.1 will not run as written: placeholder "
+                                 "<database> stands in a command ssh sends"), flagged
+    assert len(flagged) == 2  # line 6's <pod> is unquoted data: quoted and fine
+
+
+def test_an_evaluated_placeholder_is_refused_at_run_time_before_anyone_is_asked(tmp_path: Path) -> None:
+    path = write(tmp_path, "book.md", """
+        # Book
+
+        ## Steps
+        - `echo "$(touch ran-<name>)"`
+    """)
+    assert cli("trust", str(path), cwd=tmp_path).returncode == 0
+    done = cli("run", str(path), "--yes", "--var", "name=x", "--transcript", str(tmp_path / "t.jsonl"),
+               cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert not list(tmp_path.glob("ran-*")), "nothing of the value ran"
+    events = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
+    (finished,) = [e for e in events if e["type"] == "task.finished"]
+    assert finished["status"] == "failed" and "stands inside $( … )" in finished["reason"]
+    assert "command.started" not in [e["type"] for e in events]
 
 
 def test_check_still_passes_placeholders_in_data_spots(tmp_path: Path) -> None:

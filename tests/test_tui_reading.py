@@ -47,3 +47,24 @@ async def test_client_input_is_shown_with_the_command_that_opens_the_client(here
         console.print(panel.content)
         shown = console.export_text()
     assert "show clients;" in shown and "then type into psql" in shown
+
+
+async def test_hidden_characters_are_shown_escaped_in_the_tree_and_the_task_panel(here: Path) -> None:
+    book = here / "bidi.md"
+    book.write_text("# Deploy\u202e\n\n## Steps\n\n1. Step \u200b one\n   - `echo safe \u202e# evil`\n")
+    runbook = load_runbook(book)
+    task = next(runbook.commands())
+    app = make_app(runbook, mode="paranoid", variables={}, transcript=str(here / "t.jsonl"), theme=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until_event(pilot, here / "t.jsonl", "run.started")
+        await select(pilot, task.id)
+        await pilot.pause(0.2)
+        tree = app.run_screen.query_one("#tree")
+        labels = [str(node.label) for node in tree._by_id.values()]
+        panel = app.run_screen.query_one("#task", Static)
+        console = Console(width=100, record=True, file=io.StringIO())
+        console.print(panel.content)
+        shown = console.export_text()
+    assert any("<U+202E>" in label for label in labels) and any("<U+200B>" in label for label in labels)
+    assert not any("\u202e" in label or "\u200b" in label for label in labels)
+    assert "<U+202E>" in shown and "\u202e" not in shown

@@ -22,7 +22,7 @@ _REFERENCE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 class UnsafePlaceholder(ValueError):
     """A placeholder stands where the shell would run its value as code; nothing was filled in.
 
-    `check` refuses such a runbook already; this is the same rule at run time (a runbook that
+    `check` warns about such a task already; this is the same rule at run time (a runbook that
     was never checked, or a command edited at the prompt), so the message says how to fix it.
     """
 

@@ -25,13 +25,14 @@ from runbook_tui.audit.events import check as check_event
 from runbook_tui.audit.redact import Redactor
 from runbook_tui.audit.transcript import Transcript, TranscriptError
 from runbook_tui.engine.checks import OutputTail, Verdict, judge
-from runbook_tui.engine.env import command_environment, fill_placeholders, injected_environment
+from runbook_tui.engine.env import UnsafePlaceholder, command_environment, fill_placeholders, injected_environment
 from runbook_tui.engine.local_scripts import command_cwd
 from runbook_tui.engine.policy import (Decision, Risk, confirmation_needed, effective_mode, step_confirmation_needed,
                                        task_risk)
 from runbook_tui.engine.runner import PtyProcess
 from runbook_tui.process import ExitStatus, Process, shell_argv, supervise
 from runbook_tui.model import Mode, Runbook, Section, Step, Task
+from runbook_tui.parse.hazards import evaluated_placeholders
 from runbook_tui.parse.shellwords import placeholder_label
 
 Action = Literal["run", "skip", "abort", "done", "retry", "stop"]
@@ -341,11 +342,15 @@ class Session:
             return self.skip(task, step, "marked skip in the runbook")
         if task.kind == "manual":
             return self._manual(task, step)
-        if step_confirmation_needed(self.mode, self.trusted) and step.id not in self.state.confirmed_steps:
-            refused = self._confirm_step(task, step)
-            if refused is not None:
-                return refused
-        return self._command(task, step, edited)
+        try:
+            if step_confirmation_needed(self.mode, self.trusted) and step.id not in self.state.confirmed_steps:
+                refused = self._confirm_step(task, step)
+                if refused is not None:
+                    return refused
+            return self._command(task, step, edited)
+        except UnsafePlaceholder as exc:
+            return self._finish(task, step, TaskOutcome("failed", reason=f"not run: {exc}. Edit the command "
+                                                        "to write the value in place, or fix the runbook"))
 
     def _confirm_step(self, task: Task, step: Step) -> TaskOutcome | None:
         """Step mode: show every command of the step as it will run, in full, and ask once.
@@ -417,7 +422,13 @@ class Session:
         return "yes"
 
     def resolve(self, task: Task) -> str:
-        """Ask for what the task needs (variables, placeholders) and return the command to run."""
+        """Ask for what the task needs (variables, placeholders) and return the command to run.
+
+        A placeholder the shell would run as code is refused before anyone is asked for its value.
+        """
+        refused = evaluated_placeholders(task)
+        if refused:
+            raise UnsafePlaceholder(refused[0][1])
         own = dict(task.options.env or ())
         questions = [Question(name, f"${name}") for name in task.variables
                      if not (name in self.values or name in self.secrets or name in own or name in os.environ)]

@@ -620,7 +620,7 @@ def evaluated_placeholders(task: Task) -> list[tuple[int, str]]:
 
 
 def hazards(runbook: Runbook, text: str | None) -> list[Warning]:
-    """`check`'s findings for this module: refused placeholders (errors), dangerous environment and
+    """`check`'s findings for this module: placeholders that will not be filled in, dangerous environment and
     shell, and characters in commands that a terminal would not show as they are."""
     from runbook_tui.audit.terminal import suspicious_characters
 
@@ -630,7 +630,10 @@ def hazards(runbook: Runbook, text: str | None) -> list[Warning]:
         command = task.command or ""
         for at, message in evaluated_placeholders(task):
             line, column = _command_position(lines, task, at)
-            found.append(Warning(runbook.path, line, column, "placeholder-evaluated", message, severity="error"))
+            # A warning, not a refusal: the runbook still opens and its other commands run; this
+            # one is refused when its turn comes (the operator can edit it to write the value in).
+            found.append(Warning(runbook.path, line, column, "placeholder-evaluated",
+                                 f"task {task.id} will not run as written: {message}"))
         for at, why in suspicious_characters(command):
             line, column = _command_position(lines, task, at)
             found.append(Warning(runbook.path, line, column, "hidden-characters", f"task {task.id} {why}"))

@@ -11,6 +11,7 @@ from textual.markup import escape
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from runbook_tui.audit.terminal import visible
 from runbook_tui.model import Runbook
 
 
@@ -39,7 +40,7 @@ class RunHeader(Horizontal):
 
     def _facts(self) -> str:
         book = self.runbook
-        parts = [f"[b]{escape(book.title)}[/b]"]
+        parts = [f"[b]{escape(visible(book.title))}[/b]"]
         if book.severity:
             high = book.severity.lower().startswith(("high", "critical"))
             color = "$error" if high else "$warning"

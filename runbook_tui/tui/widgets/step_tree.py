@@ -11,6 +11,7 @@ from textual.message import Message
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from runbook_tui.audit.terminal import visible
 from runbook_tui.engine.policy import task_risk
 from runbook_tui.model import Runbook, Section, Step, Task
 
@@ -79,10 +80,10 @@ class StepTree(Tree[Item]):
 
     def _section_label(self, section: Section) -> Text:
         style = "bold" if section.procedural else f"italic {self._color('foreground-muted')}"
-        return Text(f"{section.id}. {section.title}", style=style)
+        return Text(f"{section.id}. {visible(section.title)}", style=style)
 
     def _step_label(self, step: Step) -> Text:
-        text = Text(f"{step.id} {step.title}")
+        text = Text(f"{step.id} {visible(step.title)}")
         if step.optional:
             text.append(" (optional)", style="dim")
         return text
@@ -91,7 +92,7 @@ class StepTree(Tree[Item]):
         icon, color = ICONS.get(self.status.get(task.id, "pending"), ICONS["pending"])
         body = task.command.splitlines()[0] if task.command else task.text
         text = Text(icon, style=f"bold {self._color(color)}")
-        text.append(f" {'$ ' if task.kind == 'command' else ''}{_short(body)}")
+        text.append(f" {'$ ' if task.kind == 'command' else ''}{_short(visible(body))}")
         if self._risk_of(task) == "high":
             text.append(" !", style=f"bold {self._color('error')}")
         return text

@@ -9,6 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Markdown, Static
 
+from runbook_tui.audit.terminal import visible
 from runbook_tui.model import Task
 from runbook_tui.tui.widgets.step_tree import Item
 
@@ -50,10 +51,10 @@ def describe_task(task: Task, status: str) -> Group:
     """The task's command highlighted, then its annotations and what it needs."""
     parts: list[object] = []
     if task.command is not None:
-        parts.append(Text(task.text, style="italic") if task.text != task.command else Text(""))
-        parts.append(Syntax(task.command, "bash", word_wrap=True, background_color="default"))
+        parts.append(Text(visible(task.text), style="italic") if task.text != task.command else Text(""))
+        parts.append(Syntax(visible(task.command), "bash", word_wrap=True, background_color="default"))
     else:
-        parts.append(Text(f"Manual check: {task.text}"))
+        parts.append(Text(f"Manual check: {visible(task.text)}"))
         parts.append(Text("Press enter when it is done, s to skip it.", style="dim"))
     options = task.options.as_dict()
     if options:
