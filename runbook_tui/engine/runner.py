@@ -1,8 +1,12 @@
 """Run one command under a real PTY, synchronously, with a supervisor thread.
 
-Why a PTY: colours, progress bars and ``isatty`` checks must behave as in a terminal.
-Why its own session: abort/timeout must reach every process the command started
-(``killpg``), and the command must never share the operator's terminal or stdin.
+Why a PTY: colours, progress bars and ``isatty`` checks must behave as in a terminal, and a
+command that asks something (``read -p``, ``sudo``, ``apt``) must be answerable: the PTY is its
+stdin too, and the operator types into it with ``write`` (or gets the real terminal relayed,
+``engine/interactive.py``). It never shares the operator's own terminal.
+Why its own session: abort/timeout signal its process group (``killpg``), as ctrl+c on a
+terminal would; what leaves the group (``setsid``, job control, daemons) is held by a
+containment (a cgroup, or session tracking: ``engine/containment.py``) and killed at the end.
 Why synchronous: the TUI calls this from a worker thread and the headless CLI calls it
 directly; neither needs an event loop. This module must never import Textual.
 """
@@ -10,6 +14,7 @@ directly; neither needs an event loop. This module must never import Textual.
 from __future__ import annotations
 
 import codecs
+import ctypes
 import errno
 import fcntl
 import os
@@ -21,6 +26,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from runbook_tui.engine.containment import Containment, ContainmentKind, ProcessIdentity, new_containment, read_stat
+from runbook_tui.engine.terminal import FINISHED, ScreenTracker, TerminalState, line_discipline, reading_terminal
 from runbook_tui.process import DEFAULT_TERM, ExitStatus, supervise
 
 __all__ = ["PtyProcess", "run_command"]
@@ -35,11 +42,24 @@ _BATCH = 64 * 1024
 # of silence (and at most _DRAIN_MAX in total, in case it never goes quiet) before it is killed.
 _DRAIN_QUIET = 0.3
 _DRAIN_MAX = 2.0
-# After SIGKILLing the group, how long to wait for the PTY to report EOF. Only a process that
-# escaped the group (setsid) can keep it open longer; we stop reading rather than hang.
+# After killing the containment, how long to wait for the PTY to report EOF. Only a process
+# that escaped it (session tracking's blind spot) can keep it open longer; we stop reading
+# rather than hang.
 _EOF_AFTER_KILL = 1.0
 # Poll interval for the leader's exit where pidfd is unavailable.
 _POLL = 0.05
+# Raw output kept since the last switch to or from the alternate screen (or the start), so a
+# terminal attached later can be shown the full-screen program's screen. Beyond this the
+# program is asked to redraw itself instead (SIGWINCH), which full-screen programs all handle.
+_REPLAY_MAX = 256 * 1024
+# prctl(2) option: the signal the child gets when the thread that forked it ends.
+_PR_SET_PDEATHSIG = 1
+# SIGKILL, not SIGHUP: the app dying means nobody records or supervises the command any more,
+# and the commands that made `resume` start a second migration were the ones ignoring SIGHUP.
+# The leader cannot ignore SIGKILL; its session's other processes then get the kernel's hangup
+# (the leader was the session leader), and `resume` refuses while any member is alive.
+_DEATH_SIGNAL = int(signal.SIGKILL)
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
 def _child_env(env: Mapping[str, str] | None) -> dict[str, str]:
@@ -55,12 +75,29 @@ def _child_env(env: Mapping[str, str] | None) -> dict[str, str]:
     return merged
 
 
-def _take_controlling_tty() -> None:
-    """preexec_fn: make the PTY slave (already fd 1, after setsid) the controlling terminal.
+def _child_setup(parent: int, containment: Containment) -> Callable[[], None]:
+    """preexec_fn: join the containment, take the PTY as controlling terminal, die with us.
 
-    Runs between fork and exec, so it does nothing but one ioctl with pre-imported modules.
+    Runs between fork and exec (after setsid), so it only makes system calls with what was
+    prepared before the fork. Joining the containment first means nothing the command ever
+    starts can be outside it. The death signal is tied to the *thread* that forked, which is
+    why the supervisor thread, which outlives the leader, is the one that spawns.
     """
-    fcntl.ioctl(1, termios.TIOCSCTTY, 0)
+
+    def setup() -> None:
+        containment.enter()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        _prctl(_PR_SET_PDEATHSIG, _DEATH_SIGNAL, 0, 0, 0)
+        if os.getppid() != parent:  # we died before the death signal was armed
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return setup
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 class _Batch:
@@ -99,41 +136,57 @@ def _open_pidfd(pid: int) -> int | None:
 
 
 class PtyProcess:
-    """One command on its own PTY, in its own session and process group.
+    """One command on its own PTY, in its own session and process group, and contained.
 
-    A single supervisor thread reads the PTY, calls ``on_output`` (always from that thread,
-    in order), notices the leader's exit, kills whatever is left in the group, reaps the
-    leader and closes every fd. Output is held back at most _BATCH_DELAY (or _BATCH bytes).
+    A single supervisor thread forks the command, reads the PTY, calls ``on_output`` (always
+    from that thread, in order), notices the leader's exit, kills whatever else the command
+    started (its containment), reaps the leader and closes every fd. Output is held back at
+    most _BATCH_DELAY (or _BATCH bytes).
     """
 
     pid: int
     pgid: int
+    identity: ProcessIdentity
 
     def __init__(
         self,
-        popen: subprocess.Popen[bytes],
+        argv: Sequence[str],
         master: int,
+        slave: int,
+        *,
         on_output: Callable[[str], None],
-        started: float,
+        on_screen_change: Callable[[bool], None] | None,
+        cwd: str | None,
+        env: dict[str, str],
+        containment: Containment,
     ) -> None:
-        """Private: use :meth:`spawn`."""
-        self._popen = popen
-        self.pid = popen.pid
-        self.pgid = popen.pid  # setsid: the leader's pid is its session and group id
+        """Private: use :meth:`spawn`. Takes ownership of ``master``, ``slave`` and ``containment``."""
         self._master = master
+        self._slave_rdev = os.fstat(slave).st_rdev
         self._on_output = on_output
-        self._started = started
+        self._on_screen_change = on_screen_change
+        self._containment = containment
         self._lock = threading.Lock()  # guards _reaped/_leader_exited/_aborted/_master close
+        self._tee_lock = threading.Lock()  # guards _tee/_replay; a slow terminal never blocks write()
+        self._tee = -1
+        self._screen = ScreenTracker()
+        self._replay = bytearray()
+        self._replay_whole = True  # _replay holds everything since the last screen switch
         self._leader_exited = False
         self._reaped = False
         self._aborted = False
         self._error: BaseException | None = None
         self._status: ExitStatus | None = None
         self._done = threading.Event()
-        self._thread = threading.Thread(
-            target=self._supervise, name=f"pty-reader-{self.pid}", daemon=True
-        )
+        self._spawned = threading.Event()
+        self._spawn_error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(list(argv), slave, cwd, env),
+                                        name="pty-spawning", daemon=True)
         self._thread.start()
+        self._spawned.wait()
+        if self._spawn_error is not None:
+            self._thread.join()
+            raise self._spawn_error
 
     @classmethod
     def spawn(
@@ -145,38 +198,33 @@ class PtyProcess:
         env: Mapping[str, str] | None = None,
         rows: int = 40,
         cols: int = 120,
-        interactive: bool = False,
+        on_screen_change: Callable[[bool], None] | None = None,
+        containment: ContainmentKind = "auto",
     ) -> PtyProcess:
-        """Start ``argv`` on a fresh PTY; stdin is /dev/null so nothing can wait for input.
+        """Start ``argv`` on a fresh PTY, which is its stdin, stdout and stderr.
 
-        ``interactive`` makes the PTY the program's stdin too; the caller types with ``write``.
-
+        A command that reads its input waits for ``write`` (see :meth:`terminal_state`); one
+        that must see end of input gets it from ``write(b"\\x04")`` (ctrl+d).
         ``env`` replaces the environment (like ``subprocess``); ``TERM`` defaults to
-        ``xterm-256color``. Raises ``OSError`` (e.g. ``FileNotFoundError``) if it cannot start.
+        ``xterm-256color``; ``RUNBOOK_TUI_TAG`` is added (see ``engine/containment.py``).
+        ``on_screen_change(alternate)`` is called from the supervisor thread when the program
+        enters or leaves the alternate screen, after the output read so far went to
+        ``on_output``; also with False when it ends while still on it.
+        ``containment``: ``auto`` (cgroup where possible), ``cgroup`` or ``session``.
+        Raises ``OSError`` (e.g. ``FileNotFoundError``) if it cannot start.
         """
         if not argv:
             raise ValueError("argv must not be empty")
         master, slave = os.openpty()
         try:
             termios.tcsetwinsize(slave, (rows, cols))
-            started = time.monotonic()
-            popen = subprocess.Popen(
-                list(argv),
-                stdin=slave if interactive else subprocess.DEVNULL,
-                stdout=slave,
-                stderr=slave,
-                cwd=cwd,
-                env=_child_env(env),
-                start_new_session=True,
-                preexec_fn=_take_controlling_tty,
-                close_fds=True,
-            )
+            box = new_containment(containment)
         except BaseException:
             os.close(master)
+            os.close(slave)
             raise
-        finally:
-            os.close(slave)  # else we would hold the PTY open and never see EOF
-        return cls(popen, master, on_output, started)
+        return cls(argv, master, slave, on_output=on_output, on_screen_change=on_screen_change, cwd=cwd,
+                   env=box.child_env(_child_env(env)), containment=box)
 
     # -- public API -------------------------------------------------------------------------
 
@@ -197,8 +245,9 @@ class PtyProcess:
     def abort(self, grace: float = 2.0) -> None:
         """SIGINT, then SIGTERM, then SIGKILL to the whole group, ``grace`` seconds apart.
 
-        A no-op once the leader has exited (the supervisor cleans up the rest itself).
-        Safe to call from ``on_output``: the escalation then runs on a helper thread.
+        A no-op once the leader has exited (the supervisor then kills the rest itself, including
+        what left the group). Safe to call from ``on_output``: the escalation then runs on a
+        helper thread.
         """
         if threading.current_thread() is self._thread:
             threading.Thread(target=self.abort, args=(grace,), daemon=True).start()
@@ -215,12 +264,12 @@ class PtyProcess:
         self._done.wait(grace)
 
     def write(self, data: bytes) -> None:
-        """Send keystrokes to an interactive program (ignored once it has finished)."""
+        """Type ``data`` into the command's terminal (ignored once it has finished)."""
         with self._lock:
             if self._master < 0:
                 return
             try:
-                os.write(self._master, data)
+                _write_all(self._master, data)
             except OSError:
                 pass  # the program is exiting; its last keystrokes no longer matter
 
@@ -234,7 +283,56 @@ class PtyProcess:
             except OSError:
                 pass  # the command is finishing; resizing it no longer matters
 
+    def terminal_state(self) -> TerminalState:
+        """What the command does with its terminal now; cheap enough to ask a few times a second."""
+        with self._lock:
+            if self._master < 0:
+                return FINISHED
+            try:
+                echo, canonical = line_discipline(self._master)
+            except OSError:
+                return FINISHED  # the last process holding the PTY is gone
+            waiting = reading_terminal(self._master, self._slave_rdev, self._containment.members())
+            return TerminalState(waiting_for_input=waiting, echo=echo, canonical=canonical,
+                                 alternate_screen=self._screen.alternate)
+
+    def members(self) -> list[int]:
+        """Live pids of everything the command started (its leader included while it lives)."""
+        return self._containment.members()
+
+    def attach(self, fd: int, *, replay: bool) -> bool:
+        """Copy the command's output, raw and unbatched, to ``fd`` too (the operator's terminal).
+
+        With ``replay``, first what it printed since it started or last switched screens, so
+        the terminal shows what a full-screen program drew before ``fd`` was attached. False
+        when the command has already finished. Undo with :meth:`detach`.
+        """
+        with self._tee_lock:
+            if self._reaped:
+                return False
+            redraw = replay and not self._replay_whole
+            if replay and self._replay_whole:
+                _write_all(fd, bytes(self._replay))
+            self._tee = fd
+        if redraw:
+            self._ask_redraw()
+        return True
+
+    def detach(self) -> None:
+        """Stop copying output to the fd given to :meth:`attach`."""
+        with self._tee_lock:
+            self._tee = -1
+
     # -- supervisor thread ------------------------------------------------------------------
+
+    def _ask_redraw(self) -> None:
+        """SIGWINCH to the foreground group: full-screen programs redraw their screen on it."""
+        with self._lock:
+            try:
+                if self._master >= 0:
+                    os.killpg(os.tcgetpgrp(self._master), signal.SIGWINCH)
+            except OSError:
+                pass  # nothing in the foreground any more
 
     def _signal(self, sig: int) -> None:
         """killpg, but never after reaping: until then the zombie leader keeps the pgid ours."""
@@ -263,6 +361,36 @@ class PtyProcess:
         except BaseException as exc:  # must not kill the thread, or wait() would hang
             self._error = exc
 
+    def _screen_changed(self, alternate: bool) -> None:
+        if self._on_screen_change is None or self._error is not None:
+            return
+        try:
+            self._on_screen_change(alternate)
+        except BaseException as exc:  # as in _emit
+            self._error = exc
+
+    def _observe(self, data: bytes, batch: _Batch) -> None:
+        """Pass raw output to an attached terminal, follow the screen, keep the replay."""
+        with self._tee_lock:
+            if self._tee >= 0:
+                try:
+                    _write_all(self._tee, data)
+                except OSError:
+                    self._tee = -1  # the operator's terminal went away; the output is still recorded
+            switched = self._screen.feed(data)
+            if switched:
+                self._replay.clear()
+                self._replay_whole = True
+            if self._replay_whole and len(self._replay) + len(data) <= _REPLAY_MAX:
+                self._replay += data
+            else:
+                self._replay.clear()
+                self._replay_whole = False
+        batch.add(data)
+        if switched:
+            self._emit(batch.take())
+            self._screen_changed(self._screen.alternate)
+
     def _read_chunk(self, batch: _Batch) -> bool:
         """Read one chunk into ``batch``; False at EOF (EIO on Linux once all slave fds closed)."""
         try:
@@ -273,7 +401,7 @@ class PtyProcess:
             data = b""
         if not data:
             return False
-        batch.add(data)
+        self._observe(data, batch)
         if batch.full():
             self._emit(batch.take())
         return True
@@ -307,6 +435,32 @@ class PtyProcess:
                 if quiet is not None:
                     quiet_until = time.monotonic() + quiet
 
+    def _run(self, argv: list[str], slave: int, cwd: str | None, env: dict[str, str]) -> None:
+        """The supervisor thread: fork the command (so its death signal is armed for as long as
+        this thread lives), then supervise it."""
+        try:
+            self._started = time.monotonic()
+            self._popen = subprocess.Popen(
+                argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env, start_new_session=True,
+                preexec_fn=_child_setup(os.getpid(), self._containment), close_fds=True,
+            )
+            self.pid = self.pgid = self._popen.pid  # setsid: its session and group id too
+            self._containment.started(self.pid)
+            stat = read_stat(self.pid)  # not reaped before this thread does it, so still there
+            assert stat is not None
+            self.identity = ProcessIdentity(pid=self.pid, pgid=self.pgid, sid=self.pid, start_time=stat.start_time,
+                                            cgroup=self._containment.cgroup, tag=self._containment.tag)
+        except BaseException as exc:
+            self._spawn_error = exc
+            os.close(self._master)
+            self._containment.close()
+            return
+        finally:
+            os.close(slave)  # else we would hold the PTY open and never see EOF
+            self._spawned.set()
+        threading.current_thread().name = f"pty-reader-{self.pid}"
+        self._supervise()
+
     def _supervise(self) -> None:
         batch = _Batch()
         sel = selectors.DefaultSelector()
@@ -336,8 +490,9 @@ class PtyProcess:
             # 2. Drain the tail; background children may hold the PTY open.
             if not eof:
                 eof = self._drain(sel, batch, exited_at + _DRAIN_MAX, _DRAIN_QUIET)
-            # 3. No orphan survives the command, whether or not it held the PTY.
-            self._signal(signal.SIGKILL)
+            # 3. Nothing the command started survives it, in its group or not, holding the PTY
+            #    or not. The leader is a zombie until reaped below, so no pid here is recycled.
+            self._containment.kill()
             if not eof:
                 self._drain(sel, batch, time.monotonic() + _EOF_AFTER_KILL, None)
         except BaseException as exc:
@@ -346,17 +501,23 @@ class PtyProcess:
         finally:
             if exited_at is None:  # we failed mid-run: don't leave the command running
                 self._signal(signal.SIGKILL)
+                self._containment.kill()
                 exited_at = time.monotonic()
             self._emit(batch.take(final=True))
+            if self._screen.alternate:  # it ended on the alternate screen: the front end takes it back
+                self._screen.alternate = False
+                self._screen_changed(False)
             sel.close()
             if pidfd is not None:
                 os.close(pidfd)
-            with self._lock:
+            with self._tee_lock, self._lock:
                 returncode = self._popen.wait()
                 self._reaped = True
                 os.close(self._master)
                 self._master = -1
+                self._tee = -1
                 aborted = self._aborted
+            self._containment.close()
             self._status = ExitStatus(
                 exit_code=returncode if returncode >= 0 else None,
                 signal=-returncode if returncode < 0 else None,
