@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runbook_tui.engine.runner import PtyProcess, run_command
-from runbook_tui.process import ExitStatus, shell_argv
+from runbook_tui.process import ExitStatus, shell_argv, supervise
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
 
@@ -149,12 +149,22 @@ def test_default_size_is_40x120():
     assert out.text.strip() == "40 120"
 
 
-def test_pty_is_the_controlling_terminal_and_stdin_is_dev_null():
-    status, out = bash(
-        ": </dev/tty && echo ctty; readlink /proc/self/fd/0; cat; read x; echo read=$?"
-    )
-    assert status.exit_code == 0
-    assert out.text.splitlines() == ["ctty", "/dev/null", "read=1"]
+def test_pty_is_stdin_and_the_controlling_terminal_and_ctrl_d_ends_input():
+    """stdin is the PTY (it used to be /dev/null): a reader waits for input; ctrl+d is its EOF."""
+    out = Collector()
+    script = ': </dev/tty && echo ctty; [ "$(readlink /proc/self/fd/0)" = "$(tty)" ] && echo stdin-is-pty;' \
+             " echo ready; cat; read x; echo read=$?"
+    proc = PtyProcess.spawn(["bash", "-c", script], on_output=out)
+    out.wait_for("ready")
+    for _ in ("cat", "read"):
+        deadline = time.monotonic() + LIMIT
+        while not proc.terminal_state().waiting_for_input:
+            assert time.monotonic() < deadline, out.text
+            time.sleep(0.02)
+        proc.write(b"\x04")
+    status = proc.wait(LIMIT)
+    assert status is not None and status.exit_code == 0
+    assert out.text.splitlines() == ["ctty", "stdin-is-pty", "ready", "read=1"]
 
 
 def test_own_session_and_process_group():
@@ -336,17 +346,19 @@ def test_nohup_background_child_is_killed(tmp_path):
     assert_group_gone(pgid_from(out.text))
 
 
-def test_process_outside_the_group_holding_the_pty_does_not_hang_wait():
-    escape = "import os; os.setsid(); os.execvp('sleep', ['sleep', '1000'])"
+def test_process_outside_the_containment_holding_the_pty_does_not_hang_wait():
+    """Session tracking's blind spot (no tag, own session, orphaned) still cannot hang wait()."""
+    escape = "import os; os.setsid(); print('escaped', flush=True); os.execvp('sleep', ['sleep', '1000'])"
     out = Collector()
-    status = run_command(
-        ["bash", "-c", f'{sys.executable} -c "{escape}" & echo spid=$!'],
-        on_output=out,
-        timeout=LIMIT,
-    )
+    proc = PtyProcess.spawn(["bash", "-c", f'env -i {sys.executable} -c "{escape}" & echo spid=$!; read -r go'],
+                            on_output=out, containment="session")
+    out.wait_for("escaped")
+    proc.write(b"go\r")
+    status = supervise(proc, timeout=LIMIT)
     spid = int(re.search(r"spid=(\d+)", out.text).group(1))
     try:
         assert status.exit_code == 0 and not status.timed_out
+        assert os.getsid(spid) == spid  # it escaped and is still there: the runner gave up on EOF
     finally:
         os.kill(spid, signal.SIGKILL)
 
@@ -369,13 +381,13 @@ def test_abort_kills_the_whole_group():
 
 def test_timeout_kills_the_whole_group():
     tag = f"rbtest-{uuid.uuid4().hex}"
-    script = f"echo pgid=$$; (exec -a {tag} sleep 1000) & (exec -a {tag} sleep 1000) & wait"
-    status, out = bash(script, timeout=1.0, grace=0.5)
+    script = f"(exec -a {tag} sleep 1000) & (exec -a {tag} sleep 1000) & wait"
+    proc = PtyProcess.spawn(["bash", "-c", script], on_output=Collector())
+    status = supervise(proc, timeout=1.0, grace=0.5)
     assert status.timed_out and not status.aborted
-    assert status.exit_code is None or status.signal is None  # exactly one is set
+    assert (status.exit_code is None) != (status.signal is None)  # exactly one is set
     assert_gone(lambda _, cmdline: tag.encode() in cmdline, "background children")
-    if "pgid=" in out.text:
-        assert_group_gone(pgid_from(out.text))
+    assert_group_gone(proc.pgid)
 
 
 def test_timeout_sets_timed_out():

@@ -266,7 +266,7 @@ def _own_cgroup() -> str | None:
         return None  # our cgroup is outside what is mounted here
     inside = relative[len(mount_root.rstrip("/")):].lstrip("/")
     path = os.path.join(mount_point, inside)
-    return path if os.path.isfile(os.path.join(path, "cgroup.kill")) else None
+    return path if os.path.isfile(os.path.join(path, "cgroup.procs")) else None
 
 
 class CgroupContainment(Containment):
@@ -278,6 +278,8 @@ class CgroupContainment(Containment):
         path = os.path.join(parent, _CGROUP_PREFIX + self.tag)
         os.mkdir(path)
         try:
+            if not os.path.isfile(os.path.join(path, "cgroup.kill")):  # the root cgroup has none: ask the child
+                raise OSError(f"{path}: no cgroup.kill (Linux before 5.14)")
             # Opened here so the child only writes: "0" moves the writing process itself.
             self._procs = os.open(os.path.join(path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
         except OSError:

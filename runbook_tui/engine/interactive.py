@@ -1,15 +1,19 @@
-"""Hand the operator's own terminal to a program (psql, ssh, a shell) and still record it.
+"""Hand the operator's own terminal to a command (less, vi, top, psql, ssh) and still record it.
 
-The program gets a PTY of its own, sized like the operator's terminal; keystrokes are copied
-to it and everything it prints is copied both to the terminal and to the recorder, the way
-`script(1)` does. The caller must have released the terminal first (the TUI suspends itself).
+The command keeps its own PTY; while the operator's terminal is handed over, keystrokes are
+copied to that PTY and everything the command prints is copied, raw, both to the terminal and
+(batched, as always) to ``on_output``, the way `script(1)` does. The window size follows the
+operator's terminal. The caller must have released the terminal first (the TUI suspends itself).
+
+Two ways in: :func:`run_on_terminal` starts a command that needs the terminal from the start
+(``interactive=true``); :func:`take_over` hands the terminal to a command that is already
+running, typically because it entered the alternate screen, and gives it back when it leaves.
 """
 
 from __future__ import annotations
 
 import os
 import select
-import signal
 import sys
 import termios
 import tty
@@ -18,42 +22,83 @@ from collections.abc import Callable, Mapping, Sequence
 from runbook_tui.engine.runner import PtyProcess
 from runbook_tui.process import ExitStatus
 
+__all__ = ["relay", "run_on_terminal", "take_over"]
+
+# How long the relay waits for a key before it looks again at the command and the window size.
+# The size is polled rather than followed with a SIGWINCH handler, because a handler can only be
+# installed from the main thread and the TUI relays from a worker; the command still gets its
+# SIGWINCH, from the kernel, when we resize its PTY.
+_TICK = 0.05
+# Keystrokes read from the operator's terminal at once (a paste arrives in pieces of this size).
+_KEYS = 4096
+
+
+def _size(fd: int) -> tuple[int, int]:
+    rows, cols = termios.tcgetwinsize(fd)
+    return rows, cols
+
+
+def relay(proc: PtyProcess, fd_in: int, fd_out: int, *, until_screen_left: bool,
+          replay: bool | None = None) -> ExitStatus | None:
+    """Give the terminal ``fd_in``/``fd_out`` to the running ``proc`` until it exits.
+
+    With ``until_screen_left`` it is given back as soon as the command is no longer on the
+    alternate screen (None is returned, the command goes on); otherwise only when it exits
+    (its status is returned). ``replay`` shows first what the command printed since it started
+    or switched screens (default: when it is on the alternate screen, so the terminal shows
+    the screen the program drew before the hand-over). The terminal is in raw mode meanwhile,
+    so ctrl+c, ctrl+z and ctrl+d reach the command, not us.
+    """
+    if replay is None:
+        replay = proc.alternate_screen
+    saved = termios.tcgetattr(fd_in)
+    # Without flushing: keys typed before the hand-over must reach the command.
+    tty.setraw(fd_in, termios.TCSANOW)
+    size: tuple[int, int] | None = None
+    try:
+        if not proc.attach(fd_out, replay=replay):
+            return proc.wait()
+        while (status := proc.wait(0)) is None:
+            if until_screen_left and not proc.alternate_screen:
+                return None
+            if (now := _size(fd_out)) != size:
+                size = now
+                proc.resize(*size)
+            ready, _, _ = select.select([fd_in], [], [], _TICK)
+            if ready and (keys := os.read(fd_in, _KEYS)):
+                proc.write(keys)
+        return status
+    finally:
+        proc.detach()
+        termios.tcsetattr(fd_in, termios.TCSADRAIN, saved)
+
+
+def _terminal() -> tuple[int, int]:
+    fd_in, fd_out = sys.stdin.fileno(), sys.stdout.fileno()
+    if not (os.isatty(fd_in) and os.isatty(fd_out)):
+        raise OSError("an interactive task needs a terminal on stdin and stdout")
+    return fd_in, fd_out
+
+
+def take_over(proc: PtyProcess) -> ExitStatus | None:
+    """Relay this process's terminal to the running ``proc`` while it is on the alternate screen.
+
+    Returns its status if it exited meanwhile, None when it left the alternate screen and goes on.
+    """
+    fd_in, fd_out = _terminal()
+    return relay(proc, fd_in, fd_out, until_screen_left=True)
+
 
 def run_on_terminal(argv: Sequence[str], *, on_output: Callable[[str], None], cwd: str | None = None,
                     env: Mapping[str, str] | None = None) -> ExitStatus:
     """Run `argv` interactively on this process's terminal; returns when it exits."""
-    fd_in, fd_out = sys.stdin.fileno(), sys.stdout.fileno()
-    if not (os.isatty(fd_in) and os.isatty(fd_out)):
-        raise OSError("an interactive task needs a terminal on stdin and stdout")
-    size = os.get_terminal_size(fd_out)
-
-    def show_and_record(text: str) -> None:
-        os.write(fd_out, text.encode("utf-8", "replace"))
-        on_output(text)
-
-    saved = termios.tcgetattr(fd_in)
-    # Raw before the program starts, and without flushing: keys typed early must reach it.
-    tty.setraw(fd_in, termios.TCSANOW)
+    fd_in, fd_out = _terminal()
+    rows, cols = _size(fd_out)
+    proc = PtyProcess.spawn(argv, on_output=on_output, cwd=cwd, env=env, rows=rows, cols=cols)
     try:
-        proc = PtyProcess.spawn(argv, on_output=show_and_record, cwd=cwd, env=env, rows=size.lines,
-                                cols=size.columns, interactive=True)
+        status = relay(proc, fd_in, fd_out, until_screen_left=False, replay=True)
     except BaseException:
-        termios.tcsetattr(fd_in, termios.TCSADRAIN, saved)
+        proc.abort()
         raise
-    previous = signal.signal(signal.SIGWINCH, lambda *_: proc.resize(*_rows_cols(fd_out)))
-    try:
-        while (status := proc.wait(0)) is None:
-            ready, _, _ = select.select([fd_in], [], [], 0.1)
-            if ready:
-                data = os.read(fd_in, 4096)
-                if data:
-                    proc.write(data)
-        return status
-    finally:
-        termios.tcsetattr(fd_in, termios.TCSADRAIN, saved)
-        signal.signal(signal.SIGWINCH, previous)
-
-
-def _rows_cols(fd: int) -> tuple[int, int]:
-    size = os.get_terminal_size(fd)
-    return size.lines, size.columns
+    assert status is not None  # until_screen_left=False returns only once it exited
+    return status

@@ -296,6 +296,11 @@ class PtyProcess:
             return TerminalState(waiting_for_input=waiting, echo=echo, canonical=canonical,
                                  alternate_screen=self._screen.alternate)
 
+    @property
+    def alternate_screen(self) -> bool:
+        """The program is on the alternate screen (full screen); cheaper than terminal_state()."""
+        return self._screen.alternate
+
     def members(self) -> list[int]:
         """Live pids of everything the command started (its leader included while it lives)."""
         return self._containment.members()
