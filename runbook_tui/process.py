@@ -1,7 +1,9 @@
 """What every target's running command is, whatever runs it: a local PTY, a docker exec, SSH.
 
 The engine drives commands only through these: `Process` (wait, abort), `ExitStatus` (how it
-ended) and `supervise` (timeout, abort, a periodic tick). Targets in `integrations/` build
+ended) and `supervise` (timeout, abort, a periodic tick). A command the operator can answer
+(type into, resize, see waiting or asking for a password) is also a `TerminalProcess`; a target
+that cannot offer that (docker exec without stdin, today) simply is not one. Targets in `integrations/` build
 Processes from here and never import the engine, which drives them.
 """
 
@@ -11,9 +13,9 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-__all__ = ["DEFAULT_TERM", "ExitStatus", "Process", "shell_argv", "supervise"]
+__all__ = ["DEFAULT_TERM", "ExitStatus", "Process", "TerminalProcess", "TerminalState", "shell_argv", "supervise"]
 
 # The terminal type a command is told it has, on our PTY or in a container.
 DEFAULT_TERM = "xterm-256color"
@@ -39,6 +41,25 @@ class ExitStatus:
         return 128 + (self.signal or 0)
 
 
+@dataclass(frozen=True)
+class TerminalState:
+    """A command's terminal, as the operator needs to know it to answer."""
+
+    waiting_for_input: bool  # a process of the foreground group is blocked reading the terminal
+    echo: bool  # what is typed is echoed (False: a password prompt, or a full-screen program)
+    canonical: bool  # line by line (ICANON); False for full-screen programs and raw key readers
+    alternate_screen: bool  # the program switched to the alternate screen (and did not leave it)
+
+    @property
+    def masked_input(self) -> bool:
+        """A password prompt (sudo, ssh, ``read -s``): lines typed blind. Never record the input.
+
+        Also true when the kernel does not let us see the reader (a setuid ``sudo`` when we
+        are not root), which is why it does not depend on ``waiting_for_input``.
+        """
+        return not self.echo and self.canonical
+
+
 def shell_argv(script: str, shell: str = "bash") -> list[str]:
     """argv that runs ``script`` with ``shell`` and fails loudly.
 
@@ -62,6 +83,17 @@ class Process(Protocol):
     def wait(self, timeout: float | None = None) -> ExitStatus | None: ...
 
     def abort(self, grace: float = 2.0) -> None: ...
+
+
+@runtime_checkable
+class TerminalProcess(Process, Protocol):
+    """A Process whose terminal the operator can use: ``isinstance(proc, TerminalProcess)``."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def resize(self, rows: int, cols: int) -> None: ...
+
+    def terminal_state(self) -> TerminalState: ...
 
 
 def supervise(proc: Process, *, timeout: float | None = None, grace: float = 2.0,

@@ -20,7 +20,7 @@ from runbook_tui.engine.containment import read_stat
 from runbook_tui.engine.interactive import relay
 from runbook_tui.engine.runner import PtyProcess
 from runbook_tui.engine.terminal import ScreenTracker
-from runbook_tui.process import ExitStatus
+from runbook_tui.process import ExitStatus, TerminalProcess, TerminalState
 from tests.test_runner import LIMIT, Collector
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and Linux PTYs")
@@ -44,6 +44,15 @@ def finish(proc: PtyProcess) -> ExitStatus:
         proc.abort(grace=0.2)
         raise AssertionError("command did not finish")
     return status
+
+
+def test_the_local_process_is_a_terminal_process_and_masked_input_means_a_password_prompt():
+    proc, _ = spawn("true")
+    assert isinstance(proc, TerminalProcess)
+    finish(proc)
+    password = TerminalState(waiting_for_input=True, echo=False, canonical=True, alternate_screen=False)
+    full_screen = TerminalState(waiting_for_input=True, echo=False, canonical=False, alternate_screen=True)
+    assert password.masked_input and not full_screen.masked_input
 
 
 # -- input --------------------------------------------------------------------------------

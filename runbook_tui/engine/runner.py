@@ -27,8 +27,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from runbook_tui.engine.containment import Containment, ContainmentKind, ProcessIdentity, new_containment, read_stat
-from runbook_tui.engine.terminal import FINISHED, ScreenTracker, TerminalState, line_discipline, reading_terminal
-from runbook_tui.process import DEFAULT_TERM, ExitStatus, supervise
+from runbook_tui.engine.terminal import FINISHED, ScreenTracker, line_discipline, reading_terminal
+from runbook_tui.process import DEFAULT_TERM, ExitStatus, TerminalState, supervise
 
 __all__ = ["PtyProcess", "run_command"]
 

@@ -13,31 +13,12 @@ import os
 import platform
 import re
 import termios
-from dataclasses import dataclass
 from pathlib import Path
 
 from runbook_tui.engine.containment import read_stat
+from runbook_tui.process import TerminalState
 
-__all__ = ["ScreenTracker", "TerminalState", "reading_terminal"]
-
-
-@dataclass(frozen=True)
-class TerminalState:
-    """A command's terminal, as the operator needs to know it to answer."""
-
-    waiting_for_input: bool  # a process of the foreground group is blocked reading the terminal
-    echo: bool  # what is typed is echoed (False: a password prompt, or a full-screen program)
-    canonical: bool  # line by line (ICANON); False for full-screen programs and raw key readers
-    alternate_screen: bool  # the program switched to the alternate screen (and did not leave it)
-
-    @property
-    def masked_input(self) -> bool:
-        """A password prompt (sudo, ssh, ``read -s``): lines typed blind. Never record the input.
-
-        Also true when the kernel does not let us see the reader (a setuid ``sudo`` when we
-        are not root), which is why it does not depend on ``waiting_for_input``.
-        """
-        return not self.echo and self.canonical
+__all__ = ["FINISHED", "ScreenTracker", "line_discipline", "reading_terminal"]
 
 
 # What terminal_state() says once the command's PTY is closed.
