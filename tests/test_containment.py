@@ -30,6 +30,7 @@ from runbook_tui.engine.containment import (
     live_members,
     new_containment,
     read_stat,
+    release,
     still_running,
 )
 from runbook_tui.engine.runner import PtyProcess
@@ -233,19 +234,21 @@ def test_after_the_app_is_killed_the_leader_dies_and_survivors_can_be_found_and_
         time.sleep(0.02)
     assert not still_running(ident.pid, ident.start_time)
     # The escaped process ignores SIGHUP and nobody supervises it any more: resume must see it.
-    (survivor,) = live_members(ident)
-    stop = how_to_stop(ident, [survivor])
-    assert stop
-    started = read_stat(survivor).start_time
     try:
+        (survivor,) = live_members(ident)
+        started = read_stat(survivor).start_time
+        stop = how_to_stop(ident, [survivor])
         subprocess.run(["sh", "-c", stop.replace("-TERM", "-KILL")], check=True, timeout=LIMIT)
         assert_really_gone(survivor, started)
         assert live_members(ident) == []
     finally:
-        if still_running(survivor, started):
-            os.kill(survivor, signal.SIGKILL)
-        if ident.cgroup and os.path.isdir(ident.cgroup):
-            os.rmdir(ident.cgroup)
+        for pid in live_members(ident):
+            os.kill(pid, signal.SIGKILL)
+        end = time.monotonic() + 5
+        while ident.cgroup and os.path.isdir(ident.cgroup) and time.monotonic() < end:
+            release(ident)  # removes it once the kernel has emptied it
+            time.sleep(0.02)
+        assert not (ident.cgroup and os.path.isdir(ident.cgroup))
 
 
 def test_how_to_stop_names_the_group_and_what_left_it():
@@ -267,6 +270,14 @@ def test_spawning_from_a_thread_that_ends_does_not_kill_the_command():
     thread.join()
     status = holder[0].wait(LIMIT)
     assert status is not None and status.exit_code == 0 and "survived" in out.text
+
+
+def test_a_failed_spawn_leaves_no_cgroup_behind():
+    parent = containment_module._own_cgroup()
+    before = set(os.listdir(parent)) if parent else set()
+    with pytest.raises(FileNotFoundError):
+        PtyProcess.spawn(["/nonexistent/definitely-not-here"], on_output=Collector())
+    assert (set(os.listdir(parent)) if parent else set()) == before
 
 
 def test_cgroup_containment_rejects_a_parent_it_cannot_use(tmp_path):

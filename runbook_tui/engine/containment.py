@@ -45,6 +45,7 @@ __all__ = [
     "live_members",
     "new_containment",
     "read_stat",
+    "release",
     "still_running",
 ]
 
@@ -182,6 +183,15 @@ def how_to_stop(identity: ProcessIdentity, members: list[int]) -> str:
     if outside:
         parts.append("kill -TERM " + " ".join(map(str, outside)))
     return "; ".join(parts)
+
+
+def release(identity: ProcessIdentity) -> None:
+    """Remove the recorded command's cgroup once it is empty (after a crash, nobody else does)."""
+    if identity.cgroup is not None:
+        try:
+            os.rmdir(identity.cgroup)
+        except OSError:
+            pass  # gone already, or still populated: live_members() says by whom
 
 
 class Containment:

@@ -56,9 +56,11 @@ _REPLAY_MAX = 256 * 1024
 _PR_SET_PDEATHSIG = 1
 # SIGKILL, not SIGHUP: the app dying means nobody records or supervises the command any more,
 # and the commands that made `resume` start a second migration were the ones ignoring SIGHUP.
-# The leader cannot ignore SIGKILL; its session's other processes then get the kernel's hangup
-# (the leader was the session leader), and `resume` refuses while any member is alive.
+# The leader cannot ignore SIGKILL; as it led the session, the kernel then sends SIGHUP to the
+# terminal's foreground group; whatever survives stays in the containment, and `resume`
+# refuses while any of it is alive (containment.live_members).
 _DEATH_SIGNAL = int(signal.SIGKILL)
+# Looked up before any fork: the child may only make the call, not load anything.
 _prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
@@ -95,6 +97,7 @@ def _child_setup(parent: int, containment: Containment) -> Callable[[], None]:
 
 
 def _write_all(fd: int, data: bytes) -> None:
+    """os.write until all of ``data`` is written (a terminal may take part of it at a time)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
@@ -209,7 +212,8 @@ class PtyProcess:
         ``xterm-256color``; ``RUNBOOK_TUI_TAG`` is added (see ``engine/containment.py``).
         ``on_screen_change(alternate)`` is called from the supervisor thread when the program
         enters or leaves the alternate screen, after the output read so far went to
-        ``on_output``; also with False when it ends while still on it.
+        ``on_output``; also with False when it ends while still on it. Like ``on_output`` it
+        must return quickly (post a message; hand the terminal over from another thread).
         ``containment``: ``auto`` (cgroup where possible), ``cgroup`` or ``session``.
         Raises ``OSError`` (e.g. ``FileNotFoundError``) if it cannot start.
         """
