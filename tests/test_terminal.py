@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import sys
 import termios
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from hypothesis import given, settings
@@ -36,6 +39,17 @@ def eventually(check, what: str, timeout: float = LIMIT) -> None:
 def spawn(script: str, **kw) -> tuple[PtyProcess, Collector]:
     out = Collector()
     return PtyProcess.spawn(["bash", "-c", script], on_output=out, **kw), out
+
+
+@contextmanager
+def running(script: str) -> Iterator[tuple[PtyProcess, Collector]]:
+    """A command that would run for ever, aborted when the test is done with it."""
+    proc, out = spawn(script)
+    try:
+        yield proc, out
+    finally:
+        proc.abort(grace=0.2)
+        proc.wait(LIMIT)
 
 
 def finish(proc: PtyProcess) -> ExitStatus:
@@ -72,14 +86,10 @@ def test_a_prompt_is_seen_waiting_and_answered_with_write():
 
 
 def test_a_command_that_is_busy_is_not_waiting_for_input():
-    proc, out = spawn("echo ready; sleep 1000")
-    try:
+    with running("echo ready; sleep 1000") as (proc, out):
         out.wait_for("ready")
         eventually(lambda: "sleep" in open(f"/proc/{proc.pid}/cmdline").read(), "exec of sleep")
         assert not proc.terminal_state().waiting_for_input
-    finally:
-        proc.abort(grace=0.2)
-        proc.wait(LIMIT)
 
 
 def test_cat_waiting_for_input_is_detected_and_ctrl_d_ends_it():
@@ -95,15 +105,11 @@ def test_cat_waiting_for_input_is_detected_and_ctrl_d_ends_it():
 
 def test_a_background_reader_is_not_the_one_waiting():
     """Only the foreground group may read the terminal; a background job that tries is stopped."""
-    proc, out = spawn("set -m; cat & echo cat=$!; sleep 1000")
-    try:
+    with running("set -m; cat & echo cat=$!; sleep 1000") as (proc, out):
         out.wait_for("cat=")
         cat = int(re.search(r"cat=(\d+)", out.text).group(1))
         eventually(lambda: read_stat(cat) is not None and read_stat(cat).state == "T", "cat stopped by SIGTTIN")
         assert not proc.terminal_state().waiting_for_input
-    finally:
-        proc.abort(grace=0.2)
-        proc.wait(LIMIT)
 
 
 def test_a_password_prompt_turns_echo_off_and_the_answer_is_not_echoed():
@@ -141,15 +147,17 @@ def test_alternate_screen_is_detected_both_ways_with_a_callback():
     def on_change(alternate: bool) -> None:
         changes.append(alternate)
 
-    proc = PtyProcess.spawn(["sh", "-c", 'printf "\\033[?1049h"; sleep 1; printf "\\033[?1049l"'],
+    # Waits for a key rather than sleeping, so the test sees it on the alternate screen however slow.
+    proc = PtyProcess.spawn(["sh", "-c", 'printf "\\033[?1049h"; read x; printf "\\033[?1049l"'],
                             on_output=out, on_screen_change=on_change)
     eventually(lambda: changes == [True], "entered")
     seen_during.append(proc.terminal_state().alternate_screen)
+    proc.write(b"\r")
     assert finish(proc).exit_code == 0
     assert changes == [True, False]
     assert seen_during == [True]
     assert not proc.terminal_state().alternate_screen
-    assert out.text == "\x1b[?1049h\x1b[?1049l"  # the sequences still reach on_output
+    assert out.text == "\x1b[?1049h\r\n\x1b[?1049l"  # the sequences still reach on_output
 
 
 def test_output_before_the_switch_reaches_on_output_before_the_callback():
@@ -228,10 +236,13 @@ class OperatorTerminal:
         end = time.monotonic() + timeout
         while needle not in self.seen:
             assert time.monotonic() < end, f"never saw {needle!r} on the terminal: {self.seen!r}"
-            import select
-
             if select.select([self.master], [], [], 0.05)[0]:
                 self.seen += os.read(self.master, 65536)
+
+    def drain(self) -> None:
+        """Read whatever the terminal has been sent so far."""
+        while select.select([self.master], [], [], 0.1)[0]:
+            self.seen += os.read(self.master, 65536)
 
     def close(self) -> None:
         os.close(self.master)
@@ -247,11 +258,13 @@ def relay_in_thread(proc: PtyProcess, term: OperatorTerminal, **kw) -> tuple[thr
 
 def test_relay_passes_keys_output_and_size_and_returns_the_status():
     term = OperatorTerminal(rows=30, cols=100)
-    script = ('stty size; read -p "name: " x; echo "hello $x"; '
+    # The relay sizes the PTY before it passes the first key on: `go` orders `stty size` after it.
+    script = ('read -r go; stty size; read -p "name: " x; echo "hello $x"; '
               'while [ "$(stty size)" != "33 77" ]; do sleep 0.02; done; echo resized; exit 3')
     proc, out = spawn(script, rows=10, cols=20)
     try:
         thread, result = relay_in_thread(proc, term, until_screen_left=False, replay=True)
+        os.write(term.master, b"go\r")
         term.read_until(b"name: ")
         assert b"30 100" in term.seen  # the command got the operator's window size
         os.write(term.master, b"bob\r")
@@ -289,7 +302,9 @@ def test_relay_of_a_running_full_screen_program_replays_its_screen_and_hands_bac
         proc.write(b"pane\r")  # the rest is answered from the pane again
         assert finish(proc).exit_code == 0
         assert "y=pane" in out.text
-        assert b"y=pane" not in term.seen  # no longer copied to the terminal
+        term.drain()
+        assert b"\x1b[?1049l" in term.seen  # the terminal saw the program leave its screen
+        assert b"y=pane" not in term.seen  # and nothing after the hand-back
     finally:
         proc.abort(grace=0.2)
         term.close()
