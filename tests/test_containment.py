@@ -251,6 +251,23 @@ def test_after_the_app_is_killed_the_leader_dies_and_survivors_can_be_found_and_
         assert not (ident.cgroup and os.path.isdir(ident.cgroup))
 
 
+def test_a_recorded_group_whose_number_was_reused_names_nobody():
+    """After the command's group is gone, its number can be a stranger's: never list or kill that."""
+    stranger = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+    try:
+        start = read_stat(stranger.pid).start_time
+        same = ProcessIdentity(pid=stranger.pid, pgid=stranger.pid, sid=stranger.pid, start_time=start,
+                               cgroup=None, tag="not-in-any-environment")
+        assert live_members(same) == [stranger.pid]
+        reused = ProcessIdentity(**{**same.as_dict(), "start_time": start - 1})
+        assert live_members(reused) == []
+        assert how_to_stop(reused, [stranger.pid]) == f"kill -TERM {stranger.pid}"
+        assert how_to_stop(same, [stranger.pid]) == f"kill -TERM -- -{stranger.pid}"
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
 def test_how_to_stop_names_the_group_and_what_left_it():
     ident = ProcessIdentity(pid=10, pgid=10, sid=10, start_time=1, cgroup=None, tag="t")
     me = os.getpid()  # a live process outside group 10

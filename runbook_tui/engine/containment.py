@@ -134,22 +134,33 @@ def _environ_has(pid: int, entry: bytes) -> bool:
     return environ.startswith(entry) or b"\0" + entry in environ
 
 
-def _tree_members(pgid: int, sid: int, tag: str, *, exclude: int | None = None) -> list[int]:
-    """Live pids in session ``sid`` or group ``pgid``, carrying ``tag``, or descending from those."""
+def _tree_members(tag: str, group: int | None) -> list[int]:
+    """Live pids carrying ``tag``, in session and group ``group`` (if given), or descending from those."""
     entry = f"{TAG_VARIABLE}={tag}\0".encode()
     ours = os.getpid()
     stats = [s for s in _all_stats() if s.pid != ours]
     children: dict[int, list[Stat]] = {}
     for s in stats:
         children.setdefault(s.ppid, []).append(s)
-    found = {s.pid: s for s in stats if s.pgrp == pgid or s.session == sid or _environ_has(s.pid, entry)}
+    found = {s.pid: s for s in stats if group in (s.pgrp, s.session) or _environ_has(s.pid, entry)}
     todo = list(found.values())
     while todo:
         for child in children.get(todo.pop().pid, []):
             if child.pid not in found:
                 found[child.pid] = child
                 todo.append(child)
-    return sorted(pid for pid, s in found.items() if s.alive and pid != exclude)
+    return sorted(pid for pid, s in found.items() if s.alive)
+
+
+def _group(identity: ProcessIdentity) -> int | None:
+    """The recorded session/group id, unless its number now belongs to someone else.
+
+    The kernel does not reuse a number while any process still has it as its pid, group or
+    session; so if a process with the leader's pid exists but started at another time, the
+    command's group and session are all gone and that number names strangers.
+    """
+    stat = read_stat(identity.pid)
+    return None if stat is not None and stat.start_time != identity.start_time else identity.pgid
 
 
 def _cgroup_pids(path: str) -> list[int] | None:
@@ -169,17 +180,18 @@ def live_members(identity: ProcessIdentity) -> list[int]:
     """
     if identity.cgroup is not None and (pids := _cgroup_pids(identity.cgroup)) is not None:
         return pids
-    return _tree_members(identity.pgid, identity.sid, identity.tag)
+    return _tree_members(identity.tag, _group(identity))
 
 
 def how_to_stop(identity: ProcessIdentity, members: list[int]) -> str:
     """A shell command the operator can run to stop the recorded command's ``members``."""
     if identity.cgroup is not None and Path(identity.cgroup).is_dir():
         return f"echo 1 > {identity.cgroup}/cgroup.kill"
-    outside = [pid for pid in members if (s := read_stat(pid)) is not None and s.pgrp != identity.pgid]
+    group = _group(identity)
+    outside = [pid for pid in members if group is None or (s := read_stat(pid)) is None or s.pgrp != group]
     parts = []
     if len(outside) < len(members):
-        parts.append(f"kill -TERM -- -{identity.pgid}")
+        parts.append(f"kill -TERM -- -{group}")
     if outside:
         parts.append("kill -TERM " + " ".join(map(str, outside)))
     return "; ".join(parts)
@@ -224,7 +236,8 @@ class Containment:
         raise NotImplementedError
 
     def close(self) -> None:
-        """Release what the containment holds; call after kill()."""
+        """Release what the containment holds; call after kill(), before the leader's pid is reaped."""
+        self._leader = None  # once reaped, its number may name another process's group
 
 
 class SessionContainment(Containment):
@@ -233,7 +246,7 @@ class SessionContainment(Containment):
     def members(self) -> list[int]:
         if self._leader is None:
             return []
-        return _tree_members(self._leader, self._leader, self.tag)
+        return _tree_members(self.tag, self._leader)
 
     def kill(self) -> None:
         # Members can fork while we kill: repeat until a scan finds none alive.
@@ -318,6 +331,7 @@ class CgroupContainment(Containment):
 
     def close(self) -> None:
         """Remove the cgroup; kept when a process is stuck in it, so ``resume`` still sees it."""
+        super().close()
         if self._procs >= 0:
             os.close(self._procs)
             self._procs = -1

@@ -520,13 +520,13 @@ class PtyProcess:
             if pidfd is not None:
                 os.close(pidfd)
             with self._tee_lock, self._lock:
+                self._containment.close()  # before reaping: then the leader's pid is still ours
                 returncode = self._popen.wait()
                 self._reaped = True
                 os.close(self._master)
                 self._master = -1
                 self._tee = -1
                 aborted = self._aborted
-            self._containment.close()
             self._status = ExitStatus(
                 exit_code=returncode if returncode >= 0 else None,
                 signal=-returncode if returncode < 0 else None,
