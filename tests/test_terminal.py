@@ -92,6 +92,16 @@ def test_a_command_that_is_busy_is_not_waiting_for_input():
         assert not proc.terminal_state().waiting_for_input
 
 
+def test_a_reader_of_a_pipe_is_not_waiting_for_the_terminal():
+    with running("sleep 1000 | (echo reader=$BASHPID; exec cat)") as (proc, out):
+        out.wait_for("reader=")
+        reader = int(re.search(r"reader=(\d+)", out.text).group(1))
+        # Once it is `cat` and asleep, it is blocked reading the pipe (its stdin), not the PTY.
+        eventually(lambda: open(f"/proc/{reader}/comm").read() == "cat\n" and read_stat(reader).state == "S",
+                   "cat reading the pipe")
+        assert not proc.terminal_state().waiting_for_input
+
+
 def test_cat_waiting_for_input_is_detected_and_ctrl_d_ends_it():
     proc, out = spawn("cat; echo cat-ended")
     eventually(lambda: proc.terminal_state().waiting_for_input, "cat waiting")
@@ -181,6 +191,17 @@ def test_a_program_that_ends_on_the_alternate_screen_reports_leaving_it():
                             on_screen_change=changes.append)
     assert finish(proc).exit_code == 0
     assert changes == [True, False]
+
+
+def test_a_failing_screen_callback_is_raised_by_wait_after_cleanup():
+    def boom(alternate: bool) -> None:
+        raise ValueError("callback broke")
+
+    proc = PtyProcess.spawn(["sh", "-c", 'printf "\\033[?1049h"; sleep 0.1'], on_output=Collector(),
+                            on_screen_change=boom)
+    with pytest.raises(ValueError, match="callback broke"):
+        proc.wait(LIMIT)
+    assert proc.members() == [] and not proc.attach(1, replay=False)  # finished: nothing to attach to
 
 
 def feed_all(pieces: list[bytes]) -> bool:
