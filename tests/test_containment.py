@@ -224,7 +224,9 @@ def test_after_the_app_is_killed_the_leader_dies_and_survivors_can_be_found_and_
     app = subprocess.Popen([sys.executable, "-c", APP, kind, script], stdout=subprocess.PIPE, text=True,
                            env={**os.environ, "PYTHONPATH": os.getcwd()})
     try:
-        ident = ProcessIdentity(**json.loads(app.stdout.readline()))
+        line = app.stdout.readline()
+        assert line, "the app ended before it started the command"
+        ident = ProcessIdentity(**json.loads(line))
     finally:
         app.kill()  # SIGKILL: no cleanup of ours runs
         app.wait()

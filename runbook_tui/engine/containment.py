@@ -99,7 +99,7 @@ def _all_stats() -> Iterator[Stat]:
 
 @dataclass(frozen=True)
 class ProcessIdentity:
-    """Who a command's processes are, recorded in ``command.started`` for a later ``resume``.
+    """Who a command's processes are, recorded when it starts, for a later ``resume``.
 
     ``pid``/``start_time`` name the leader even after its pid is reused; ``pgid`` and ``sid``
     (both the leader's pid: it runs in a session of its own) its group and session; ``cgroup``
@@ -184,9 +184,10 @@ def live_members(identity: ProcessIdentity) -> list[int]:
 
 
 def how_to_stop(identity: ProcessIdentity, members: list[int]) -> str:
-    """A shell command the operator can run to stop the recorded command's ``members``."""
+    """A shell command the operator can run to stop the recorded command's ``members`` (SIGTERM:
+    let it clean up; the same with -KILL if it ignores that)."""
     if identity.cgroup is not None and Path(identity.cgroup).is_dir():
-        return f"echo 1 > {identity.cgroup}/cgroup.kill"
+        return f"kill -TERM $(cat {identity.cgroup}/cgroup.procs)"
     group = _group(identity)
     outside = [pid for pid in members if group is None or (s := read_stat(pid)) is None or s.pgrp != group]
     parts = []
