@@ -92,12 +92,17 @@ def escape_and_check_it_left_the_group(kind: str, escape: str, tail: str) -> tup
     """Start ``escape`` then ``tail``; the command waits for a line on its terminal in between."""
     out = Collector()
     proc = PtyProcess.spawn(["bash", "-c", f"{escape}\necho ready; read -r go\n{tail}"], on_output=out, containment=kind)
-    esc = escaped_pid(out)
-    out.wait_for("ready")
-    stat = read_stat(esc)
-    assert stat is not None and stat.alive
-    assert stat.pgrp != proc.pgid, "this escape must leave the group for the test to mean anything"
-    assert esc in proc.members()
+    try:
+        esc = escaped_pid(out)
+        out.wait_for("ready")
+        stat = read_stat(esc)
+        assert stat is not None and stat.alive
+        assert stat.pgrp != proc.pgid, "this escape must leave the group for the test to mean anything"
+        assert esc in proc.members()
+    except BaseException:
+        proc.abort(grace=0.2)
+        proc.wait(LIMIT)
+        raise
     proc.write(b"go\r")
     return proc, esc, stat.start_time
 
