@@ -52,7 +52,8 @@ __all__ = [
 # Environment variable that marks every process a command starts (value: the command's tag).
 TAG_VARIABLE = "RUNBOOK_TUI_TAG"
 # A SIGKILLed process can take a moment to be gone (it must leave the kernel first); how long
-# kill() waits for that before giving up on the ones stuck in uninterruptible sleep.
+# kill() waits for that before giving up on the ones stuck in uninterruptible sleep, and how
+# often it looks meanwhile (a killed process is usually gone well within one look).
 _KILL_WAIT = 2.0
 _KILL_POLL = 0.01
 # Prefix of the per-command cgroup's directory name, so an operator can tell whose it is.
