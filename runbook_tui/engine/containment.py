@@ -14,8 +14,13 @@ it, and `nohup` ignores the hangup. Two ways to hold a command's whole tree:
   the session, cleared its environment and lost its parent before the end of the task.
 
 Both are local-only facts read from ``/proc`` and ``/sys/fs/cgroup``. :class:`ProcessIdentity`
-is what ``command.started`` records so that ``resume``, in a later process, can tell whether an
+is what the transcript records when a command starts, so that ``resume``, in a later process, can tell whether an
 interrupted command is still alive (:func:`still_running`, :func:`live_members`).
+
+Not (yet) ``systemd-run --user --scope``: it would give a cgroup also where ours is not ours
+to write (an SSH login's ``session-N.scope`` belongs to root), but it needs a systemd user
+instance on D-Bus (none in most containers) and wraps the command in another program; there,
+session tracking holds the command meanwhile. The kind in use is in ``ProcessIdentity.cgroup``.
 
 Why no ``PR_SET_CHILD_SUBREAPER``: orphans would reparent to the app, which would then have to
 reap them; it cannot ``waitpid(-1)`` without stealing the exit status of other threads'
