@@ -345,3 +345,21 @@ def test_ctrl_c_in_the_relay_goes_to_the_command():
     finally:
         proc.abort(grace=0.2)
         term.close()
+
+
+def test_a_program_that_exits_during_the_hand_over_returns_its_status():
+    term = OperatorTerminal()
+    screen_on = threading.Event()
+    out = Collector()
+    proc = PtyProcess.spawn(["bash", "-c", 'printf "\\033[?1049hmenu"; read -rsn1 key; exit 4'], on_output=out,
+                            on_screen_change=lambda alt: screen_on.set() if alt else None)
+    try:
+        assert screen_on.wait(LIMIT)
+        thread, result = relay_in_thread(proc, term, until_screen_left=True)
+        term.read_until(b"menu")
+        os.write(term.master, b"x")
+        thread.join(LIMIT)
+        assert result and isinstance(result[0], ExitStatus) and result[0].exit_code == 4
+    finally:
+        proc.abort(grace=0.2)
+        term.close()

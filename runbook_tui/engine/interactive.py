@@ -60,7 +60,7 @@ def relay(proc: PtyProcess, fd_in: int, fd_out: int, *, until_screen_left: bool,
             return proc.wait()
         while (status := proc.wait(0)) is None:
             if until_screen_left and not proc.alternate_screen:
-                return None
+                return proc.wait(0)  # it left the screen (None), or it ended (its status)
             if (now := _size(fd_out)) != size:
                 size = now
                 proc.resize(*size)

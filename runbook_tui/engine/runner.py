@@ -298,12 +298,16 @@ class PtyProcess:
                 return FINISHED  # the last process holding the PTY is gone
             waiting = reading_terminal(self._master, self._slave_rdev, self._containment.members())
             return TerminalState(waiting_for_input=waiting, echo=echo, canonical=canonical,
-                                 alternate_screen=self._screen.alternate)
+                                 alternate_screen=self.alternate_screen)
 
     @property
     def alternate_screen(self) -> bool:
-        """The program is on the alternate screen (full screen); cheaper than terminal_state()."""
-        return self._screen.alternate
+        """The program is on the alternate screen (full screen); cheaper than terminal_state().
+
+        False once it has finished; so when this turns False, either it left the alternate
+        screen or :meth:`wait` has its status.
+        """
+        return self._screen.alternate and not self._done.is_set()
 
     def members(self) -> list[int]:
         """Live pids of everything the command started (its leader included while it lives)."""
@@ -514,7 +518,6 @@ class PtyProcess:
                 exited_at = time.monotonic()
             self._emit(batch.take(final=True))
             if self._screen.alternate:  # it ended on the alternate screen: the front end takes it back
-                self._screen.alternate = False
                 self._screen_changed(False)
             sel.close()
             if pidfd is not None:
