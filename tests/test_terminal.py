@@ -248,9 +248,9 @@ def test_splitting_the_stream_never_changes_the_outcome(parts, cuts):
 class OperatorTerminal:
     """A PTY pair standing in for the operator's terminal: the relay gets the slave side."""
 
-    def __init__(self, rows: int = 30, cols: int = 100) -> None:
+    def __init__(self) -> None:
         self.master, self.slave = os.openpty()
-        termios.tcsetwinsize(self.master, (rows, cols))
+        termios.tcsetwinsize(self.master, (30, 100))  # unlike the commands' 40x120 default
         self.seen = b""
 
     def read_until(self, needle: bytes, timeout: float = LIMIT) -> None:
@@ -270,21 +270,36 @@ class OperatorTerminal:
         os.close(self.slave)
 
 
-def relay_in_thread(proc: PtyProcess, term: OperatorTerminal, **kw) -> tuple[threading.Thread, list]:
+@contextmanager
+def relaying(proc: PtyProcess, **kw) -> Iterator[tuple[OperatorTerminal, threading.Thread, list]]:
+    """Relay a fresh operator terminal to ``proc`` on a thread; the thread's result lands in the list."""
+    term = OperatorTerminal()
     result: list = []
     thread = threading.Thread(target=lambda: result.append(relay(proc, term.slave, term.slave, **kw)), daemon=True)
-    thread.start()
-    return thread, result
+    try:
+        thread.start()
+        yield term, thread, result
+    finally:
+        proc.abort(grace=0.2)
+        term.close()
+
+
+def on_the_alternate_screen(script: str) -> tuple[PtyProcess, Collector]:
+    """Start a bash ``script`` and return once it has switched to the alternate screen."""
+    screen_on = threading.Event()
+    out = Collector()
+    proc = PtyProcess.spawn(["bash", "-c", script], on_output=out,
+                            on_screen_change=lambda alt: screen_on.set() if alt else None)
+    assert screen_on.wait(LIMIT)
+    return proc, out
 
 
 def test_relay_passes_keys_output_and_size_and_returns_the_status():
-    term = OperatorTerminal(rows=30, cols=100)
     # The relay sizes the PTY before it passes the first key on: `go` orders `stty size` after it.
     script = ('read -r go; stty size; read -p "name: " x; echo "hello $x"; '
               'while [ "$(stty size)" != "33 77" ]; do sleep 0.02; done; echo resized; exit 3')
     proc, out = spawn(script, rows=10, cols=20)
-    try:
-        thread, result = relay_in_thread(proc, term, until_screen_left=False, replay=True)
+    with relaying(proc, until_screen_left=False, replay=True) as (term, thread, result):
         os.write(term.master, b"go\r")
         term.read_until(b"name: ")
         assert b"30 100" in term.seen  # the command got the operator's window size
@@ -297,23 +312,13 @@ def test_relay_passes_keys_output_and_size_and_returns_the_status():
         assert isinstance(result[0], ExitStatus) and result[0].exit_code == 3
         assert "hello bob" in out.text and "resized" in out.text  # recorded too
         assert termios.tcgetattr(term.slave)[3] & termios.ECHO  # the terminal is back in cooked mode
-    finally:
-        proc.abort(grace=0.2)
-        term.close()
 
 
 def test_relay_of_a_running_full_screen_program_replays_its_screen_and_hands_back_when_it_leaves():
-    term = OperatorTerminal()
-    screen_on = threading.Event()
-    script = ('printf "\\033[?1049hFULL SCREEN"; read -rsn1 key; printf "\\033[?1049l"; '
-              'echo "key=$key"; read -p "after: " y; echo "y=$y"')
-    out = Collector()
-    proc = PtyProcess.spawn(["bash", "-c", script], on_output=out,
-                            on_screen_change=lambda alt: screen_on.set() if alt else None)
-    try:
-        assert screen_on.wait(LIMIT)
-        out.wait_for("FULL SCREEN")
-        thread, result = relay_in_thread(proc, term, until_screen_left=True)
+    proc, out = on_the_alternate_screen('printf "\\033[?1049hFULL SCREEN"; read -rsn1 key; printf "\\033[?1049l"; '
+                                        'echo "key=$key"; read -p "after: " y; echo "y=$y"')
+    out.wait_for("FULL SCREEN")
+    with relaying(proc, until_screen_left=True) as (term, thread, result):
         term.read_until(b"FULL SCREEN")  # drawn before the hand-over, replayed
         os.write(term.master, b"q")
         thread.join(LIMIT)
@@ -326,40 +331,23 @@ def test_relay_of_a_running_full_screen_program_replays_its_screen_and_hands_bac
         term.drain()
         assert b"\x1b[?1049l" in term.seen  # the terminal saw the program leave its screen
         assert b"y=pane" not in term.seen  # and nothing after the hand-back
-    finally:
-        proc.abort(grace=0.2)
-        term.close()
 
 
 def test_ctrl_c_in_the_relay_goes_to_the_command():
-    term = OperatorTerminal()
     proc, out = spawn("trap 'echo got-INT; exit 9' INT; echo ready; while :; do sleep 0.05; done")
-    try:
-        out.wait_for("ready")
-        thread, result = relay_in_thread(proc, term, until_screen_left=False)
+    out.wait_for("ready")
+    with relaying(proc, until_screen_left=False) as (term, thread, result):
         eventually(lambda: not termios.tcgetattr(term.slave)[3] & termios.ISIG, "raw mode")
         os.write(term.master, b"\x03")
         thread.join(LIMIT)
         assert result and result[0].exit_code == 9
         term.read_until(b"got-INT")
-    finally:
-        proc.abort(grace=0.2)
-        term.close()
 
 
 def test_a_program_that_exits_during_the_hand_over_returns_its_status():
-    term = OperatorTerminal()
-    screen_on = threading.Event()
-    out = Collector()
-    proc = PtyProcess.spawn(["bash", "-c", 'printf "\\033[?1049hmenu"; read -rsn1 key; exit 4'], on_output=out,
-                            on_screen_change=lambda alt: screen_on.set() if alt else None)
-    try:
-        assert screen_on.wait(LIMIT)
-        thread, result = relay_in_thread(proc, term, until_screen_left=True)
+    proc, _ = on_the_alternate_screen('printf "\\033[?1049hmenu"; read -rsn1 key; exit 4')
+    with relaying(proc, until_screen_left=True) as (term, thread, result):
         term.read_until(b"menu")
         os.write(term.master, b"x")
         thread.join(LIMIT)
         assert result and isinstance(result[0], ExitStatus) and result[0].exit_code == 4
-    finally:
-        proc.abort(grace=0.2)
-        term.close()
