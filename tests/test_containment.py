@@ -158,6 +158,26 @@ def test_auto_uses_a_cgroup_here_and_removes_it_at_the_end():
     assert not os.path.exists(path)
 
 
+@pytest.mark.skipif(not HAVE_CGROUP and not REQUIRE_CGROUP, reason="no writable cgroup v2 with cgroup.kill here")
+def test_a_new_command_removes_the_empty_cgroups_killed_apps_left_and_keeps_the_rest(monkeypatch):
+    parent = containment_module._own_cgroup()
+    assert parent is not None
+    empty = os.path.join(parent, "runbook-tui-left-empty-by-a-test")
+    os.mkdir(empty)
+    holder = PtyProcess.spawn(["sleep", "1000"], on_output=Collector(), containment="cgroup")
+    try:
+        monkeypatch.setattr(containment_module, "_STALE_AFTER", -1.0)  # everything counts as old
+        assert PtyProcess.spawn(["true"], on_output=Collector()).wait(LIMIT) is not None
+        assert not os.path.exists(empty)
+        assert os.path.isdir(holder.identity.cgroup)  # a process is in it: kept
+        assert holder.members() == [holder.pid]
+    finally:
+        holder.abort(grace=0.2)
+        holder.wait(LIMIT)
+        if os.path.isdir(empty):
+            os.rmdir(empty)
+
+
 def test_auto_falls_back_to_session_tracking_when_no_cgroup_can_be_made(tmp_path, monkeypatch):
     # A directory that is not a cgroup: creating the command's cgroup "works", joining it cannot.
     monkeypatch.setattr(containment_module, "_own_cgroup", lambda: str(tmp_path))

@@ -63,6 +63,10 @@ _KILL_WAIT = 2.0
 _KILL_POLL = 0.01
 # Prefix of the per-command cgroup's directory name, so an operator can tell whose it is.
 _CGROUP_PREFIX = "runbook-tui-"
+# A command's cgroup outlives an app that was killed (so that `resume` can look into it). Once
+# empty it says nothing more, and the next command's start removes it, if it is older than this:
+# a younger one may belong to a command being started right now, not yet in it.
+_STALE_AFTER = 60.0
 
 ContainmentKind = Literal["auto", "cgroup", "session"]
 
@@ -299,12 +303,28 @@ def _own_cgroup() -> str | None:
     return path if os.path.isfile(os.path.join(path, "cgroup.procs")) else None
 
 
+def _remove_stale(parent: str) -> None:
+    """Remove the empty cgroups that commands of killed apps left in ``parent``."""
+    try:
+        entries = [e for e in os.scandir(parent) if e.name.startswith(_CGROUP_PREFIX) and e.is_dir()]
+    except OSError:
+        return
+    old = time.time() - _STALE_AFTER
+    for entry in entries:
+        try:
+            if entry.stat().st_ctime < old:
+                os.rmdir(entry.path)  # the kernel refuses (EBUSY) while a process is in it
+        except OSError:
+            pass
+
+
 class CgroupContainment(Containment):
     """A cgroup v2 of the command's own, created next to nothing else, under ours."""
 
     def __init__(self, parent: str) -> None:
         """Raises OSError when the cgroup cannot be created or joined (no rights, no cgroup.kill)."""
         super().__init__()
+        _remove_stale(parent)
         path = os.path.join(parent, _CGROUP_PREFIX + self.tag)
         os.mkdir(path)
         try:
