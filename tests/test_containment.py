@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 
 import pytest
 
@@ -284,7 +285,7 @@ def test_a_recorded_group_whose_number_was_reused_names_nobody():
     try:
         start = read_stat(stranger.pid).start_time
         same = ProcessIdentity(pid=stranger.pid, pgid=stranger.pid, sid=stranger.pid, start_time=start,
-                               cgroup=None, tag="not-in-any-environment")
+                               cgroup=None, tag=uuid.uuid4().hex)  # in nobody's environment
         assert live_members(same) == [stranger.pid]
         reused = ProcessIdentity(**{**same.as_dict(), "start_time": start - 1})
         assert live_members(reused) == []
@@ -295,8 +296,21 @@ def test_a_recorded_group_whose_number_was_reused_names_nobody():
         stranger.wait()
 
 
+@pytest.mark.parametrize("change", [
+    {"pgid": "1; rm -rf ~"}, {"pid": True}, {"sid": 1}, {"start_time": -1}, {"tag": "$(reboot)"},
+    {"cgroup": "/tmp/runbook-tui-" + "0" * 32}, {"cgroup": "/sys/fs/cgroup/x/../../../home"},
+    {"cgroup": "/sys/fs/cgroup/runbook-tui-$(reboot)"},
+])
+def test_a_hand_made_process_record_is_refused(change):
+    """A transcript can be forged; its process record reaches /proc, rmdir and a shown shell command."""
+    fields = {"pid": 10, "pgid": 10, "sid": 10, "start_time": 1, "cgroup": None, "tag": uuid.uuid4().hex}
+    ProcessIdentity(**fields)  # the untouched record is fine
+    with pytest.raises(ValueError):
+        ProcessIdentity(**{**fields, **change})
+
+
 def test_how_to_stop_names_the_group_and_what_left_it():
-    ident = ProcessIdentity(pid=10, pgid=10, sid=10, start_time=1, cgroup=None, tag="t")
+    ident = ProcessIdentity(pid=10, pgid=10, sid=10, start_time=1, cgroup=None, tag=uuid.uuid4().hex)
     me = os.getpid()  # a live process outside group 10
     assert how_to_stop(ident, [me]) == f"kill -TERM {me}"
     assert how_to_stop(ident, []) == ""

@@ -31,6 +31,7 @@ from: the tag and the cgroup do.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 import uuid
@@ -124,10 +125,29 @@ class ProcessIdentity:
     cgroup: str | None
     tag: str
 
+    def __post_init__(self) -> None:
+        """Refuse what we would not have recorded: a transcript can be hand-made, and these
+        fields end up in a /proc scan, an rmdir and a shell command shown to the operator."""
+        numbers = (self.pid, self.pgid, self.sid, self.start_time)
+        if not all(type(n) is int for n in numbers) or min(self.pid, self.pgid, self.sid) <= 1 or self.start_time < 0:
+            raise ValueError(f"not a recorded process: pid {self.pid!r}, group {self.pgid!r}, session {self.sid!r}")
+        if not isinstance(self.tag, str) or re.fullmatch(r"[0-9a-f]{32}", self.tag) is None:
+            raise ValueError(f"not a recorded process tag: {self.tag!r}")
+        if self.cgroup is not None and not _ours(self.cgroup):
+            raise ValueError(f"not a cgroup of ours: {self.cgroup!r}")
+
     def as_dict(self) -> dict[str, object]:
         """Fields for the transcript event."""
         return {"pid": self.pid, "pgid": self.pgid, "sid": self.sid, "start_time": self.start_time,
                 "cgroup": self.cgroup, "tag": self.tag}
+
+
+def _ours(cgroup: object) -> bool:
+    """A path of the kind CgroupContainment creates: ``<cgroup2 mount>/.../runbook-tui-<hex>``."""
+    mount = _cgroup2_mount()
+    return (isinstance(cgroup, str) and mount is not None and os.path.isabs(cgroup)
+            and os.path.normpath(cgroup) == cgroup and cgroup.startswith(mount[0].rstrip("/") + "/")
+            and re.fullmatch(re.escape(_CGROUP_PREFIX) + r"[0-9a-f]{32}", os.path.basename(cgroup)) is not None)
 
 
 def still_running(pid: int, start_time: int) -> bool:
