@@ -22,6 +22,7 @@ import uuid
 import pytest
 
 from runbook_tui.engine import containment as containment_module
+from runbook_tui.engine import runner as runner_module
 from runbook_tui.engine.containment import (
     CgroupContainment,
     ProcessIdentity,
@@ -160,23 +161,31 @@ def test_auto_uses_a_cgroup_here_and_removes_it_at_the_end():
 
 
 @pytest.mark.skipif(not HAVE_CGROUP and not REQUIRE_CGROUP, reason="no writable cgroup v2 with cgroup.kill here")
-def test_a_new_command_removes_the_empty_cgroups_killed_apps_left_and_keeps_the_rest(monkeypatch):
-    parent = containment_module._own_cgroup()
-    assert parent is not None
-    empty = os.path.join(parent, "runbook-tui-left-empty-by-a-test")
+def test_a_new_cgroup_removes_the_empty_ones_killed_apps_left_and_keeps_the_rest(monkeypatch):
+    # In a scratch parent of our own: concurrent test runs' fresh cgroups must not count as stale.
+    scratch = os.path.join(containment_module._own_cgroup(), f"runbook-tui-{uuid.uuid4().hex}")
+    os.mkdir(scratch)
+    empty = os.path.join(scratch, f"runbook-tui-{uuid.uuid4().hex}")
     os.mkdir(empty)
-    holder = PtyProcess.spawn(["sleep", "1000"], on_output=Collector(), containment="cgroup")
+    busy = CgroupContainment(scratch)
+    sleeper = subprocess.Popen(["sleep", "1000"], preexec_fn=busy.enter)
+    fresh = None
     try:
         monkeypatch.setattr(containment_module, "_STALE_AFTER", -1.0)  # everything counts as old
-        assert PtyProcess.spawn(["true"], on_output=Collector()).wait(LIMIT) is not None
+        fresh = CgroupContainment(scratch)
         assert not os.path.exists(empty)
-        assert os.path.isdir(holder.identity.cgroup)  # a process is in it: kept
-        assert holder.members() == [holder.pid]
+        assert busy.members() == [sleeper.pid]  # a process is in it: kept
+        assert os.path.isdir(fresh.cgroup)
     finally:
-        holder.abort(grace=0.2)
-        holder.wait(LIMIT)
+        sleeper.kill()
+        sleeper.wait()
+        for box in (busy, fresh):
+            if box is not None:
+                box.kill()
+                box.close()
         if os.path.isdir(empty):
             os.rmdir(empty)
+        os.rmdir(scratch)
 
 
 def test_auto_falls_back_to_session_tracking_when_no_cgroup_can_be_made(tmp_path, monkeypatch):
@@ -330,12 +339,18 @@ def test_spawning_from_a_thread_that_ends_does_not_kill_the_command():
     assert status is not None and status.exit_code == 0 and "survived" in out.text
 
 
-def test_a_failed_spawn_leaves_no_cgroup_behind():
-    parent = containment_module._own_cgroup()
-    before = set(os.listdir(parent)) if parent else set()
+def test_a_failed_spawn_leaves_no_cgroup_behind(monkeypatch):
+    made = []
+
+    def recording(kind):
+        made.append(new_containment(kind))
+        return made[-1]
+
+    monkeypatch.setattr(runner_module, "new_containment", recording)
     with pytest.raises(FileNotFoundError):
         PtyProcess.spawn(["/nonexistent/definitely-not-here"], on_output=Collector())
-    assert (set(os.listdir(parent)) if parent else set()) == before
+    assert len(made) == 1
+    assert made[0].cgroup is None or not os.path.exists(made[0].cgroup)
 
 
 def test_cgroup_containment_rejects_a_parent_it_cannot_use(tmp_path):
