@@ -24,6 +24,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from runbook_tui.audit.terminal import TERMINAL_RESET
 from runbook_tui.audit.transcript import read_events
+from runbook_tui.engine.containment import read_stat
 from runbook_tui.engine.policy import task_risk
 from runbook_tui.engine.trust import trust
 from runbook_tui.parse import load_runbook
@@ -228,9 +229,11 @@ def test_resume_refuses_while_the_interrupted_command_still_runs(tmp_path: Path)
             record.append("command.started", task_id="1.1.1", step_id="1.1", command="echo one --x",
                           run_command="echo one --x", cwd=str(tmp_path), attempt=1)
             record.append("command.spawned", task_id="1.1.1", attempt=1, host=os.uname().nodename,
-                          pid=sleeper.pid, pgid=sleeper.pid)
+                          pid=sleeper.pid, pgid=sleeper.pid, sid=sleeper.pid, cgroup=None, tag="0" * 32,
+                          start_time=read_stat(sleeper.pid).start_time)
         done = cli("resume", str(rebuilt), "--yes", "--interrupted", "rerun", cwd=tmp_path)
-        assert done.returncode == 2 and f"kill -TERM -- -{sleeper.pid}" in done.stderr, done.stderr
+        assert done.returncode == 2 and "still running" in done.stderr, done.stderr
+        assert f"kill -TERM -- -{sleeper.pid}" in done.stderr
     finally:
         sleeper.kill()
         sleeper.wait()

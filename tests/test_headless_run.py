@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from runbook_tui.engine.containment import ProcessIdentity, live_members
 from runbook_tui.audit.transcript import read_events
 from tests.paths import SEED
 from tests.test_markdown_seed import SEED_COMMANDS
@@ -43,7 +44,7 @@ def output_of(path: Path, task_id: str) -> str:
     return "".join(e["text"] for e in events(path, "output") if e["task_id"] == task_id)
 
 
-def test_colors_tty_and_stdin_eof(tmp_path: Path) -> None:
+def test_colors_and_a_terminal(tmp_path: Path) -> None:
     book = write(tmp_path, """
         # T
         ## Steps
@@ -51,7 +52,7 @@ def test_colors_tty_and_stdin_eof(tmp_path: Path) -> None:
            ```sh
            printf '\\033[31mred\\033[0m\\n'
            test -t 1 && echo stdout-is-a-tty
-           cat; read -r line || echo stdin-at-eof
+           test -t 0 && echo stdin-is-a-tty
            ```
         """)
     transcript = tmp_path / "t.jsonl"
@@ -59,11 +60,29 @@ def test_colors_tty_and_stdin_eof(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     out = output_of(transcript, "1.1.1")
     assert "\x1b[31mred\x1b[0m" in out
-    assert "stdout-is-a-tty" in out and "stdin-at-eof" in out
+    assert "stdout-is-a-tty" in out and "stdin-is-a-tty" in out, "every command has a terminal it can use"
     finished = events(transcript, "command.finished")[0]
     assert finished["exit_code"] == 0
     started = events(transcript, "run.started")[0]
     assert started["runbook"]["sha256"] and started["operator"]["user"] and started["mode"] == "paranoid"
+
+
+def test_a_command_waiting_for_input_no_one_can_give_fails_with_a_clear_message(tmp_path: Path) -> None:
+    book = write(tmp_path, """
+        # T
+        ## Steps
+        - `read -r -p 'Type your name: ' name; echo "hello $name"`
+        - `echo never-reached --x`
+        """)
+    transcript = tmp_path / "t.jsonl"
+    started = time.monotonic()
+    result = cli("run", str(book), "--yes", "--transcript", str(transcript), timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert time.monotonic() - started < 45, "it did not wait for ever"
+    (finished,) = events(transcript, "task.finished")
+    assert finished["status"] == "failed" and "waiting for input" in finished["reason"]
+    assert "Type your name:" in output_of(transcript, "1.1.1"), "its prompt is shown"
+    assert "never-reached" not in result.stdout
 
 
 def test_exit_codes_failure_and_noop(tmp_path: Path) -> None:
@@ -247,12 +266,12 @@ def test_sigkill_mid_output_then_verify_and_resume(tmp_path: Path) -> None:
     verified = cli("transcript", "verify", str(transcript))
     assert verified.returncode == 0, verified.stderr
     assert [e["type"] for e in events(transcript)][-1] in ("output", "command.spawned")
-    pgid = events(transcript, "command.spawned")[-1]["pgid"]
-    if _group_alive(pgid):  # the command outlived the app: resume must not start a second copy
-        refused = cli("resume", str(transcript), "--yes", "--interrupted", "rerun")
-        assert refused.returncode == 2 and f"kill -TERM -- -{pgid}" in refused.stderr, refused.stderr
-        os.killpg(pgid, signal.SIGKILL)
-        _wait_gone(pgid)
+    spawned = events(transcript, "command.spawned")[-1]
+    identity = ProcessIdentity(**{k: spawned[k] for k in ("pid", "pgid", "sid", "start_time", "cgroup", "tag")})
+    deadline = time.time() + 10  # the leader dies with the app (PR_SET_PDEATHSIG); its children follow
+    while live_members(identity) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not live_members(identity), "the command did not outlive the app that ran it"
     resumed = cli("resume", str(transcript), "--yes", "--interrupted", "rerun", timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     kinds = events(transcript)
@@ -261,21 +280,6 @@ def test_sigkill_mid_output_then_verify_and_resume(tmp_path: Path) -> None:
                      if e["type"] == "command.started"]
     assert started_after == ["1.2.1", "1.3.1"]  # 1.1.1 finished before the kill and is not run again
     assert cli("transcript", "verify", str(transcript)).returncode == 0
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _wait_gone(pgid: int) -> None:
-    deadline = time.time() + 10
-    while _group_alive(pgid) and time.time() < deadline:
-        time.sleep(0.05)
-    assert not _group_alive(pgid)
 
 
 @pytest.mark.parametrize("tamper", ["edit", "delete", "swap"])

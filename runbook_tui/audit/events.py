@@ -29,7 +29,7 @@ REQUIRED: Mapping[str, frozenset[str]] = {
     "command.planned": frozenset({"task_id", "step_id", "command", "run_command", "cwd", "env", "risk"}),
     "command.started": frozenset({"task_id", "step_id", "command", "run_command", "cwd", "env_names", "attempt",
                                   "shell", "edited"}),
-    "command.spawned": frozenset({"task_id", "attempt", "host", "pid", "pgid"}),
+    "command.spawned": frozenset({"task_id", "attempt", "host", "pid", "pgid", "sid", "start_time", "cgroup", "tag"}),
     "output": frozenset({"task_id", "text"}),
     "command.finished": frozenset({"task_id", "exit_code", "signal", "duration", "attempt"}),
     "task.finished": frozenset({"task_id", "step_id", "status", "title", "fingerprint"}),

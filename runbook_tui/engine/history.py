@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 from runbook_tui.audit.events import RunRecord, fold
 from runbook_tui.audit.transcript import TranscriptError, default_transcript_dir, read_events, verify
+from runbook_tui.engine.containment import ProcessIdentity, how_to_stop, live_members, release
 from runbook_tui.engine.session import RunState, TaskOutcome
 from runbook_tui.model import Runbook, Task
 
@@ -65,23 +65,24 @@ class RunHistory:
         """Why resuming now would start a second copy of the interrupted command, if it would.
 
         The app may die (SIGKILL, a lost SSH session) while its command, which ignored SIGHUP,
-        goes on: a resume that started it again would run two migrations at once.
+        goes on: a resume that started it again would run two migrations at once. The record
+        names the leader by pid *and* start time, so a recycled pid is never taken for it.
         """
         process = self.interrupted_process
         if not self.interrupted or not process or process.get("host") != socket.gethostname():
             return None
-        pgid = process.get("pgid")
-        # RUNNER-MERGE: also compare the leader's start time, so a recycled pgid is not mistaken for it.
-        if not isinstance(pgid, int) or pgid <= 1:
-            return None
         try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
+            identity = ProcessIdentity(**{key: process.get(key) for key in
+                                          ("pid", "pgid", "sid", "start_time", "cgroup", "tag")})
+        except (TypeError, ValueError) as exc:
+            return f"{self.path}: the interrupted command's record is not one this tool wrote ({exc}); not resuming"
+        members = live_members(identity)
+        if not members:
+            release(identity)
             return None
-        except PermissionError:
-            pass
-        return (f"task {self.interrupted} is still running from the interrupted run (process group {pgid}); "
-                f"wait for it to end, or stop it with `kill -TERM -- -{pgid}`, then resume")
+        return (f"task {self.interrupted} is still running from the interrupted run (pids "
+                f"{', '.join(map(str, members))}); wait for it to end, or stop it with "
+                f"`{how_to_stop(identity, members)}`, then resume")
 
     def state_for(self, runbook: Runbook) -> RunState:
         """Tasks to leave alone on resume: settled before, and still the same task (id and text)."""

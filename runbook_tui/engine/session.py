@@ -585,8 +585,11 @@ class Session:
         try:
             if isinstance(proc, PtyProcess):  # where to look on resume if the app dies meanwhile
                 self.record("command.spawned", task_id=task.id, attempt=attempt, host=socket.gethostname(),
-                            pid=proc.pid, pgid=proc.pgid)
-            status = self._supervise(proc, task, stream)
+                            **proc.identity.as_dict())
+            watch = InputWatch(proc)
+            status = self._supervise(proc, task, stream, watch)
+            if watch.fired:
+                stream.feed(f"\r\n[runbook-tui] {NO_ANSWER}\r\n")
         except BaseException:
             # A failure of ours (or an exception from a front end): the command does not outlive it.
             proc.abort(self.grace)
@@ -604,6 +607,8 @@ class Session:
                         attempt=attempt, **lost)
         if stream.error is not None:
             raise stream.error
+        if watch.fired:
+            return status, Verdict(False, NO_ANSWER)
         return status, judge(task, status, stream.tail.text())
 
     def _spawn(self, task: Task, command: str, cwd: str, injected: Mapping[str, str],
@@ -657,9 +662,11 @@ class Session:
                     interactive=True)
         return status, judge(task, status, stream.tail.text())
 
-    def _supervise(self, proc: Process, task: Task, stream: OutputStream) -> ExitStatus:
-        """Wait for the command, flushing output to the transcript; enforce timeout and abort."""
-        return supervise(proc, timeout=task.options.timeout, grace=self.grace, should_abort=self._stop_requested,
+    def _supervise(self, proc: Process, task: Task, stream: OutputStream, watch: InputWatch) -> ExitStatus:
+        """Wait for the command, flushing output to the transcript; enforce timeout and abort, and
+        stop a command that waits for input no one can give it."""
+        return supervise(proc, timeout=task.options.timeout, grace=self.grace,
+                         should_abort=lambda: self._stop_requested() or watch.stuck(),
                          tick=stream.flush, interval=FLUSH_INTERVAL)
 
     def _stop_requested(self) -> bool:
@@ -676,6 +683,41 @@ class Session:
     def cancel_command(self) -> None:
         """Stop the running command only; the task fails as aborted and the run goes on."""
         self.cancel_event.set()
+
+
+# A command blocked reading its terminal this long is stopped: no front end can type into a
+# command's terminal yet (an `interactive` task gets the operator's own), so it would wait for
+# ever. The grace keeps a command that only peeks at its terminal (or our detection, a /proc read
+# racing the command) from being stopped by mistake.
+INPUT_GRACE = 5.0
+# How often the terminal is looked at: /proc reads for every member, so not on every tick.
+INPUT_POLL = 0.5
+NO_ANSWER = ("the command is waiting for input, and no one can type into its terminal here; it was "
+             "stopped. Give it its input on the command line (e.g. --yes, < file), or mark the task "
+             "interactive=true to answer it on your own terminal")
+
+
+class InputWatch:
+    """Notices a command that waits for input it will never get (`read`, a y/N question)."""
+
+    def __init__(self, proc: Process) -> None:
+        self._proc = proc if isinstance(proc, PtyProcess) else None
+        self._since: float | None = None
+        self._next = 0.0
+        self.fired = False
+
+    def stuck(self) -> bool:
+        """True once the command has been waiting for input for INPUT_GRACE seconds."""
+        now = time.monotonic()
+        if self._proc is None or now < self._next:
+            return self.fired
+        self._next = now + INPUT_POLL
+        if not self._proc.terminal_state().waiting_for_input:
+            self._since = None
+            return self.fired
+        self._since = self._since or now
+        self.fired = self.fired or now - self._since >= INPUT_GRACE
+        return self.fired
 
 
 class OutputStream:
