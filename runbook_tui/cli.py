@@ -108,6 +108,18 @@ def open_command(runbook: str | None, mode: str, variables: tuple[str, ...], tra
         transcript = str(next_transcript)
 
 
+def parse_task_timeout(text: str) -> float | None:
+    """`--task-timeout`: a duration like 90s, 30m or 1h; 0 means no default timeout."""
+    from runbook_tui.parse.annotations import AnnotationError, parse_duration
+
+    if text.strip() in ("0", "none", "never"):
+        return None
+    try:
+        return parse_duration(text, "--task-timeout")
+    except AnnotationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--task-timeout") from None
+
+
 def parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
     """`K=V` options into a mapping; a malformed one is bad input."""
     values = {}
@@ -303,15 +315,18 @@ def convert(path: str, target: str, output: str | None) -> None:
 @click.option("--confirm-high-risk", is_flag=True, help="Also confirm risk=high commands (never implied by --yes).")
 @click.option("--var", "variables", multiple=True, metavar="K=V", help="Give a variable or placeholder a value.")
 @click.option("--transcript", "transcript_path", type=click.Path(dir_okay=False), help="Write the transcript here.")
+@click.option("--task-timeout", default="1h", show_default=True, metavar="DURATION",
+              help="Stop a task that has no timeout of its own after this long (0: never). Recorded.")
 @user_errors
 def run(path: str, mode: str, yes: bool, confirm_high_risk: bool, variables: tuple[str, ...],
-        transcript_path: str | None) -> None:
+        transcript_path: str | None, task_timeout: str) -> None:
     """Run a runbook headless, with plain output (for scripts and CI)."""
     from runbook_tui.headless import run_headless
 
     book = load_runbook(path)
     sys.exit(run_headless(book, mode=mode, values=parse_vars(variables), yes=yes,
-                          confirm_high_risk=confirm_high_risk, transcript_path=transcript_path))
+                          confirm_high_risk=confirm_high_risk, transcript_path=transcript_path,
+                          task_timeout=parse_task_timeout(task_timeout)))
 
 
 @main.command()
@@ -324,14 +339,17 @@ def run(path: str, mode: str, yes: bool, confirm_high_risk: bool, variables: tup
               show_default=True, help="Decided now, never taken from the transcript.")
 @click.option("--var", "variables", multiple=True, metavar="K=V",
               help="Give a variable or placeholder a value (values are never taken from the transcript).")
+@click.option("--task-timeout", default="1h", show_default=True, metavar="DURATION",
+              help="Stop a task that has no timeout of its own after this long (0: never). Recorded.")
 @user_errors
 def resume(transcript: str, yes: bool, confirm_high_risk: bool, interrupted: str, mode: str,
-           variables: tuple[str, ...]) -> None:
+           variables: tuple[str, ...], task_timeout: str) -> None:
     """Continue an interrupted run, appending to its transcript."""
     from runbook_tui.headless import resume_headless
 
     sys.exit(resume_headless(transcript, mode=mode, yes=yes, confirm_high_risk=confirm_high_risk,
-                             interrupted=interrupted, values=parse_vars(variables)))
+                             interrupted=interrupted, values=parse_vars(variables),
+                             task_timeout=parse_task_timeout(task_timeout)))
 
 
 @main.command()

@@ -352,12 +352,13 @@ def _open(opener: Callable[[], Run]) -> Run | int:
 
 
 def run_headless(book: Runbook, *, mode: str, values: dict[str, str], yes: bool, confirm_high_risk: bool,
-                 transcript_path: str | None) -> int:
+                 transcript_path: str | None, task_timeout: float | None) -> int:
     """`runbook-tui run`: the whole runbook, in order, recorded; returns the exit code."""
     problem = _unanswerable(book, values, mode)
     if problem:
         return _fail(problem)
-    settings = RunSettings(mode=mode, values=values, transcript=transcript_path)  # type: ignore[arg-type]
+    settings = RunSettings(mode=mode, values=values, transcript=transcript_path,  # type: ignore[arg-type]
+                           task_timeout=task_timeout)
     run = _open(lambda: Run.open(book, settings, _prompter_for(yes, confirm_high_risk, mode), observer=Printer(),
                                  terminal=_terminal()))
     if isinstance(run, int):
@@ -373,11 +374,11 @@ def _terminal() -> Any:
 
 
 def resume_headless(path: str, *, mode: str, yes: bool, confirm_high_risk: bool, interrupted: str,
-                    values: dict[str, str]) -> int:
+                    values: dict[str, str], task_timeout: float | None) -> int:
     """`runbook-tui resume`: reopen the runbook of a run, skip what finished, continue the chain.
 
     Mode and values are today's (from this command line), not the transcript's."""
-    settings = RunSettings(mode=mode, values=values)  # type: ignore[arg-type]
+    settings = RunSettings(mode=mode, values=values, task_timeout=task_timeout)  # type: ignore[arg-type]
     run = _open(lambda: Run.resume(path, settings, _prompter_for(yes, confirm_high_risk, mode), observer=Printer(),
                                    terminal=_terminal()))
     if isinstance(run, int):

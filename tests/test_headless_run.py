@@ -331,3 +331,21 @@ def test_untrusted_runbook_falls_back_to_paranoid(tmp_path: Path) -> None:
     assert ", trusted" in cli("check", str(book)).stdout
     book.write_text(book.read_text() + "- `touch also --x`\n")  # changed: trust no longer holds
     assert "not trusted" in cli("check", str(book)).stdout
+
+
+def test_a_default_task_timeout_stops_a_task_without_its_own_and_is_recorded(tmp_path: Path) -> None:
+    book = write(tmp_path, """
+        # T
+        ## Steps
+        - `sleep 30`
+        - `sleep 0.1` <!-- runbook: timeout=20s -->
+        """)
+    assert cli("trust", str(book)).returncode == 0
+    transcript = tmp_path / "t.jsonl"
+    result = cli("run", str(book), "--yes", "--task-timeout", "1s", "--transcript", str(transcript), timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert events(transcript, "run.started")[0]["task_timeout"] == 1.0
+    (finished,) = events(transcript, "command.finished")
+    assert finished["timed_out"] is True and finished["duration"] < 10
+    bad = cli("run", str(book), "--task-timeout", "soon")
+    assert bad.returncode == 2 and "--task-timeout" in bad.stderr and "Traceback" not in bad.stderr

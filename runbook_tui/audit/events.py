@@ -17,7 +17,8 @@ from .transcript import parse_timestamp
 
 # Event type -> the fields it always carries (besides seq, ts, type, prev and hash).
 REQUIRED: Mapping[str, frozenset[str]] = {
-    "run.started": frozenset({"run_id", "tool_version", "runbook", "mode", "trusted", "operator", "git", "cwd",
+    "run.started": frozenset({"run_id", "tool_version", "runbook", "mode", "trusted", "task_timeout", "operator",
+                              "git", "cwd",
                               "variables", "secrets", "concurrent_run"}),
     "run.resumed": frozenset({"run_id", "mode", "trusted", "operator", "runbook", "interrupted_task", "finished"}),
     "run.finished": frozenset({"result", "counts", "failed", "left"}),

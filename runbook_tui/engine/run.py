@@ -42,6 +42,7 @@ class RunSettings:
     mode: Mode = "paranoid"
     values: Mapping[str, str] = field(default_factory=dict)
     transcript: str | None = None
+    task_timeout: float | None = None  # for tasks without a timeout of their own (recorded)
 
 
 class Run:
@@ -82,7 +83,7 @@ class Run:
             raise RunProblem(f"{exc}; nothing was run") from None
         session = Session(book, transcript, prompter, observer=observer, mode=settings.mode,
                           values=settings.values, git_facts=repo_facts(book.path), terminal=terminal,
-                          trusted=trust.trusted)
+                          trusted=trust.trusted, task_timeout=settings.task_timeout)
         session.concurrent_run = holder
         return cls(session, lock, trust)
 
@@ -115,7 +116,7 @@ class Run:
             raise RunProblem(str(exc)) from None
         session = Session(book, transcript, prompter, observer=observer, mode=settings.mode, values=settings.values,
                           git_facts=repo_facts(book.path), state=history.state_for(book), terminal=terminal,
-                          trusted=trust.trusted)
+                          trusted=trust.trusted, task_timeout=settings.task_timeout)
         session.concurrent_run = holder
         run = cls(session, lock, trust, resumed_from=history)
         if book.sha256 != history.runbook_sha256:

@@ -174,12 +174,14 @@ class Session:
         state: RunState | None = None,
         terminal: Terminal | None = None,
         trusted: bool = False,
+        task_timeout: float | None = None,
     ) -> None:
         self.runbook = runbook
         self.transcript = transcript
         self.prompter = prompter
         self.observer = observer
         self.trusted = trusted
+        self.task_timeout = task_timeout  # for tasks without their own `timeout` (headless runs)
         self.mode, self.mode_notice = effective_mode(mode, trusted, runbook.path)
         self.values: dict[str, str] = {v.name: v.default for v in runbook.variables if v.default is not None}
         self.values.update(values or {})
@@ -230,6 +232,7 @@ class Session:
                      "title": self.runbook.title},
             mode=self.mode,
             trusted=self.trusted,
+            task_timeout=self.task_timeout,
             operator=operator_facts(self.git_facts),
             git=self.git_facts,
             cwd=os.getcwd(),
@@ -665,7 +668,7 @@ class Session:
     def _supervise(self, proc: Process, task: Task, stream: OutputStream, watch: InputWatch) -> ExitStatus:
         """Wait for the command, flushing output to the transcript; enforce timeout and abort, and
         stop a command that waits for input no one can give it."""
-        return supervise(proc, timeout=task.options.timeout, grace=self.grace,
+        return supervise(proc, timeout=task.options.timeout or self.task_timeout, grace=self.grace,
                          should_abort=lambda: self._stop_requested() or watch.stuck(),
                          tick=stream.flush, interval=FLUSH_INTERVAL)
 
