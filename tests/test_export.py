@@ -115,20 +115,21 @@ def test_markdown_task_table(transcript: Path) -> None:
                     row.append(inner.content)
             rows.append(row)
     header, *body = rows
-    assert header == ["ID", "Step", "Task", "Status", "Duration", "Exit"]
+    assert header == ["ID", "Step", "Task", "Status", "Confirmed by", "Attempts", "Duration", "Exit"]
     assert [row[0] for row in body] == ["1.1.1", "1.2.1", "1.2.2", "1.2.3"]
-    assert body[0] == ["1.1.1", "Build", "`make | tee build.log`", "done", "1.2s", "exit 0"]
+    assert body[0] == ["1.1.1", "Build", "`make | tee build.log`", "done", "operator", "1", "1.2s", "exit 0"]
     assert body[1][2:4] == ["Check the dashboard is green", "manual"]
     assert body[2][3] == "skipped (already done)"
-    assert body[3][2:] == ["`./migrate --apply …`", "failed", "1m 16s", "exit 3"]
+    assert body[3][2:] == ["`./migrate --apply …`", "failed", "", "1", "1m 16s", "exit 3"]
 
 
 def test_markdown_notes_and_failures_with_their_last_lines(transcript: Path) -> None:
     md = export(transcript, "md")
     notes = section(md, "Notes")
     assert "(1.2.3): Paged the DBA\n  ticket OPS-1" in notes
-    failures = section(md, "Failures")
-    assert "### 1.2.3 `./migrate --apply …`: exit 3" in failures
+    failures = section(md, "Failures and retries")
+    assert "### 1.2.3 `./migrate --apply …`: failed" in failures
+    assert "- attempt 1: exit 3, confirmed by ?" in failures
     assert [f"error line {i}" for i in range(10, 30)] == [
         line for line in failures.splitlines() if line.startswith("error line")
     ]
@@ -164,13 +165,16 @@ def test_json_export_has_run_tasks_and_every_event(transcript: Path) -> None:
     assert run["duration"] >= 0
     tasks = {task["id"]: task for task in document["tasks"]}
     assert list(tasks) == ["1.1.1", "1.2.1", "1.2.2", "1.2.3"]
-    assert tasks["1.2.3"] | {"started": None, "finished": None} == {
+    migrate = tasks["1.2.3"] | {"started": None, "finished": None}
+    attempts = migrate.pop("attempt_log")
+    assert migrate == {
         "id": "1.2.3", "step_id": "1.2", "step_title": "Migrate", "title": None,
         "command": "./migrate --apply\n  --all", "run_command": "./migrate --apply\n  --all",
         "cwd": "/srv/app", "container": "web", "status": "failed", "reason": None, "exit_code": 3,
         "signal": None, "timed_out": False, "duration": 75.5, "attempts": 1,
-        "started": None, "finished": None, "fingerprint": "",
+        "started": None, "finished": None, "fingerprint": "", "edited": False, "confirmed_by": None,
     }
+    assert [(a["attempt"], a["exit_code"], a["duration"]) for a in attempts] == [(1, 3, 75.5)]
     assert [event["seq"] for event in document["events"]] == list(range(20))
     assert document["events"][6]["text"] == TRICKY_OUTPUT
 
@@ -220,14 +224,16 @@ def test_cast_header_markers_commands_and_output(transcript: Path) -> None:
     first_ts = parse_timestamp(json.loads(transcript.read_text().splitlines()[0])["ts"])
     assert header == {"version": 2, "width": 120, "height": 40, "timestamp": int(first_ts.timestamp()),
                       "title": "Deploy web"}
-    assert [f[2] for f in frames if f[1] == "m"] == ["1.1 Build", "1.2 Migrate"]
+    assert [f[2] for f in frames if f[1] == "m"] == ["1.1 Build", "1.1.1 exit 0", "1.2 Migrate", "1.2.3 exit 3"]
     outputs = [f[2] for f in frames if f[1] == "o"]
     assert outputs[0] == "$ make | tee build.log\r\n"
     assert outputs[1] == "\x1b[1mhello\x1b[0m\r\n"
     # already CRLF and colors kept for replay; the window-title OSC never reaches a viewer's terminal
     assert outputs[2] == TRICKY_OUTPUT.replace("\x1b]0;title\x07", "")
     assert outputs[3] == "bare\r\nnewline\r\n"
-    assert outputs[4] == "$ ./migrate --apply\r\n  --all\r\n"
+    assert outputs[4] == "\x1b[0m[exit 0]\r\n"
+    assert outputs[5] == "$ ./migrate --apply\r\n  --all\r\n"
+    assert outputs[-1] == "\r\n[run failed]\r\n"
     times = [f[0] for f in frames]
     assert times == sorted(times) and times[0] >= 0
 

@@ -35,6 +35,7 @@ REQUIRED: Mapping[str, frozenset[str]] = {
     "command.finished": frozenset({"task_id", "exit_code", "signal", "duration", "attempt"}),
     "task.finished": frozenset({"task_id", "step_id", "status", "title", "fingerprint"}),
     "note": frozenset({"text", "task_id"}),
+    "values.given": frozenset({"task_id", "values"}),
     "mode.changed": frozenset({"requested", "mode", "previous", "by", "trusted", "refused"}),
     "operator.jumped": frozenset({"to"}),
     "operator.disconnected": frozenset({"reason"}),
@@ -85,6 +86,9 @@ class TaskRecord:
     fingerprint: str = ""
     running: bool = False  # a command.started with no command.finished after it
     process: dict[str, Any] = field(default_factory=dict)  # the last command.spawned
+    edited: bool = False  # the operator rewrote the command before it ran
+    confirmed_by: str | None = None  # who or what let the last attempt start (or marked it done)
+    attempt_log: list[dict[str, Any]] = field(default_factory=list)  # one entry per command.started
     output: list[str] = field(default_factory=list)
 
     @property
@@ -116,6 +120,7 @@ class RunRecord:
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
     continued: dict[str, Any] | None = None  # runbook.switched: the related runbook run next
     resumed: int = 0  # how many times the run was resumed
+    values_given: dict[str, Any] = field(default_factory=dict)  # typed during the run (never secrets)
 
     @property
     def duration(self) -> float | None:
@@ -161,6 +166,8 @@ def fold(events: Iterable[Mapping[str, Any]]) -> RunRecord:
             steps[str(event.get("step_id"))] = str(event.get("title", ""))
         elif kind == "note":
             run.notes.append(dict(event))
+        elif kind == "values.given":
+            run.values_given.update(_mapping(event.get("values")))
         elif kind in ("run.finished", "run.aborted"):
             run.finished = ts
             run.result = str(event.get("result", "failed")) if kind == "run.finished" else "aborted"
@@ -172,7 +179,22 @@ def fold(events: Iterable[Mapping[str, Any]]) -> RunRecord:
     run.title = str(run.runbook.get("title") or "")
     if run.finished is None:
         run.finished = last_ts
+    if run.result == "aborted":
+        for task in run.tasks.values():
+            if task.status == "unfinished":
+                task.status = "aborted"  # started or asked, and the run ended there
     return run
+
+
+def approver(event: Mapping[str, Any]) -> str:
+    """Who or what let a task go on: the operator, a command-line answer, or the policy (why)."""
+    if event.get("type") == "policy.allowed":
+        return f"policy: {event.get('reason', '')}"
+    reason = str(event.get("reason") or "")
+    if reason.startswith("--") or "--yes" in reason:
+        return reason if reason.startswith("--") else "--yes"
+    typed = event.get("typed")
+    return f"operator (typed {typed!r})" if typed else "operator"
 
 
 def _fold_task(run: RunRecord, steps: dict[str, str], event: Mapping[str, Any]) -> None:
@@ -183,6 +205,8 @@ def _fold_task(run: RunRecord, steps: dict[str, str], event: Mapping[str, Any]) 
         task.step_title = steps.get(task.step_id, task.step_title)
     if kind == "confirm.asked" and task.title is None:
         task.title = event.get("prompt")
+    elif (kind == "confirm.answered" and event.get("answer") in ("run", "done")) or kind == "policy.allowed":
+        task.confirmed_by = approver(event)
     elif kind == "command.started":
         task.attempts += 1
         task.running, task.process = True, {}
@@ -190,7 +214,11 @@ def _fold_task(run: RunRecord, steps: dict[str, str], event: Mapping[str, Any]) 
             task.output.append(f"\n--- attempt {task.attempts} ---\n")
         task.command, task.run_command = event.get("command"), event.get("run_command")
         task.cwd, task.container = event.get("cwd"), event.get("container")
+        task.edited = task.edited or bool(event.get("edited"))
         task.started = task.started or event.get("ts")
+        task.attempt_log.append({"attempt": event.get("attempt", task.attempts), "run_command": task.run_command,
+                                 "edited": bool(event.get("edited")), "confirmed_by": task.confirmed_by,
+                                 "started": event.get("ts")})
     elif kind == "command.spawned":
         task.process = dict(event)
     elif kind == "output":
@@ -200,6 +228,9 @@ def _fold_task(run: RunRecord, steps: dict[str, str], event: Mapping[str, Any]) 
         task.exit_code, task.signal = event.get("exit_code"), event.get("signal")
         task.timed_out = bool(event.get("timed_out"))
         task.duration = (task.duration or 0.0) + (event.get("duration") or 0.0)
+        if task.attempt_log:
+            task.attempt_log[-1].update(exit_code=task.exit_code, signal=task.signal, timed_out=task.timed_out,
+                                        duration=event.get("duration"))
     elif kind == "task.finished":
         task.running = False
         task.status, task.reason = str(event.get("status", task.status)), event.get("reason")

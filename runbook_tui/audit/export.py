@@ -24,6 +24,8 @@ from .transcript import TranscriptError, VerifyResult, parse_timestamp, read_eve
 
 Format = Literal["md", "json", "cast"]
 FAILURE_TAIL_LINES = 20
+# A task's output in the Markdown export (release notes) is trimmed past this many lines.
+OUTPUT_FOLD_LINES = 200
 CAST_SIZE = (120, 40)
 
 _TERMINAL_CONTROLS = re.compile(
@@ -74,40 +76,101 @@ def _markdown(run: RunRecord, integrity: VerifyResult, filename: str, redact: Ca
     out = [f"# Runbook run: {_inline(run.title or run.runbook.get('path') or 'untitled')}", ""]
     out += _header(run, integrity, filename)
     out += ["", "## Tasks", ""]
-    out += ["| ID | Step | Task | Status | Duration | Exit |", "|---|---|---|---|---|---|"]
+    out += ["| ID | Step | Task | Status | Confirmed by | Attempts | Duration | Exit |",
+            "|---|---|---|---|---|---|---|---|"]
     for task in run.tasks.values():
         cells = [
             _cell(_inline(task.id)),
             _cell(_inline(task.step_title or task.step_id or "")),
-            _cell(_label_markdown(task)),
+            _cell(_label_markdown(task) + (" (edited)" if task.edited else "")),
             _cell(_inline(task.status + (f" ({task.reason})" if task.reason else ""))),
+            _cell(_inline(task.confirmed_by or "")),
+            str(task.attempts) if task.attempts else "",
             _format_duration(task.duration),
             _cell(_exit_text(task)),
         ]
         out.append("| " + " | ".join(cells) + " |")
+    out += _commands(run)
+    out += _not_run(run)
     if run.notes:
         out += ["", "## Notes", ""]
         for note in run.notes:
             where = f" ({_inline(note['task_id'])})" if note.get("task_id") else ""
             text = "\n  ".join(_inline(line) for line in note.get("text", "").splitlines())
             out.append(f"- {_time_of_day(note['ts'])}{where}: {text}")
-    failed = [task for task in run.tasks.values() if task.status == "failed"]
+    failed = [task for task in run.tasks.values() if task.status == "failed" or len(task.attempt_log) > 1]
     if failed:
-        out += ["", "## Failures"]
+        out += ["", "## Failures and retries"]
         for task in failed:
-            tail = _task_output(task, redact).rstrip("\n").split("\n")[-FAILURE_TAIL_LINES:]
-            out += ["", f"### {_inline(task.id)} {_label_markdown(task)}: {_exit_text(task) or task.status}", ""]
-            out += _fenced("\n".join(tail))
+            out += ["", f"### {_inline(task.id)} {_label_markdown(task)}: {_inline(task.status)}", ""]
+            out += [f"- attempt {a['attempt']}: {_inline(_attempt_result(a))}, confirmed by "
+                    f"{_inline(a.get('confirmed_by') or '?')}" for a in task.attempt_log]
+            if task.status == "failed":
+                tail = _task_output(task, redact).rstrip("\n").split("\n")[-FAILURE_TAIL_LINES:]
+                out += ["", f"Last {len(tail)} lines:", ""] + _fenced("\n".join(tail))
     with_output = [task for task in run.tasks.values() if task.output]
     if with_output:
-        out += ["", "## Output"]
+        out += ["", "## Output", "",
+                f"Each task's output, folded; past {OUTPUT_FOLD_LINES} lines only its start and end "
+                "(the JSON export and the transcript keep everything)."]
         for task in with_output:
             label = html.escape(visible(_first_line(task.label)))
             summary = f"{_inline(task.id)} <code>{label}</code>: {_inline(task.status)}"
             out += ["", f"<details><summary>{summary}</summary>", ""]
-            out += _fenced(_task_output(task, redact).rstrip("\n"))
+            out += _fenced(_trimmed(_task_output(task, redact).rstrip("\n")))
             out += ["", "</details>"]
     return "\n".join(out) + "\n"
+
+
+def _commands(run: RunRecord) -> list[str]:
+    """Commands that did not run as written: values filled in (secrets masked), or edited."""
+    changed = [t for t in run.tasks.values()
+               if t.command is not None and any(a["run_command"] != t.command for a in t.attempt_log)]
+    if not changed:
+        return []
+    out = ["", "## Commands as written and as run", ""]
+    for task in changed:
+        why = "edited by the operator" if task.edited else "values filled in"
+        out += [f"### {_inline(task.id)} ({why})", "", "As written:", ""] + _fenced(task.command or "")
+        for attempt in task.attempt_log:
+            out += ["", f"As run (attempt {attempt['attempt']}{', edited' if attempt['edited'] else ''}):", ""]
+            out += _fenced(attempt["run_command"] or "")
+    return out
+
+
+def _not_run(run: RunRecord) -> list[str]:
+    """Every task that did not run, and why: skipped, not confirmed, or left when the run ended."""
+    left = [tid for tid in run.summary.get("left", []) if isinstance(tid, str)]
+    unrun = [t for t in run.tasks.values() if t.status in ("skipped", "not_confirmed", "planned")]
+    if not left and not unrun:
+        return []
+    out = ["", "## Not run", ""]
+    for task in unrun:
+        why = {"skipped": "skipped", "not_confirmed": "not confirmed", "planned": "noop: shown, not run"}[task.status]
+        out.append(f"- {_inline(task.id)} {_label_markdown(task)}: {_inline(why)}"
+                   + (f": {_inline(task.reason)}" if task.reason else ""))
+    ended = "the run was aborted" if run.result == "aborted" else "the run ended before it"
+    out += [f"- {_inline(tid)}: {_inline(ended)}" for tid in left if tid not in run.tasks or
+            run.tasks[tid].status not in ("skipped", "not_confirmed", "planned")]
+    return out
+
+
+def _attempt_result(attempt: dict[str, Any]) -> str:
+    if attempt.get("timed_out"):
+        return "timed out"
+    if attempt.get("signal"):
+        return f"signal {attempt['signal']}"
+    code = attempt.get("exit_code")
+    return "unfinished" if code is None else f"exit {code}"
+
+
+def _trimmed(text: str) -> str:
+    """Long output as its first and last lines, saying how much was left out."""
+    lines = text.split("\n")
+    if len(lines) <= OUTPUT_FOLD_LINES:
+        return text
+    half = OUTPUT_FOLD_LINES // 2
+    return "\n".join([*lines[:half], f"… {len(lines) - 2 * half} lines left out …", *lines[-half:]])
 
 
 def _header(run: RunRecord, integrity: VerifyResult, filename: str) -> list[str]:
@@ -141,6 +204,9 @@ def _header(run: RunRecord, integrity: VerifyResult, filename: str) -> list[str]
     if run.variables:
         values = ", ".join(_code(f"{name}={value}") for name, value in run.variables.items())
         lines.append(f"- **Variables:** {values}")
+    if run.values_given:
+        values = ", ".join(_code(f"{name}={value}") for name, value in run.values_given.items())
+        lines.append(f"- **Values typed during the run:** {values}")
     if run.secrets:
         lines.append(f"- **Secrets (names only):** {', '.join(_code(name) for name in run.secrets)}")
     alarm = "" if integrity.ok else "**VERIFICATION FAILED**: "
@@ -184,10 +250,18 @@ def _cast(events: Iterator[dict[str, Any]]) -> str:
         kind = event.get("type")
         if kind == "step.entered":
             frame = ("m", f"{event['step_id']} {event.get('title', '')}")
-        elif kind == "command.started":
-            frame = ("o", f"$ {_crlf(safe_text(event.get('command') or ''))}\r\n")
+        elif kind == "command.started":  # the command as it ran (values filled in, secrets masked)
+            frame = ("o", f"$ {_crlf(safe_text(event.get('run_command') or event.get('command') or ''))}\r\n")
         elif kind == "output" and event.get("text"):
             frame = ("o", _crlf(screen.feed(event.get("text", ""))))
+        elif kind == "command.finished":
+            ended = _attempt_result(event)
+            frame = ("m", f"{event.get('task_id')} {ended}")
+            lines.append(json.dumps([round(max(clock, _seconds_since(start, event["ts"])), 6), "o",
+                                     f"\x1b[0m[{ended}]\r\n"], ensure_ascii=False))
+        elif kind in ("run.finished", "run.aborted"):
+            result = event.get("result", "aborted") if kind == "run.finished" else "aborted"
+            frame = ("o", f"\r\n[run {result}]\r\n")
         else:
             continue
         clock = max(clock, _seconds_since(start, event["ts"]))

@@ -152,6 +152,7 @@ class RunState:
     entered_steps: set[str] = field(default_factory=set)
     confirmed_steps: set[str] = field(default_factory=set)
     approved: dict[str, str] = field(default_factory=dict)  # task id -> command approved with its step
+    attempts: dict[str, int] = field(default_factory=dict)  # task id -> the last attempt's number
 
 
 class Session:
@@ -438,7 +439,10 @@ class Session:
         questions += [Question(placeholder_label(token), token) for token in task.placeholders
                       if placeholder_label(token) not in self.values]
         if questions and self.mode != "noop":  # noop shows what is missing instead of asking for it
-            self.values.update(self.prompter.ask_values(questions))
+            given = self.prompter.ask_values(questions)
+            self.values.update(given)
+            self.record("values.given", task_id=task.id,
+                        values={name: self.redactor.redact(value) for name, value in given.items()})
         fills = {token: self.values[placeholder_label(token)] for token in task.placeholders
                  if placeholder_label(token) in self.values}
         return fill_placeholders(task.command or "", fills)
@@ -477,7 +481,7 @@ class Session:
                         shell=request.shell, env=dict(request.env), risk=request.risk,
                         risk_reasons=list(request.risk_reasons))
             return self._finish(task, step, TaskOutcome("planned"))
-        attempt = 1
+        attempt = self.state.attempts.get(task.id, 0) + 1  # a retry (r) goes on counting
         while True:
             decision = self._decide(task, command, edited)
             self.check_connected()
@@ -564,6 +568,7 @@ class Session:
     def _execute(self, task: Task, step: Step, command: str, cwd: str,
                  attempt: int, edited: bool) -> tuple[ExitStatus, Verdict]:
         """One attempt: command.started, streamed output events, command.finished."""
+        self.state.attempts[task.id] = attempt
         injected = self.environment(task)
         target = self._container_facts(task.options.container) if task.options.container else {}
         self.record("command.started", task_id=task.id, step_id=step.id, command=task.command,
