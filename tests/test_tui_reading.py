@@ -68,3 +68,25 @@ async def test_hidden_characters_are_shown_escaped_in_the_tree_and_the_task_pane
     assert any("<U+202E>" in label for label in labels) and any("<U+200B>" in label for label in labels)
     assert not any("\u202e" in label or "\u200b" in label for label in labels)
     assert "<U+202E>" in shown and "\u202e" not in shown
+
+
+async def test_the_run_ends_when_its_last_task_ends_and_the_export_says_so(here: Path) -> None:
+    from runbook_tui.audit.export import export
+    from runbook_tui.tui.screens.dialogs import ConfirmCommand
+    from tests.tui_helpers import until_screen, until_status
+
+    book = here / "short.md"
+    book.write_text("# Short\n\n## Steps\n\n1. Only\n   - `echo only --x`\n")
+    app = make_app(load_runbook(book), mode="paranoid", variables={}, transcript=str(here / "t.jsonl"), theme=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until_event(pilot, here / "t.jsonl", "run.started")
+        await select(pilot, "1.1.1")
+        await pilot.press("enter")
+        await until_screen(pilot, ConfirmCommand)
+        await pilot.press("y")
+        await until_status(pilot, "1.1.1", "done")
+        await until_event(pilot, here / "t.jsonl", "run.finished")
+        await until(pilot, lambda: any("transcript is sealed" in m for m in notifications(app)), what="the notice")
+        await pilot.press("r")
+        await until(pilot, lambda: any("has ended" in m for m in notifications(app)), what="no more tasks")
+        assert "- **Result:** success" in export(here / "t.jsonl", "md")

@@ -213,6 +213,8 @@ class RunScreen(Screen[None]):
             self._refresh_view()
             if event["status"] in SETTLED:
                 self._guide_after(task)
+                if self.run is not None and self.run.all_settled():
+                    self._seal()
             else:
                 reason = f": {event['reason']}" if event.get("reason") else ""
                 self.notify(f"Task {task.id} {event['status'].replace('_', ' ')}{reason}", severity="error",
@@ -224,7 +226,9 @@ class RunScreen(Screen[None]):
             else:
                 self.notify(f"Mode is now {event['mode']}.")
         elif kind == "run.finished":
-            self.notify(f"Run {event['result']}", severity="information" if event["result"] == "success" else "error")
+            self.notify(f"Run {event['result']}: every task is settled and the transcript is sealed. "
+                        "Press x to export it, q to leave.",
+                        severity="information" if event["result"] == "success" else "error", timeout=30)
         elif kind == "run.aborted":
             self.notify(f"Run aborted: {event['reason']}", severity="error")
 
@@ -269,6 +273,19 @@ class RunScreen(Screen[None]):
             return False
         return True
 
+    @work(thread=True, group="run-call", exit_on_error=False)
+    def _seal(self) -> None:
+        """The last task settled: the run ends now (run.finished), not when the operator quits."""
+        assert self.run is not None
+        self.run.end()
+
+    def _ended(self) -> bool:
+        if self.run is not None and self.run.session.ended:
+            self.notify("This run has ended and its transcript is sealed; start a new run to do more.",
+                        severity="warning")
+            return True
+        return False
+
     def _busy(self) -> bool:
         if self.running is not None:
             self.notify(f"Task {self.running.id} is running: wait for it, or ctrl+c to interrupt it.",
@@ -277,7 +294,7 @@ class RunScreen(Screen[None]):
         return False
 
     def activate(self, item: Item) -> None:
-        if self.read_only or self._busy() or item.task is None or item.step is None:
+        if self.read_only or self._busy() or self._ended() or item.task is None or item.step is None:
             return
         status = self.query_one(StepTree).status.get(item.task.id, "pending")
         if status in SETTLED:
@@ -294,12 +311,12 @@ class RunScreen(Screen[None]):
 
     def action_retry(self) -> None:
         task = self._selected_task()
-        if task is not None and not self._busy():
+        if task is not None and not self._busy() and not self._ended():
             self._run_task(task)
 
     def action_skip(self) -> None:
         task = self._selected_task()
-        if task is None or self._busy():
+        if task is None or self._busy() or self._ended():
             return
 
         def skipped(reason: str | None) -> None:
@@ -310,7 +327,7 @@ class RunScreen(Screen[None]):
 
     def action_edit(self) -> None:
         task = self._selected_task()
-        if task is None or self._busy() or task.command is None:
+        if task is None or self._busy() or self._ended() or task.command is None:
             return
 
         def edited(command: str | None) -> None:
