@@ -61,19 +61,21 @@ class TerminalState:
 
 
 def shell_argv(script: str, shell: str = "bash") -> list[str]:
-    """argv that runs ``script`` with ``shell`` and fails loudly.
+    """argv that runs ``script`` with ``shell``; a script of several lines fails loudly.
 
-    ``pipefail`` so a failing producer is not hidden by ``| tee``; ``-e`` only for multi-line
-    scripts, where a failing line must not be silently followed by the next one. ``sh``/``dash``
-    get no ``pipefail`` (not portable there).
+    A multi-line script gets ``-e`` (a failing line must not be silently followed by the next
+    one) and ``pipefail`` (a failing producer is not hidden by ``| tee``). A one-line command
+    runs exactly as typed at a prompt: with ``pipefail``, ``docker compose logs web | head -3``
+    would fail with 141 when ``head`` closes the pipe (docs/runbook-format.md says the same).
+    ``sh``/``dash`` get no ``pipefail`` (not portable there).
     """
     lines = [ln.strip() for ln in script.splitlines()]
     code_lines = [ln for ln in lines if ln and not ln.startswith("#")]
     argv = [shell]
     if len(code_lines) > 1:
         argv.append("-e")
-    if os.path.basename(shell) not in ("sh", "dash"):
-        argv += ["-o", "pipefail"]
+        if os.path.basename(shell) not in ("sh", "dash"):
+            argv += ["-o", "pipefail"]
     return argv + ["-c", script]
 
 

@@ -5,7 +5,7 @@
   verbatim), enriched with settings and annotations;
 - deployment.yaml is the same runbook as deployment.md;
 - demo.md shows every feature it is meant to show, and its commands really run safely: each one
-  runs as the engine runs it (`bash -o pipefail -c`, plus `-e` for a multi-line script), in a
+  runs as the engine runs it (`bash -c`, plus `-e -o pipefail` for a multi-line script), in a
   temporary directory with TMPDIR and HOME pointing at temporary directories, and does what its
   step says (the flaky command fails once, then succeeds; everything else succeeds).
 """

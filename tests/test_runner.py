@@ -103,13 +103,13 @@ def fd_count() -> int:
 # -- shell_argv -----------------------------------------------------------------------------
 
 
-def test_shell_argv_single_line_uses_pipefail_without_e():
-    assert shell_argv("echo hi") == ["bash", "-o", "pipefail", "-c", "echo hi"]
+def test_shell_argv_single_line_runs_as_typed():
+    assert shell_argv("echo hi") == ["bash", "-c", "echo hi"]
 
 
 def test_shell_argv_multi_line_adds_e_ignoring_blank_and_comment_lines():
     one = "# comment\n\n  echo hi  \n   # another\n"
-    assert shell_argv(one) == ["bash", "-o", "pipefail", "-c", one]
+    assert shell_argv(one) == ["bash", "-c", one]
     two = "echo a\n# c\necho b\n"
     assert shell_argv(two) == ["bash", "-e", "-o", "pipefail", "-c", two]
 
@@ -121,8 +121,11 @@ def test_shell_argv_sh_has_no_pipefail():
 
 def test_shell_argv_semantics_for_real():
     out = Collector()
-    status = run_command(shell_argv("false | true"), on_output=out, timeout=LIMIT)
-    assert status.exit_code == 1  # pipefail
+    status = run_command(shell_argv("false | true\ntrue"), on_output=out, timeout=LIMIT)
+    assert status.exit_code == 1  # pipefail, in a script
+    out = Collector()
+    status = run_command(shell_argv("seq 1000000 | head -3"), on_output=out, timeout=LIMIT)
+    assert status.exit_code == 0 and out.text.split() == ["1", "2", "3"]  # a reader closing early is fine
     out = Collector()
     status = run_command(shell_argv("false\necho after"), on_output=out, timeout=LIMIT)
     assert status.exit_code == 1 and "after" not in out.text  # -e
