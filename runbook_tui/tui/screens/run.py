@@ -31,13 +31,12 @@ from runbook_tui.tui.screens.related import RelatedScreen
 from runbook_tui.tui.widgets.container_watch import ContainerStatus, ContainerWatch, tab_id
 from runbook_tui.tui.widgets.output_pane import OutputPane
 from runbook_tui.tui.widgets.run_header import RunHeader
-from runbook_tui.tui.widgets.step_tree import Item, StepTree
+from runbook_tui.tui.widgets.step_tree import SETTLED_STATUSES, Item, StepTree
 from runbook_tui.tui.widgets.step_view import StepView
 
 if TYPE_CHECKING:
     from runbook_tui.engine.run import Run
 
-SETTLED = ("done", "manual", "skipped", "planned")
 
 
 class RunScreen(Screen[None]):
@@ -67,6 +66,7 @@ class RunScreen(Screen[None]):
         self._redactor = redactor  # watch mode: what the keyring let us read
         self._output_pane: OutputPane | None = None
         self._started = threading.Event()  # run.started is recorded
+        self._running_since = 0.0  # when the running command started (for the task card)
         self._stop_following = threading.Event()
 
     # ---- layout ----------------------------------------------------------------------------
@@ -93,6 +93,7 @@ class RunScreen(Screen[None]):
         return task_risk(self.runbook, task).level
 
     def on_mount(self) -> None:
+        self.set_interval(1.0, self._tick)
         header = self.query_one(RunHeader)
         header.mode = "watch (read-only)" if self.run is None else self.run.mode
         self.query_one(StepTree).focus()
@@ -195,6 +196,8 @@ class RunScreen(Screen[None]):
         task = self.runbook.find(event.get("task_id", "")) if event.get("task_id") else None
         if kind == "command.started" and isinstance(task, Task):
             tree.set_status(task, "running")
+            self._running_since = time.monotonic()
+            self._refresh_view()
             attempt = f" (attempt {event['attempt']})" if event.get("attempt", 1) > 1 else ""
             pane.mark(task.id, f"$ {event['run_command']}{attempt}")
             if pane.shown != task.id:
@@ -209,9 +212,9 @@ class RunScreen(Screen[None]):
             pane.show(task.id)
         elif kind == "task.finished" and isinstance(task, Task):
             tree.set_status(task, event["status"])
-            self.query_one(RunHeader).done = sum(1 for s in tree.status.values() if s in SETTLED)
+            self.query_one(RunHeader).done = sum(1 for s in tree.status.values() if s in SETTLED_STATUSES)
             self._refresh_view()
-            if event["status"] in SETTLED:
+            if event["status"] in SETTLED_STATUSES:
                 self._guide_after(task)
                 if self.run is not None and self.run.all_settled():
                     self._seal()
@@ -237,7 +240,7 @@ class RunScreen(Screen[None]):
         tree = self.query_one(StepTree)
         tasks = list(self.runbook.tasks())
         after = tasks[tasks.index(task) + 1 :] + tasks
-        nxt = next((t for t in after if tree.status.get(t.id, "pending") not in SETTLED), None)
+        nxt = next((t for t in after if tree.status.get(t.id, "pending") not in SETTLED_STATUSES), None)
         if nxt is not None:
             tree.select_id(nxt.id)
 
@@ -258,12 +261,29 @@ class RunScreen(Screen[None]):
         if item is None:
             return
         status = self.query_one(StepTree).status.get(item.task.id, "pending") if item.task else ""
+        if status == "running":
+            status = f"running for {int(time.monotonic() - self._running_since)}s"
         self.query_one(StepView).show(item, status)
 
+    def _tick(self) -> None:
+        """Once a second: the running task's card counts its time."""
+        item = self.selected
+        if self.running is not None and item is not None and item.task is self.running:
+            self._refresh_view(item)
+
     def on_tree_node_selected(self, event: Tree.NodeSelected[Item]) -> None:
-        """Enter on a task: run the command, or mark the manual check done."""
+        """Enter on a task: run the command, or mark the manual check done. Enter on a step or
+        section heading: go to its next task that is still to do."""
         item = event.node.data
-        if item is None or item.task is None or item.step is None:
+        if item is None:
+            return
+        if item.task is None:
+            tree = self.query_one(StepTree)
+            nxt = tree.next_pending(item)
+            if nxt is None:
+                self.notify("Everything under this heading is done.")
+            else:
+                tree.select_id(nxt.id)
             return
         self.activate(item)
 
@@ -297,7 +317,7 @@ class RunScreen(Screen[None]):
         if self.read_only or self._busy() or self._ended() or item.task is None or item.step is None:
             return
         status = self.query_one(StepTree).status.get(item.task.id, "pending")
-        if status in SETTLED:
+        if status in SETTLED_STATUSES:
             self.notify(f"Task {item.task.id} is already {status}; press r to do it again.")
             return
         self._run_task(item.task)

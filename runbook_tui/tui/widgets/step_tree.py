@@ -29,6 +29,10 @@ ICONS = {
 }
 
 
+# A task in one of these needs nothing more (a failed or not-confirmed one is still to do).
+SETTLED_STATUSES = ("done", "manual", "skipped", "planned")
+
+
 @dataclass(frozen=True)
 class Item:
     """What a tree node stands for."""
@@ -46,6 +50,8 @@ class StepTree(Tree[Item]):
                 tooltip="Run the selected command, or mark the manual check done"),
         Binding("j", "cursor_down", "Down", show=False, id="nav.down", tooltip="Next item"),
         Binding("k", "cursor_up", "Up", show=False, id="nav.up", tooltip="Previous item"),
+        Binding("left", "fold", "Fold", show=False, id="nav.fold", tooltip="Fold the step or section"),
+        Binding("right", "unfold", "Unfold", show=False, id="nav.unfold", tooltip="Unfold the step or section"),
     ]
 
     class Selected(Message):
@@ -64,6 +70,7 @@ class StepTree(Tree[Item]):
         self._by_id: dict[str, TreeNode[Item]] = {}
         self.show_root = False
         self.guide_depth = 2
+        self.auto_expand = False  # enter on a heading goes to its next task; space, left, right fold
 
     def on_mount(self) -> None:
         for section in self.runbook.sections:
@@ -125,6 +132,24 @@ class StepTree(Tree[Item]):
             node.parent.expand()
         self.move_cursor(node)
         self.scroll_to_node(node)
+
+    def action_fold(self) -> None:
+        node = self.cursor_node
+        if node is not None and node.data is not None and node.data.task is not None:
+            node = node.parent  # on a task, left folds the step it belongs to
+        if node is not None and node is not self.root:
+            node.collapse()
+            self.move_cursor(node)
+
+    def action_unfold(self) -> None:
+        if self.cursor_node is not None:
+            self.cursor_node.expand()
+
+    def next_pending(self, item: Item) -> Task | None:
+        """The first task under a step or section heading that has not settled yet."""
+        steps = [item.step] if item.step is not None else list(item.section.steps)
+        tasks = [task for step in steps for task in step.tasks]
+        return next((t for t in tasks if self.status.get(t.id, "pending") not in SETTLED_STATUSES), None)
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[Item]) -> None:
         if event.node.data is not None:

@@ -44,7 +44,7 @@ class StepView(VerticalScroll):
             return
         panel.remove_class("hidden")
         panel.update(describe_task(item.task, status))
-        panel.border_title = f"task {item.task.id} · {status}"
+        panel.border_title = f"task {item.task.id} · {status.replace('_', ' ')}"
 
 
 def describe_task(task: Task, status: str) -> Group:
@@ -58,7 +58,7 @@ def describe_task(task: Task, status: str) -> Group:
         parts.append(Text("Press enter when it is done, s to skip it.", style="dim"))
     options = task.options.as_dict()
     if options:
-        parts.append(Text("  ".join(f"{k}={v}" for k, v in options.items()), style="bold"))
+        parts.append(Text("  ".join(_option(k, v) for k, v in options.items()), style="bold"))
     needs = [f"${v}" for v in task.variables] + list(task.placeholders)
     if needs:
         parts.append(Text("needs: " + ", ".join(needs)))
@@ -69,3 +69,19 @@ def describe_task(task: Task, status: str) -> Group:
     if task.expected_output:
         parts.append(Text("expected output:\n" + task.expected_output, style="dim"))
     return Group(*parts)  # type: ignore[arg-type]
+
+
+def _option(key: str, value: object) -> str:
+    """An annotation as a person reads it: `interactive`, `no confirm`, `timeout 300s`."""
+    name = key.replace("_", " ")
+    if value is True:
+        return name
+    if value is False:
+        return f"no {name}"
+    if isinstance(value, (list, tuple)):
+        value = ", ".join(map(str, value))
+    elif isinstance(value, dict):
+        value = ", ".join(f"{k}={v}" for k, v in value.items())
+    elif isinstance(value, float):
+        value = f"{value:g}s" if key in ("timeout",) else f"{value:g}"
+    return f"{name} {value}"
