@@ -65,3 +65,32 @@ async def test_the_running_tasks_card_says_running_and_counts(app_and_transcript
         await until_status(pilot, "1.2.1", "done")
         await select(pilot, "1.2.1")  # the guide moved on to what is still to do
         await until(pilot, lambda: str(card.border_title) == "task 1.2.1 · done", what="the card says done")
+
+
+async def test_help_lists_the_keys_of_the_screen_in_front_and_escape_closes_it(app_and_transcript) -> None:  # type: ignore[no-untyped-def]
+    from runbook_tui.tui.screens.dialogs import KeysHelp
+    from runbook_tui.tui.screens.related import RelatedScreen
+
+    app, transcript = app_and_transcript
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until_event(pilot, transcript, "run.started")
+        await pilot.press("question_mark")
+        shown = await until_screen(pilot, KeysHelp)
+        described = dict(shown.keys)
+        assert "Skip the selected task (asks why)" in described.values()
+        assert "Export the transcript as Markdown" in described.values()
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, KeysHelp), what="help closed")
+        await pilot.press("ctrl+p")
+        for char in "Help":
+            await pilot.press(char)
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await until_screen(pilot, KeysHelp)
+        await pilot.press("escape")
+        app.push_screen(RelatedScreen(load_runbook(Path("nav.md")), app.current_run))
+        await until_screen(pilot, RelatedScreen)
+        await pilot.press("f1")
+        related = await until_screen(pilot, KeysHelp)
+        labels = dict(related.keys).values()
+        assert "Close this runbook" in labels and "Skip the selected task (asks why)" not in labels

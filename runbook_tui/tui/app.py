@@ -30,6 +30,7 @@ class RunbookApp(App[int]):
     COMMANDS = App.COMMANDS | {RunbookCommands}
     BINDINGS = [
         Binding("q", "quit_run", "Quit", id="app.quit", tooltip="Quit (asks while a command runs)"),
+        Binding("question_mark,f1", "keys_help", "Keys", id="app.help", tooltip="The keys of this screen"),
     ]
 
     def __init__(
@@ -106,6 +107,22 @@ class RunbookApp(App[int]):
 
             for tree in self.run_screen.query(StepTree):
                 tree.relabel()
+
+    def action_keys_help(self) -> None:
+        """The keys that work on the screen in front, as its footer would show them, and more."""
+        from runbook_tui.tui.screens.dialogs import KeysHelp
+
+        screen = self.screen
+        if isinstance(screen, KeysHelp):
+            return
+        keys: dict[str, str] = {}
+        for key, active in screen.active_bindings.items():
+            if active.enabled and active.binding.action not in ("keys_help",):
+                label = active.binding.tooltip or active.binding.description or active.binding.action
+                keys[self.get_key_display(active.binding)] = label
+        keys.setdefault("ctrl+p", "Command palette: jump to a step, open a related runbook, export, mode, help")
+        self.push_screen(KeysHelp(f"Keys: {type(screen).__name__.removesuffix('Screen') or 'screen'}",
+                                  sorted(keys.items())))
 
     def action_quit_run(self) -> None:
         self.run_screen.quit_run()

@@ -298,3 +298,26 @@ class ValuesForm(ModalScreen[dict[str, str] | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class KeysHelp(ModalScreen[None]):
+    """The keys that work on the screen underneath, with what each does (`?`, F1, or the palette)."""
+
+    BINDINGS = [Binding("escape,q,question_mark,f1", "dismiss", "Close", id="help.close", tooltip="Close")]
+
+    def __init__(self, title: str, keys: list[tuple[str, str]]) -> None:
+        super().__init__(classes="dialog")
+        self.title_text = title
+        self.keys = keys
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog-box"):
+            yield Label(Text(self.title_text, style="bold"), id="dialog-title")
+            with VerticalScroll(id="dialog-body"):
+                width = max((len(key) for key, _ in self.keys), default=0)
+                yield Static(Text("\n".join(f"{key.ljust(width)}  {what}" for key, what in self.keys)),
+                             id="help-keys")
+            yield Label(Text("escape: close", style="dim"))
+
+    async def action_dismiss(self, result: None = None) -> None:
+        self.dismiss(None)
