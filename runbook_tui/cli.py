@@ -475,6 +475,12 @@ def runs(directory: str | None, limit: int) -> None:
     """List past runs, newest first: time, runbook, operator, result, transcript."""
     from runbook_tui.engine.history import list_runs
 
-    for entry in list_runs(Path(directory) if directory else None)[:limit]:
+    entries = list_runs(Path(directory) if directory else None)[:limit]
+    if not entries:
+        click.echo("no runs yet")
+        return
+    click.echo(f"{'STARTED':<27}  {'RESULT':<17}  {'OPERATOR':<24}  {'RUNBOOK':<30}  TRANSCRIPT")
+    for entry in entries:
         # a transcript is anyone's file: its title and operator are shown, never interpreted
-        click.echo(visible(f"{entry.started}  {entry.result:<8}  {entry.operator:<24}  {entry.title}  {entry.path}"))
+        click.echo(visible(f"{entry.started:<27}  {entry.result:<17}  {entry.operator:<24}  {entry.title:<30}  "
+                           f"{entry.path}"))

@@ -305,9 +305,15 @@ def test_runs_lists_past_runs_newest_first(tmp_path: Path) -> None:
     for name in ("a.jsonl", "b.jsonl"):
         assert cli("run", str(book), "--yes", "--transcript", str(tmp_path / "runs" / name)).returncode == 0
         time.sleep(1.1)
-    listing = cli("runs", "--dir", str(tmp_path / "runs")).stdout.splitlines()
+    header, *listing = cli("runs", "--dir", str(tmp_path / "runs")).stdout.splitlines()
+    assert header.split() == ["STARTED", "RESULT", "OPERATOR", "RUNBOOK", "TRANSCRIPT"]
     assert len(listing) == 2 and "b.jsonl" in listing[0] and "a.jsonl" in listing[1]
     assert all("success" in line and "Listed Runbook" in line for line in listing)
+    assert cli("run", str(book), "--mode", "noop", "--transcript", str(tmp_path / "elsewhere" / "c.jsonl")).returncode == 0
+    _, *everywhere = cli("runs").stdout.splitlines()  # the index remembers transcripts written anywhere
+    assert [line.rsplit(None, 1)[-1] for line in everywhere] == [
+        str((tmp_path / d / n).resolve()) for d, n in (("elsewhere", "c.jsonl"), ("runs", "b.jsonl"), ("runs", "a.jsonl"))]
+    assert "success (noop)" in everywhere[0]
 
 
 def test_check_json_prints_the_model(tmp_path: Path) -> None:

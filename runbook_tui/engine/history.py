@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,15 +108,42 @@ class RunSummary:
     path: str
 
 
+def run_index() -> Path:
+    """Every transcript this user's runs wrote, one absolute path a line, wherever it was written
+    (`--transcript` may put one anywhere): `runs` lists them all."""
+    return default_transcript_dir().parent / "runs.index"
+
+
+def remember(transcript: Path) -> None:
+    """Add a new run's transcript to the index (one short append; a failure loses only the listing)."""
+    index = run_index()
+    try:
+        index.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(index, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as file:
+            file.write(str(transcript.resolve()) + "\n")
+    except OSError:
+        pass
+
+
 def list_runs(directory: Path | None = None) -> list[RunSummary]:
-    """Past runs found in the transcript directory, newest first."""
+    """Past runs, newest first: the transcript directory's, and (by default) every transcript the
+    index remembers that still exists."""
     folder = directory or default_transcript_dir()
+    paths = {p.resolve() for p in folder.glob("*.jsonl")} if folder.is_dir() else set()
+    if directory is None:
+        try:
+            listed = run_index().read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            listed = []
+        paths |= {Path(line) for line in listed if line.endswith(".jsonl") and Path(line).is_file()}
     runs = []
-    for path in folder.glob("*.jsonl") if folder.is_dir() else ():
+    for path in paths:
         try:
             history = RunHistory.of(str(path), fold(read_events(path)))
         except (ValueError, OSError, TranscriptError):
             history = RunHistory(str(path), result="unreadable")
+        result = f"{history.result} (noop)" if history.mode == "noop" else history.result
         runs.append(RunSummary(history.started or "?", history.title or path.stem, history.operator or "?",
-                               history.result, str(path)))
+                               result, str(path)))
     return sorted(runs, key=lambda r: r.started, reverse=True)

@@ -20,7 +20,7 @@ from runbook_tui.audit.transcript import Transcript, TranscriptError, new_transc
 from runbook_tui.engine.lock import RunLock, describe_holder
 from runbook_tui.engine.ownfiles import UnsafeFileError
 from runbook_tui.engine.trust import TrustStatus, trust_status
-from runbook_tui.engine.history import RunHistory
+from runbook_tui.engine.history import RunHistory, remember
 from runbook_tui.engine.session import (MissingValue, Observer, Prompter, Question, RunAborted, Session, Terminal,
                                         TaskOutcome)
 from runbook_tui.model import Mode, Runbook, Secret, Section, Step, Task
@@ -81,6 +81,7 @@ class Run:
         except TranscriptError as exc:
             lock.release()
             raise RunProblem(f"{exc}; nothing was run") from None
+        remember(path)
         session = Session(book, transcript, prompter, observer=observer, mode=settings.mode,
                           values=settings.values, git_facts=repo_facts(book.path), terminal=terminal,
                           trusted=trust.trusted, task_timeout=settings.task_timeout)
