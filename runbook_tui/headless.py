@@ -35,6 +35,7 @@ class Printer:
         self._filter = TerminalFilter(colors=self.colors)
         self._at_line_start = True
         self._dirty = False  # command output was written since our last line
+        self._last_command: tuple[str, str] | None = None
         self._gone = False
 
     def _write(self, text: str) -> None:
@@ -68,8 +69,13 @@ class Printer:
         elif kind == "step.entered":
             self._line(f"\n▶ {event['step_id']} {visible(event['title'])}")
         elif kind == "command.started":
-            attempt = f" (attempt {event['attempt']})" if event.get("attempt", 1) > 1 else ""
-            self._line(f"$ {visible(event['run_command'])}{attempt}")
+            again = (event["task_id"], event["run_command"]) == self._last_command
+            self._last_command = (event["task_id"], event["run_command"])
+            if again:  # a retry or a wait_until poll: one line, not the whole script again
+                self._line(f"  … attempt {event.get('attempt', '?')} of {event['task_id']}")
+            else:
+                attempt = f" (attempt {event['attempt']})" if event.get("attempt", 1) > 1 else ""
+                self._line(f"$ {visible(event['run_command'])}{attempt}")
         elif kind == "command.planned":
             self._line(f"  would run [{event['task_id']}] in {visible(event['cwd'])} with {visible(event['shell'])}:")
             for line in visible(event["run_command"]).splitlines():
@@ -383,6 +389,9 @@ def resume_headless(path: str, *, mode: str, yes: bool, confirm_high_risk: bool,
                                    terminal=_terminal()))
     if isinstance(run, int):
         return run
+    if run.resumed_from is not None and run.resumed_from.settled:
+        done = ", ".join(f"{tid} {status}" for tid, (status, _) in run.resumed_from.settled.items())
+        _say(f"already done in this run: {done}")
     task = run.interrupted_task
     if task is not None and interrupted == "ask" and not sys.stdin.isatty():
         run.close()

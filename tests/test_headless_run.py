@@ -274,6 +274,7 @@ def test_sigkill_mid_output_then_verify_and_resume(tmp_path: Path) -> None:
     assert not live_members(identity), "the command did not outlive the app that ran it"
     resumed = cli("resume", str(transcript), "--yes", "--interrupted", "rerun", timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "already done in this run: 1.1.1 done" in resumed.stderr
     kinds = events(transcript)
     assert any(e["type"] == "run.resumed" and e["interrupted_task"] == "1.2.1" for e in kinds)
     started_after = [e["task_id"] for e in kinds[[e["type"] for e in kinds].index("run.resumed"):]
@@ -355,3 +356,20 @@ def test_a_default_task_timeout_stops_a_task_without_its_own_and_is_recorded(tmp
     assert finished["timed_out"] is True and finished["duration"] < 10
     bad = cli("run", str(book), "--task-timeout", "soon")
     assert bad.returncode == 2 and "--task-timeout" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_wait_until_polls_print_one_line_each_not_the_script_again(tmp_path: Path) -> None:
+    book = write(tmp_path, """
+        # T
+        ## Steps
+        1. **Wait**
+           ```sh {wait_until=20s interval=0.2s}
+           echo polling-the-service
+           test -e ready.marker || { touch seen.marker; test -e seen2.marker || { touch seen2.marker; exit 1; }; touch ready.marker; exit 1; }
+           ```
+        """)
+    transcript = tmp_path / "t.jsonl"
+    result = cli("run", str(book), "--yes", "--transcript", str(transcript), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("test -e ready.marker") == 1, result.stdout
+    assert "… attempt 2 of 1.1.1" in result.stdout and "… attempt 3 of 1.1.1" in result.stdout
