@@ -68,6 +68,19 @@ class Printer:
                        f"transcript sealed line by line")
         elif kind == "step.entered":
             self._line(f"\n▶ {event['step_id']} {visible(event['title'])}")
+        elif kind == "command.started" and event.get("host"):
+            who = f"{event.get('user') or '?'}@{event.get('address') or event['host']}"
+            self._line(f"→ {visible(event['host'])} ({visible(who)}, host key {event.get('fingerprint') or '?'})")
+        elif kind == "command.finished" and event.get("host"):
+            ended = f"exit {event['exit_code']}" if event.get("exit_code") is not None else (
+                f"signal {event['signal']}" if event.get("signal") else visible(event.get("reason") or "no status"))
+            self._line(f"{'✓' if event.get('state') == 'ok' else '✗'} {visible(event['host'])} {ended}")
+        elif kind == "host.skipped":
+            self._line(f"↷ {visible(event['host'])} skipped: {visible(event['reason'])}")
+        elif kind == "batch.finished":
+            states = list(event["hosts"].values())
+            self._line(f"batch {event['batch']}: {states.count('ok')} ok, {states.count('failed')} failed, "
+                       f"{states.count('skipped')} skipped")
         elif kind == "command.started":
             again = (event["task_id"], event["run_command"]) == self._last_command
             self._last_command = (event["task_id"], event["run_command"])
@@ -84,6 +97,8 @@ class Printer:
                 self._line("    with " + ", ".join(f"{k}={visible(v)}" for k, v in event["env"].items()))
             if event.get("risk") == "high":
                 self._line("    HIGH RISK: " + "; ".join(visible(r) for r in event.get("risk_reasons", [])))
+            for batch in event.get("batches", []):
+                self._line(f"    {visible(batch)}")
         elif kind == "command.finished":
             tail = self._filter.flush()
             if tail:
@@ -183,6 +198,8 @@ def _show_command(request: Confirmation) -> None:
         click.echo(f"  ! {visible(reason)}")
     for name, value in request.env:
         click.echo(f"  env {name}={visible(value)}")
+    if request.hosts:
+        click.echo(f"  on {len(request.hosts)} host(s): {visible(', '.join(request.hosts))} ({visible(request.after)})")
     if request.reason:
         click.echo(f"  (asked because {visible(request.reason)})")
 

@@ -1,6 +1,7 @@
 """The product's first promise, as a check over a transcript, written apart from the engine.
 
-Every `command.started` must be preceded, since the previous start, by either
+Every `command.started` must be preceded, since the previous start, by either (on one host of a
+fan-out: by an approval or policy decision naming that host's batch)
 - a `confirm.answered` with answer `run` for the same task whose `approved` text is exactly the
   `run_command` that started, or
 - a `policy.allowed` for the same task and text that the runbook's trust and the run's mode
@@ -26,6 +27,7 @@ def unapproved_starts(events: Iterable[dict[str, Any]], *, trusted: bool, confir
     step_listed: dict[str, str] = {}  # task id -> text shown in the last step question
     step_approved: dict[str, str] = {}
     allowed: dict[str, Any] | None = None
+    batch: tuple[str, str, frozenset[str], dict[str, Any] | None] | None = None  # task, text, hosts, policy
     last_started: tuple[str, str] | None = None
     for event in events:
         kind = event["type"]
@@ -37,6 +39,18 @@ def unapproved_starts(events: Iterable[dict[str, Any]], *, trusted: bool, confir
                 problems.append(f"seq {event['seq']}: {mode} mode on an untrusted runbook")
         elif kind == "confirm.asked" and event.get("kind") == "step":
             step_listed = {c["task_id"]: c["prompt"] for c in event["commands"]}
+        elif kind == "confirm.answered" and event["answer"] == "run" and "hosts" in event:
+            batch = (event["task_id"], event["approved"], frozenset(event["hosts"]), None)
+        elif kind == "policy.allowed" and "hosts" in event:
+            batch = (event["task_id"], event["run_command"], frozenset(event["hosts"]), event)
+        elif kind == "command.started" and event.get("host"):
+            task, text = event["task_id"], event["run_command"]
+            ok = batch is not None and batch[:2] == (task, text) and event["host"] in batch[2] and (
+                batch[3] is None or _allowed(batch[3], task, text, mode=mode, trusted=trusted,
+                                             confirm_false=confirm_false, high_risk=high_risk,
+                                             step_approved=step_approved, last=None))
+            if not ok:
+                problems.append(f"seq {event['seq']}: task {task} started on {event['host']} outside an approved batch")
         elif kind == "confirm.answered" and event["answer"] == "run":
             if event.get("kind") == "step":
                 step_approved.update(step_listed)

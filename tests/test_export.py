@@ -172,7 +172,7 @@ def test_json_export_has_run_tasks_and_every_event(transcript: Path) -> None:
         "command": "./migrate --apply\n  --all", "run_command": "./migrate --apply\n  --all",
         "cwd": "/srv/app", "container": "web", "status": "failed", "reason": None, "exit_code": 3,
         "signal": None, "timed_out": False, "duration": 75.5, "attempts": 1,
-        "started": None, "finished": None, "fingerprint": "", "edited": False, "confirmed_by": None,
+        "started": None, "finished": None, "fingerprint": "", "edited": False, "confirmed_by": None, "hosts": {},
     }
     assert [(a["attempt"], a["exit_code"], a["duration"]) for a in attempts] == [(1, 3, 75.5)]
     assert [event["seq"] for event in document["events"]] == list(range(20))

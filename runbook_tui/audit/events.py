@@ -32,6 +32,8 @@ REQUIRED: Mapping[str, frozenset[str]] = {
                                   "shell", "edited"}),
     "command.spawned": frozenset({"task_id", "attempt", "host", "pid", "pgid", "sid", "start_time", "cgroup", "tag"}),
     "output": frozenset({"task_id", "text"}),
+    "batch.finished": frozenset({"task_id", "batch", "hosts"}),
+    "host.skipped": frozenset({"task_id", "host", "reason"}),
     "command.finished": frozenset({"task_id", "exit_code", "signal", "duration", "attempt"}),
     "task.finished": frozenset({"task_id", "step_id", "status", "title", "fingerprint"}),
     "note": frozenset({"text", "task_id"}),
@@ -89,6 +91,7 @@ class TaskRecord:
     edited: bool = False  # the operator rewrote the command before it ran
     confirmed_by: str | None = None  # who or what let the last attempt start (or marked it done)
     attempt_log: list[dict[str, Any]] = field(default_factory=list)  # one entry per command.started
+    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)  # a fan-out: each host's end
     output: list[str] = field(default_factory=list)
 
     @property
@@ -207,6 +210,20 @@ def _fold_task(run: RunRecord, steps: dict[str, str], event: Mapping[str, Any]) 
         task.title = event.get("prompt")
     elif (kind == "confirm.answered" and event.get("answer") in ("run", "done")) or kind == "policy.allowed":
         task.confirmed_by = approver(event)
+    elif kind == "command.started" and event.get("host"):
+        task.command, task.run_command = event.get("command"), event.get("run_command")
+        task.confirmed_by = task.confirmed_by or "operator"
+        task.hosts[str(event["host"])] = {key: event.get(key) for key in
+                                          ("address", "user", "fingerprint")} | {"state": "running"}
+    elif kind == "command.finished" and event.get("host"):
+        task.hosts.setdefault(str(event["host"]), {}).update(
+            state=event.get("state"), exit_code=event.get("exit_code"), duration=event.get("duration"),
+            reason=event.get("reason"))
+    elif kind == "host.skipped":
+        task.hosts[str(event["host"])] = {"state": "skipped", "reason": event.get("reason")}
+    elif kind == "output" and event.get("host"):
+        task.output.append("".join(f"{event['host']} | {line}" for line in
+                                   str(event.get("text", "")).splitlines(keepends=True)))
     elif kind == "command.started":
         task.attempts += 1
         task.running, task.process = True, {}

@@ -91,6 +91,7 @@ def _markdown(run: RunRecord, integrity: VerifyResult, filename: str, redact: Ca
         ]
         out.append("| " + " | ".join(cells) + " |")
     out += _commands(run)
+    out += _hosts(run)
     out += _not_run(run)
     if run.notes:
         out += ["", "## Notes", ""]
@@ -135,6 +136,26 @@ def _commands(run: RunRecord) -> list[str]:
         for attempt in task.attempt_log:
             out += ["", f"As run (attempt {attempt['attempt']}{', edited' if attempt['edited'] else ''}):", ""]
             out += _fenced(attempt["run_command"] or "")
+    return out
+
+
+def _hosts(run: RunRecord) -> list[str]:
+    """Each fan-out task's hosts: how each ended, with the key it presented."""
+    fanned = [task for task in run.tasks.values() if task.hosts]
+    if not fanned:
+        return []
+    out = ["", "## Hosts"]
+    for task in fanned:
+        out += ["", f"### {_inline(task.id)} {_label_markdown(task)}", "",
+                "| Host | User | Result | Exit | Duration | Host key |", "|---|---|---|---|---|---|"]
+        for host, facts in task.hosts.items():
+            result = str(facts.get("state") or "") + (f" ({facts['reason']})" if facts.get("reason") else "")
+            code = facts.get("exit_code")
+            out.append("| " + " | ".join([_cell(_inline(host)), _cell(_inline(str(facts.get("user") or ""))),
+                                          _cell(_inline(result)), "" if code is None else f"exit {code}",
+                                          _format_duration(facts.get("duration")),
+                                          _cell(_code(str(facts.get("fingerprint") or ""))) if facts.get(
+                                              "fingerprint") else ""]) + " |")
     return out
 
 

@@ -316,6 +316,7 @@ class Run:
         if self._closed:
             return
         self._closed = True
+        self.session.close_targets()
         self._lock.release()
         self.session.transcript.close()
         if not self._started and self.resumed_from is None:

@@ -91,12 +91,17 @@ class Confirmation:
     env: tuple[tuple[str, str], ...] = ()  # (name, value as shown: secrets masked)
     risk_reasons: tuple[str, ...] = ()
     reason: str = ""  # why the operator is asked (the policy's decision)
+    hosts: tuple[str, ...] = ()  # a fan-out batch: the hosts this approval covers
+    after: str = ""  # and what comes after this batch
 
     def shown(self) -> dict[str, Any]:
         """What the prompt shows, as recorded in confirm.asked."""
-        return {"prompt": self.command, "cwd": self.cwd, "container": self.container, "shell": self.shell,
-                "env": dict(self.env), "risk": self.risk, "risk_reasons": list(self.risk_reasons),
-                "typed_word": self.typed_word, "attempt": self.attempt, "reason": self.reason}
+        shown = {"prompt": self.command, "cwd": self.cwd, "container": self.container, "shell": self.shell,
+                 "env": dict(self.env), "risk": self.risk, "risk_reasons": list(self.risk_reasons),
+                 "typed_word": self.typed_word, "attempt": self.attempt, "reason": self.reason}
+        if self.hosts:
+            shown.update(hosts=list(self.hosts), after=self.after)
+        return shown
 
 
 class Prompter(Protocol):
@@ -196,6 +201,7 @@ class Session:
         self.state = state or RunState()
         self.terminal = terminal
         self._docker: Any = None  # a Docker client, made for the first container task
+        self._ssh: Any = None  # an SshPool, made for the first task with hosts=
         self.ended = False  # run.finished or run.aborted has been written
         self.command_running = False  # a signal then stops the command; between commands it stops the run
         self.concurrent_run: dict[str, Any] | None = None  # another run of this runbook, from the lock
@@ -479,8 +485,12 @@ class Session:
             self.record("command.planned", task_id=task.id, step_id=step.id, command=task.command,
                         run_command=self.redactor.redact(command), cwd=cwd, container=task.options.container,
                         shell=request.shell, env=dict(request.env), risk=request.risk,
-                        risk_reasons=list(request.risk_reasons))
+                        risk_reasons=list(request.risk_reasons), **self._planned_batches(task))
             return self._finish(task, step, TaskOutcome("planned"))
+        if task.options.hosts:
+            from runbook_tui.engine.fanout import Fanout
+
+            return self._finish(task, step, Fanout(self, task, step, command, edited).run())
         attempt = self.state.attempts.get(task.id, 0) + 1  # a retry (r) goes on counting
         while True:
             decision = self._decide(task, command, edited)
@@ -525,6 +535,30 @@ class Session:
             if answer.action == "skip":
                 return self.skip(task, step, answer.reason or f"failed ({verdict.reason}), skipped by the operator")
             return self._finish(task, step, TaskOutcome("failed", exit_code=status.ok_code, reason=verdict.reason))
+
+    def _planned_batches(self, task: Task) -> dict[str, Any]:
+        """Noop of a fan-out: the batches it would run, one line each."""
+        if not task.options.hosts:
+            return {}
+        from runbook_tui.batches import describe_batches, plan_batches
+        from runbook_tui.integrations.inventory import runbook_inventory
+
+        hosts = [h.name for h in runbook_inventory(self.runbook).resolve(task.options.hosts)]
+        return {"batches": describe_batches(plan_batches(hosts, task.options.serial))}
+
+    def ssh_pool(self) -> Any:
+        """The run's SSH connections (one per host, reused by every task), made on first use."""
+        if self._ssh is None:
+            from runbook_tui.integrations.ssh import SshOptions, SshPool
+
+            self._ssh = SshPool(SshOptions(host_keys="strict"))
+        return self._ssh
+
+    def close_targets(self) -> None:
+        """Close what the run opened to reach other machines (SSH connections)."""
+        if self._ssh is not None:
+            self._ssh.close()
+            self._ssh = None
 
     def _decide(self, task: Task, command: str, edited: str | None) -> Decision:
         """The policy's answer for this command as it will run now."""
@@ -739,10 +773,12 @@ class OutputStream:
     when it ends: `live=False` streams are therefore never held back (see PENDING_MAX).
     """
 
-    def __init__(self, session: Session, task_id: str, *, live: bool = True) -> None:
+    def __init__(self, session: Session, task_id: str, *, live: bool = True, host: str | None = None) -> None:
         self.session = session
         self.task_id = task_id
-        self.stream_id = f"{task_id}:{uuid.uuid4().hex[:8]}"
+        self.host = host  # one stream per host of a fan-out: its events name it, its live lines say it
+        self._line_start = True
+        self.stream_id = f"{task_id}:{host or ''}:{uuid.uuid4().hex[:8]}"
         self.tail = OutputTail()
         self.error: TranscriptError | None = None
         self._pending: list[str] = []
@@ -766,7 +802,15 @@ class OutputStream:
             self._size += len(safe)
         self.tail.add(safe)
         if self._live is not None:
-            self._live(self.task_id, safe)
+            self._live(self.task_id, self._prefixed(safe) if self.host else safe)
+
+    def _prefixed(self, text: str) -> str:
+        """Each line of a host's output as `host | line` (like `pssh -i`), across chunks."""
+        out = []
+        for piece in text.splitlines(keepends=True):
+            out.append(f"{self.host} | {piece}" if self._line_start else piece)
+            self._line_start = piece.endswith("\n")
+        return "".join(out)
 
     def flush(self) -> None:
         with self._flushed:
@@ -775,8 +819,9 @@ class OutputStream:
         if not text or self.error is not None:
             return
         try:
+            where = {"host": self.host} if self.host else {}
             for start in range(0, len(text), OUTPUT_EVENT_MAX):
-                self.session.record("output", task_id=self.task_id, text=text[start : start + OUTPUT_EVENT_MAX])
+                self.session.record("output", task_id=self.task_id, text=text[start : start + OUTPUT_EVENT_MAX], **where)
         except TranscriptError as exc:
             self.error = exc
 
