@@ -132,10 +132,10 @@ def _commands(run: RunRecord) -> list[str]:
     out = ["", "## Commands as written and as run", ""]
     for task in changed:
         why = "edited by the operator" if task.edited else "values filled in"
-        out += [f"### {_inline(task.id)} ({why})", "", "As written:", ""] + _fenced(task.command or "")
+        out += [f"### {_inline(task.id)} ({why})", "", "As written:", ""] + _fenced(visible(task.command or ""))
         for attempt in task.attempt_log:
             out += ["", f"As run (attempt {attempt['attempt']}{', edited' if attempt['edited'] else ''}):", ""]
-            out += _fenced(attempt["run_command"] or "")
+            out += _fenced(visible(attempt["run_command"] or ""))
     return out
 
 
