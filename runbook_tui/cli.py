@@ -149,7 +149,7 @@ def check(paths: tuple[str, ...], as_json: bool) -> None:
             click.echo(f"error: {exc}", err=True)
             failed = True
             continue
-        warnings = lint(book, text)
+        warnings = lint(book, text) + _target_errors(book)
         refused = [w for w in warnings if w.severity == "error"]
         failed = failed or bool(refused)
         for warning in warnings:
@@ -273,6 +273,33 @@ def render_plan(book: Runbook) -> str:
     return visible("\n".join(lines) + "\n")
 
 
+def _target_errors(book: Runbook) -> list[Any]:
+    """`hosts=` names that no group or host of the runbook (or its inventory) answers to."""
+    from runbook_tui.parse.lint import Warning
+
+    if not any(task.options.hosts for task in book.tasks()):
+        return []
+    from runbook_tui.integrations.inventory import check_targets
+
+    try:
+        problems = check_targets(book)
+    except RunbookError as exc:  # the inventory file itself is broken
+        problems = [exc]
+    return [Warning(p.path, p.line, p.column, "unknown-target", p.message, severity="error") for p in problems]
+
+
+def _batches(book: Runbook, task: Task) -> list[str]:
+    """How a `hosts=` task would run: one line per batch."""
+    from runbook_tui.batches import describe_batches, plan_batches
+    from runbook_tui.integrations.inventory import UnknownTarget, runbook_inventory
+
+    try:
+        hosts = [host.name for host in runbook_inventory(book).resolve(task.options.hosts or ())]
+    except (UnknownTarget, RunbookError) as exc:
+        return [f"          (hosts: {exc})"]
+    return [f"        {line}" for line in describe_batches(plan_batches(hosts, task.options.serial))]
+
+
 def _plan_task(book: Runbook, task: Task) -> list[str]:
     from runbook_tui.engine.policy import task_risk
 
@@ -286,7 +313,7 @@ def _plan_task(book: Runbook, task: Task) -> list[str]:
     body = [f"          {line}" for line in task.command.splitlines()]
     # a client it starts: what the operator types into it, by hand, at its prompt
     typed = [f"          {task.client}> {line}" for line in task.client_input]
-    return [head, *body, *typed]
+    return [head, *body, *typed, *(_batches(book, task) if task.options.hosts else [])]
 
 
 @main.command()

@@ -99,3 +99,37 @@ def test_the_markdown_export_has_a_table_per_host(fleet_home: SshFleet, tmp_path
     rows = [line for line in hosts_section.splitlines() if line.startswith("| ") and "SHA256:" in line]
     assert sorted(row.split(" | ")[0].strip("| ") for row in rows) == fleet_home.names(3)
     assert all(" | ok | exit 0 | " in row for row in rows)
+
+
+def test_the_bundled_fleet_deployment_runs_end_to_end_on_the_fleet(fleet_home: SshFleet, tmp_path: Path) -> None:
+    """runbooks/deployment-fleet.md with harmless stand-ins for docker compose, on four real hosts."""
+    from tests.paths import RUNBOOKS
+
+    text = (RUNBOOKS / "deployment-fleet.md").read_text()
+    text = text.replace('"keyring:consultantpro/db-password"', "env:FLEET_TOKEN")
+    for real, stand_in in (("docker compose pull web worker", "echo pulled-on-$(hostname)"),
+                           ("docker compose run --rm web python src/manage.py migrate --noinput",
+                            'echo "migrated with ${DB_PASSWORD}"'),
+                           ("docker compose up -d web worker", "echo restarted"),
+                           ("docker compose ps web worker", "echo up")):
+        assert real in text
+        text = text.replace(real, stand_in)
+    path = tmp_path / "deployment-fleet.md"
+    path.write_text(text)
+    assert cli("trust", str(path), cwd=tmp_path).returncode == 0
+    transcript = tmp_path / "t.jsonl"
+    done = cli("run", str(path), "--yes", "--confirm-high-risk", "--var", "RELEASE_TAG=v7",
+               "--transcript", str(transcript), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    web, db = fleet_home.names(3), fleet_home.names(4)[3]
+    by_task: dict[str, list[str]] = {}
+    for event in events(transcript, "command.started"):
+        if event.get("host"):
+            by_task.setdefault(event["task_id"], []).append(event["host"])
+    restart = load_runbook(path).find("restart")
+    migrate = load_runbook(path).find("migrate")
+    assert by_task[migrate.id] == [db], "the migration runs once, on the database host"
+    assert by_task[restart.id][0] == web[0] and sorted(by_task[restart.id]) == web, "canary first"
+    asked = [e for e in events(transcript, "confirm.asked") if e.get("task_id") == restart.id]
+    assert [e["hosts"] for e in asked] == [web[:1], web[1:]] and all(e["risk"] == "high" for e in asked)
+    assert SECRET not in transcript.read_text() and "migrated with [REDACTED:DB_PASSWORD]" in done.stdout
