@@ -344,16 +344,19 @@ def convert(path: str, target: str, output: str | None) -> None:
 @click.option("--transcript", "transcript_path", type=click.Path(dir_okay=False), help="Write the transcript here.")
 @click.option("--task-timeout", default="1h", show_default=True, metavar="DURATION",
               help="Stop a task that has no timeout of its own after this long (0: never). Recorded.")
+@click.option("--accept-new-host-keys", is_flag=True,
+              help="SSH: trust a host's key the first time it is seen (recorded); a changed key still fails.")
 @user_errors
 def run(path: str, mode: str, yes: bool, confirm_high_risk: bool, variables: tuple[str, ...],
-        transcript_path: str | None, task_timeout: str) -> None:
+        transcript_path: str | None, task_timeout: str, accept_new_host_keys: bool) -> None:
     """Run a runbook headless, with plain output (for scripts and CI)."""
     from runbook_tui.headless import run_headless
 
     book = load_runbook(path)
     sys.exit(run_headless(book, mode=mode, values=parse_vars(variables), yes=yes,
                           confirm_high_risk=confirm_high_risk, transcript_path=transcript_path,
-                          task_timeout=parse_task_timeout(task_timeout)))
+                          task_timeout=parse_task_timeout(task_timeout),
+                          host_keys="accept-new" if accept_new_host_keys else "strict"))
 
 
 @main.command()

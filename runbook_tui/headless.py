@@ -77,6 +77,8 @@ class Printer:
             self._line(f"{'✓' if event.get('state') == 'ok' else '✗'} {visible(event['host'])} {ended}")
         elif kind == "host.skipped":
             self._line(f"↷ {visible(event['host'])} skipped: {visible(event['reason'])}")
+        elif kind == "host.failed":
+            self._line(f"✗ {visible(event['host'])} could not run it: {visible(event['reason'])}")
         elif kind == "batch.finished":
             states = list(event["hosts"].values())
             self._line(f"batch {event['batch']}: {states.count('ok')} ok, {states.count('failed')} failed, "
@@ -375,13 +377,13 @@ def _open(opener: Callable[[], Run]) -> Run | int:
 
 
 def run_headless(book: Runbook, *, mode: str, values: dict[str, str], yes: bool, confirm_high_risk: bool,
-                 transcript_path: str | None, task_timeout: float | None) -> int:
+                 transcript_path: str | None, task_timeout: float | None, host_keys: str = "strict") -> int:
     """`runbook-tui run`: the whole runbook, in order, recorded; returns the exit code."""
     problem = _unanswerable(book, values, mode)
     if problem:
         return _fail(problem)
     settings = RunSettings(mode=mode, values=values, transcript=transcript_path,  # type: ignore[arg-type]
-                           task_timeout=task_timeout)
+                           task_timeout=task_timeout, host_keys=host_keys)
     run = _open(lambda: Run.open(book, settings, _prompter_for(yes, confirm_high_risk, mode), observer=Printer(),
                                  terminal=_terminal()))
     if isinstance(run, int):

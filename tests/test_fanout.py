@@ -133,3 +133,35 @@ def test_the_bundled_fleet_deployment_runs_end_to_end_on_the_fleet(fleet_home: S
     asked = [e for e in events(transcript, "confirm.asked") if e.get("task_id") == restart.id]
     assert [e["hosts"] for e in asked] == [web[:1], web[1:]] and all(e["risk"] == "high" for e in asked)
     assert SECRET not in transcript.read_text() and "migrated with [REDACTED:DB_PASSWORD]" in done.stdout
+
+
+def test_an_unknown_host_key_fails_that_host_unless_the_operator_accepts_new_keys(
+        fleet_home: SshFleet, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    known = home / ".ssh" / "known_hosts"
+    known.write_text("")
+    config = fleet_home.config.read_text().replace(f"UserKnownHostsFile {fleet_home.known_hosts}",
+                                                    f"UserKnownHostsFile {known}")
+    (home / ".ssh" / "config").write_text(config)
+    path = book(tmp_path, fleet_home, "1. Look\n   ```sh {hosts=web}\n   echo hello\n   ```\n", count=1)
+    assert cli("trust", str(path), cwd=tmp_path).returncode == 0
+    env = {"HOME": str(home), "FLEET_TOKEN": SECRET}
+    strict = tmp_path / "strict.jsonl"
+    done = subprocess.run([sys.executable, "-m", "runbook_tui", "run", str(path), "--yes", "--transcript",
+                           str(strict)], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
+                          cwd=tmp_path, env={**os.environ, **env})
+    assert done.returncode == 1
+    (failed,) = events(strict, "host.failed")
+    assert "unknown host key" in failed["reason"] and "SHA256:" in failed["reason"]
+    assert not events(strict, "command.started"), "nothing started on a host we could not authenticate"
+    assert "could not run it" in done.stdout
+    assert known.read_text() == "", "nothing was added without the operator saying so"
+    accepting = tmp_path / "accept.jsonl"
+    done = subprocess.run([sys.executable, "-m", "runbook_tui", "run", str(path), "--yes", "--accept-new-host-keys",
+                           "--transcript", str(accepting)], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=120, cwd=tmp_path, env={**os.environ, **env})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert events(accepting, "run.started")[0]["host_keys"] == "accept-new"
+    (started,) = [e for e in events(accepting, "command.started") if e.get("host")]
+    assert started["accepted_new_key"] is True and known.read_text()

@@ -17,7 +17,8 @@ from .transcript import parse_timestamp
 
 # Event type -> the fields it always carries (besides seq, ts, type, prev and hash).
 REQUIRED: Mapping[str, frozenset[str]] = {
-    "run.started": frozenset({"run_id", "tool_version", "runbook", "mode", "trusted", "task_timeout", "operator",
+    "run.started": frozenset({"run_id", "tool_version", "runbook", "mode", "trusted", "task_timeout", "host_keys",
+                              "operator",
                               "git", "cwd",
                               "variables", "secrets", "concurrent_run"}),
     "run.resumed": frozenset({"run_id", "mode", "trusted", "operator", "runbook", "interrupted_task", "finished"}),
@@ -34,6 +35,7 @@ REQUIRED: Mapping[str, frozenset[str]] = {
     "output": frozenset({"task_id", "text"}),
     "batch.finished": frozenset({"task_id", "batch", "hosts"}),
     "host.skipped": frozenset({"task_id", "host", "reason"}),
+    "host.failed": frozenset({"task_id", "host", "reason"}),  # it could not even start there
     "command.finished": frozenset({"task_id", "exit_code", "signal", "duration", "attempt"}),
     "task.finished": frozenset({"task_id", "step_id", "status", "title", "fingerprint"}),
     "note": frozenset({"text", "task_id"}),
@@ -219,8 +221,9 @@ def _fold_task(run: RunRecord, steps: dict[str, str], event: Mapping[str, Any]) 
         task.hosts.setdefault(str(event["host"]), {}).update(
             state=event.get("state"), exit_code=event.get("exit_code"), duration=event.get("duration"),
             reason=event.get("reason"))
-    elif kind == "host.skipped":
-        task.hosts[str(event["host"])] = {"state": "skipped", "reason": event.get("reason")}
+    elif kind in ("host.skipped", "host.failed"):
+        state = "skipped" if kind == "host.skipped" else "failed"
+        task.hosts[str(event["host"])] = {"state": state, "reason": event.get("reason")}
     elif kind == "output" and event.get("host"):
         task.output.append("".join(f"{event['host']} | {line}" for line in
                                    str(event.get("text", "")).splitlines(keepends=True)))

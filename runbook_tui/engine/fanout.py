@@ -119,8 +119,9 @@ class Fanout:
     def _finished(self, result: HostResult) -> None:
         with self._lock:
             stream = self.streams.pop(result.host, None)
-        if stream is None:  # never started: its batch was declined, or an earlier batch failed
-            self.session.record("host.skipped", task_id=self.task.id, host=result.host, reason=result.reason or "")
+        if stream is None:  # never started: unreachable, a bad host key; or its batch was not run
+            kind = "host.skipped" if result.state == "skipped" else "host.failed"
+            self.session.record(kind, task_id=self.task.id, host=result.host, reason=result.reason or "")
             return
         stream.close()
         status = result.status

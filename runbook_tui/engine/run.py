@@ -43,6 +43,7 @@ class RunSettings:
     values: Mapping[str, str] = field(default_factory=dict)
     transcript: str | None = None
     task_timeout: float | None = None  # for tasks without a timeout of their own (recorded)
+    host_keys: str = "strict"  # SSH host keys: "strict", or "accept-new" when the operator says so
 
 
 class Run:
@@ -84,7 +85,8 @@ class Run:
         remember(path)
         session = Session(book, transcript, prompter, observer=observer, mode=settings.mode,
                           values=settings.values, git_facts=repo_facts(book.path), terminal=terminal,
-                          trusted=trust.trusted, task_timeout=settings.task_timeout)
+                          trusted=trust.trusted, task_timeout=settings.task_timeout,
+                          host_keys=settings.host_keys)
         session.concurrent_run = holder
         return cls(session, lock, trust)
 
@@ -117,7 +119,8 @@ class Run:
             raise RunProblem(str(exc)) from None
         session = Session(book, transcript, prompter, observer=observer, mode=settings.mode, values=settings.values,
                           git_facts=repo_facts(book.path), state=history.state_for(book), terminal=terminal,
-                          trusted=trust.trusted, task_timeout=settings.task_timeout)
+                          trusted=trust.trusted, task_timeout=settings.task_timeout,
+                          host_keys=settings.host_keys)
         session.concurrent_run = holder
         run = cls(session, lock, trust, resumed_from=history)
         if book.sha256 != history.runbook_sha256:

@@ -181,6 +181,7 @@ class Session:
         terminal: Terminal | None = None,
         trusted: bool = False,
         task_timeout: float | None = None,
+        host_keys: str = "strict",
     ) -> None:
         self.runbook = runbook
         self.transcript = transcript
@@ -188,6 +189,7 @@ class Session:
         self.observer = observer
         self.trusted = trusted
         self.task_timeout = task_timeout  # for tasks without their own `timeout` (headless runs)
+        self.host_keys = host_keys  # SSH: "strict", or "accept-new" (the operator said so; recorded)
         self.mode, self.mode_notice = effective_mode(mode, trusted, runbook.path)
         self.values: dict[str, str] = {v.name: v.default for v in runbook.variables if v.default is not None}
         self.values.update(values or {})
@@ -240,6 +242,7 @@ class Session:
             mode=self.mode,
             trusted=self.trusted,
             task_timeout=self.task_timeout,
+            host_keys=self.host_keys,
             operator=operator_facts(self.git_facts),
             git=self.git_facts,
             cwd=os.getcwd(),
@@ -551,7 +554,7 @@ class Session:
         if self._ssh is None:
             from runbook_tui.integrations.ssh import SshOptions, SshPool
 
-            self._ssh = SshPool(SshOptions(host_keys="strict"))
+            self._ssh = SshPool(SshOptions(host_keys=self.host_keys))  # type: ignore[arg-type]
         return self._ssh
 
     def close_targets(self) -> None:
