@@ -1,0 +1,214 @@
+"""The session under random runbooks, trust, modes and answers, checked against the guard invariant
+(tests/guard_invariant.py) and against what the policy says each task must have been asked.
+
+In-process and fast (commands are `true`/`false` on a real PTY), so that mutation testing of
+engine/session.py can use it: a change to who is asked, what is recorded or when a command
+starts makes one of these fail.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from runbook_tui.audit.transcript import Transcript, read_events
+from runbook_tui.engine.checks import Verdict
+from runbook_tui.engine.policy import confirmation_needed, effective_mode, task_risk
+from runbook_tui.engine.session import Answer, Confirmation, Question, RunAborted, Session
+from runbook_tui.model import Step, Task
+from runbook_tui.parse.markdown import parse_markdown
+from tests.guard_invariant import unapproved_starts
+
+ANSWERS = ("run", "stop", "skip", "run-edited", "abort")
+
+
+class RandomOperator:
+    """Answers from a drawn list; records every question it was asked."""
+
+    def __init__(self, answers: list[str]) -> None:
+        self.answers = list(answers)
+        self.asked: list[Any] = []
+
+    def _next(self) -> str:
+        return self.answers.pop(0) if self.answers else "run"
+
+    def confirm(self, request: Confirmation) -> Answer:
+        self.asked.append(request)
+        answer = self._next()
+        if answer == "run-edited":
+            return Answer("run", command=request.command + " # edited")
+        if answer == "skip":
+            return Answer("skip", reason="not today")
+        return Answer(answer)  # type: ignore[arg-type]
+
+    def confirm_step(self, step: Step, commands: list[Confirmation]) -> Answer:
+        self.asked.append(("step", step.id, [c.command for c in commands]))
+        answer = self._next()
+        return Answer("run") if answer in ("run", "run-edited") else Answer(answer if answer != "skip" else "stop")  # type: ignore[arg-type]
+
+    def confirm_manual(self, task: Task, step: Step) -> Answer:
+        return Answer("done")
+
+    def ask_values(self, questions: list[Question]) -> dict[str, str]:
+        return {q.name: "v" for q in questions}
+
+    def offer_to_store(self, secret_name: str) -> bool:
+        return False
+
+    def after_failure(self, task: Task, verdict: Verdict, attempt: int) -> Answer:
+        self.asked.append(("failure", task.id))
+        return Answer("stop")
+
+
+@st.composite
+def runbooks(draw: st.DrawFn) -> str:
+    lines = ["# Random", "## Steps"]
+    for step in range(1, draw(st.integers(1, 3)) + 1):
+        lines.append(f"{step}. **Step {step}**")
+        for _ in range(draw(st.integers(1, 3))):
+            command = draw(st.sampled_from(["true", "false", "echo hi --x"]))
+            notes = []
+            confirm = draw(st.sampled_from([None, "true", "false"]))
+            if confirm:
+                notes.append(f"confirm={confirm}")
+            if draw(st.booleans()):
+                notes.append("risk=high")
+            if draw(st.booleans()):
+                notes.append("retries=1")
+            annotation = f" <!-- runbook: {' '.join(notes)} -->" if notes else ""
+            lines.append(f"   - `{command}`{annotation}")
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(text=runbooks(), trusted=st.booleans(), mode=st.sampled_from(["paranoid", "step", "auto"]),
+       answers=st.lists(st.sampled_from(ANSWERS), max_size=12))
+def test_random_runs_never_start_anything_unapproved(tmp_path_factory: pytest.TempPathFactory, text: str,
+                                                      trusted: bool, mode: str, answers: list[str]) -> None:
+    root = tmp_path_factory.mktemp("inv")
+    book = parse_markdown(text, str(root / "book.md"))
+    path = root / "t.jsonl"
+    operator = RandomOperator(answers)
+    session = Session(book, Transcript.create(path), operator, mode=mode, trusted=trusted)  # type: ignore[arg-type]
+    session.start()
+    try:
+        session.run_all()
+    except RunAborted as exc:
+        session.aborted(str(exc))
+    else:
+        session.finish()
+    session.transcript.close()
+    events = list(read_events(path))
+    high = {t.id for t in book.commands() if task_risk(book, t).level == "high"}
+    confirm_false = {t.id for t in book.commands() if t.options.confirm is False}
+    assert unapproved_starts(events, trusted=trusted, confirm_false=confirm_false, high_risk=high) == []
+    effective, _ = effective_mode(mode, trusted)  # type: ignore[arg-type]
+    assert events[0]["mode"] == effective and events[0]["trusted"] is trusted
+    # Every command question is one the policy says must be asked (none too many, none missing).
+    asked = [q for q in operator.asked if isinstance(q, Confirmation)]
+    for question in asked:
+        decision = confirmation_needed(question.task, mode=effective, trusted=trusted,
+                                       risk=task_risk(book, question.task), step_approved=False)
+        assert decision.ask or effective == "step", (question.task.id, decision)
+        assert question.reason, "the operator is told why they are asked"
+        assert (question.typed_word is not None) is (question.task.id in high)
+    for event in events:
+        if event["type"] == "policy.allowed":
+            assert trusted or event["reason"].startswith("automatic attempt"), event
+            assert event["task_id"] not in high or event["reason"].startswith("automatic attempt"), event
+    starts = [e for e in events if e["type"] == "command.started"]
+    finished = [e for e in events if e["type"] == "command.finished"]
+    assert len(starts) == len(finished)
+    assert [e["attempt"] for e in starts] == [e["attempt"] for e in finished]
+
+
+BOOK = textwrap.dedent("""
+    # Fixed
+    ## Steps
+    1. **One**
+       - `echo one --x` <!-- runbook: confirm=false -->
+       - `echo two --x`
+    2. **Two**
+       - `echo three --x` <!-- runbook: risk=high -->
+    """).lstrip("\n")
+
+
+def run(tmp_path: Path, *, mode: str, trusted: bool, answers: list[str]) -> tuple[list[dict[str, Any]], RandomOperator]:
+    book = parse_markdown(BOOK, str(tmp_path / "book.md"))
+    operator = RandomOperator(answers)
+    session = Session(book, Transcript.create(tmp_path / "t.jsonl"), operator, mode=mode,  # type: ignore[arg-type]
+                      trusted=trusted, values={"ENVIRONMENT": "staging"})
+    session.start()
+    session.run_all()
+    session.finish()
+    session.transcript.close()
+    return list(read_events(tmp_path / "t.jsonl")), operator
+
+
+def test_what_each_question_records(tmp_path: Path) -> None:
+    events, operator = run(tmp_path, mode="paranoid", trusted=False, answers=["run", "run", "run"])
+    asked = [e for e in events if e["type"] == "confirm.asked"]
+    assert [e["task_id"] for e in asked] == ["1.1.1", "1.1.2", "1.2.1"]
+    first = asked[0]
+    assert first["prompt"] == "echo one --x" and first["cwd"] and first["shell"] == "bash"
+    assert first["env"] == {"ENVIRONMENT": "staging"} and first["risk"] == "low" and first["typed_word"] is None
+    assert first["reason"] == "confirm=false is ignored: the runbook is not trusted"
+    assert asked[2]["risk"] == "high" and asked[2]["typed_word"] == "staging"
+    assert asked[2]["risk_reasons"] == ["the runbook marks it risk=high"]
+    answered = [e for e in events if e["type"] == "confirm.answered"]
+    assert [e["approved"] for e in answered] == ["echo one --x", "echo two --x", "echo three --x"]
+    assert [e["answer"] for e in answered] == ["run"] * 3
+
+
+def test_trusted_auto_asks_only_high_risk_and_records_why_the_rest_started(tmp_path: Path) -> None:
+    events, operator = run(tmp_path, mode="auto", trusted=True, answers=["run"])
+    assert [q.task.id for q in operator.asked] == ["1.2.1"]
+    allowed = [(e["task_id"], e["reason"], e["mode"], e["trusted"], e["attempt"])
+               for e in events if e["type"] == "policy.allowed"]
+    assert allowed == [("1.1.1", "auto mode, trusted runbook", "auto", True, 1),
+                       ("1.1.2", "auto mode, trusted runbook", "auto", True, 1)]
+
+
+def test_trusted_step_mode_asks_per_step_then_runs_what_was_listed(tmp_path: Path) -> None:
+    events, operator = run(tmp_path, mode="step", trusted=True, answers=["run", "run", "run"])
+    assert operator.asked[0] == ("step", "1.1", ["echo one --x", "echo two --x"])
+    step_asked = [e for e in events if e["type"] == "confirm.asked" and e.get("kind") == "step"]
+    assert [[c["task_id"] for c in e["commands"]] for e in step_asked] == [["1.1.1", "1.1.2"], ["1.2.1"]]
+    reasons = {e["task_id"]: e["reason"] for e in events if e["type"] == "policy.allowed"}
+    assert reasons == {"1.1.1": "approved with its step (step mode, trusted runbook)",
+                       "1.1.2": "approved with its step (step mode, trusted runbook)"}
+    assert [q.task.id for q in operator.asked if isinstance(q, Confirmation)] == ["1.2.1"], "high risk asks again"
+
+
+def test_a_declined_step_runs_none_of_it(tmp_path: Path) -> None:
+    events, _ = run(tmp_path, mode="step", trusted=True, answers=["stop", "run", "run"])
+    assert not [e for e in events if e["type"] == "command.started" and e["task_id"].startswith("1.1.")]
+    statuses = {e["task_id"]: e["status"] for e in events if e["type"] == "task.finished"}
+    assert statuses["1.1.1"] == "not_confirmed"
+
+
+def test_an_edited_answer_runs_the_edit_and_records_both(tmp_path: Path) -> None:
+    events, _ = run(tmp_path, mode="paranoid", trusted=False, answers=["run-edited", "run", "run"])
+    started = next(e for e in events if e["type"] == "command.started")
+    answered = next(e for e in events if e["type"] == "confirm.answered")
+    assert started["run_command"] == "echo one --x # edited" and started["edited"] is True
+    assert started["command"] == "echo one --x"
+    assert answered["approved"] == "echo one --x # edited" and answered["edited"] is True
+
+
+def test_mode_changes_go_through_the_policy_and_are_recorded(tmp_path: Path) -> None:
+    book = parse_markdown(BOOK, str(tmp_path / "book.md"))
+    session = Session(book, Transcript.create(tmp_path / "t.jsonl"), RandomOperator([]), trusted=False)  # type: ignore[arg-type]
+    session.start()
+    assert session.change_mode("auto") is not None and session.mode == "paranoid"
+    assert session.change_mode("noop") is None and session.mode == "noop"
+    session.transcript.close()
+    changes = [(e["requested"], e["mode"], e["previous"], e["by"], e["trusted"], bool(e["refused"]))
+               for e in read_events(tmp_path / "t.jsonl") if e["type"] == "mode.changed"]
+    assert changes == [("auto", "paranoid", "paranoid", "operator", False, True),
+                       ("noop", "noop", "paranoid", "operator", False, False)]
