@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from runbook_tui.audit.terminal import TERMINAL_RESET
 from runbook_tui.engine.containment import read_stat
 from runbook_tui.engine.interactive import relay
 from runbook_tui.engine.runner import PtyProcess
@@ -312,6 +313,8 @@ def test_relay_passes_keys_output_and_size_and_returns_the_status():
         assert isinstance(result[0], ExitStatus) and result[0].exit_code == 3
         assert "hello bob" in out.text and "resized" in out.text  # recorded too
         assert termios.tcgetattr(term.slave)[3] & termios.ECHO  # the terminal is back in cooked mode
+        term.drain()
+        assert term.seen.endswith(TERMINAL_RESET.encode()), "what the program left on is switched off"
 
 
 def test_relay_of_a_running_full_screen_program_replays_its_screen_and_hands_back_when_it_leaves():

@@ -19,6 +19,7 @@ import termios
 import tty
 from collections.abc import Callable, Mapping, Sequence
 
+from runbook_tui.audit.terminal import TERMINAL_RESET
 from runbook_tui.engine.runner import PtyProcess
 from runbook_tui.process import ExitStatus
 
@@ -70,6 +71,9 @@ def relay(proc: PtyProcess, fd_in: int, fd_out: int, *, until_screen_left: bool,
         return status
     finally:
         proc.detach()
+        # Whatever the program left switched on (alternate screen, conceal, margins, charset) is
+        # switched off before the terminal is ours again: Textual's resume does not undo it all.
+        os.write(fd_out, TERMINAL_RESET.encode())
         termios.tcsetattr(fd_in, termios.TCSADRAIN, saved)
 
 
