@@ -212,3 +212,23 @@ def test_mode_changes_go_through_the_policy_and_are_recorded(tmp_path: Path) -> 
                for e in read_events(tmp_path / "t.jsonl") if e["type"] == "mode.changed"]
     assert changes == [("auto", "paranoid", "paranoid", "operator", False, True),
                        ("noop", "noop", "paranoid", "operator", False, False)]
+
+
+def test_a_secret_missing_at_the_start_is_asked_as_a_secret_and_never_recorded(tmp_path: Path) -> None:
+    class Operator(RandomOperator):
+        def ask_values(self, questions: list[Question]) -> dict[str, str]:
+            self.asked.extend(questions)
+            return {q.name: "hunter2-secret" for q in questions}
+
+    book = parse_markdown("---\nsecrets:\n  DB_PASSWORD: keyring:svc/db\n---\n# S\n## Steps\n"
+                          "- `echo \"pw=$DB_PASSWORD\"`\n", str(tmp_path / "book.md"))
+    operator = Operator(["run"])
+    session = Session(book, Transcript.create(tmp_path / "t.jsonl"), operator)  # type: ignore[arg-type]
+    session.start()
+    session.run_all()
+    session.transcript.close()
+    (question,) = [q for q in operator.asked if isinstance(q, Question)]
+    assert question.secret and "keyring:svc/db" in question.prompt
+    raw = (tmp_path / "t.jsonl").read_text()
+    assert "hunter2-secret" not in raw and "pw=[REDACTED:DB_PASSWORD]" in raw
+    assert "values.given" not in raw

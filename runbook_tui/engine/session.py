@@ -443,15 +443,25 @@ class Session:
         if refused:
             raise UnsafePlaceholder(refused[0][1])
         own = dict(task.options.env or ())
-        questions = [Question(name, f"${name}") for name in task.variables
+        declared = {secret.name: secret for secret in self.runbook.secrets}
+        # A declared secret no one gave at the start is asked for as a secret (masked, redacted,
+        # never recorded), not as a plain variable whose value would go into values.given.
+        questions = [Question(name, f"secret {name} ({declared[name].ref})" if name in declared else f"${name}",
+                              secret=name in declared)
+                     for name in task.variables
                      if not (name in self.values or name in self.secrets or name in own or name in os.environ)]
         questions += [Question(placeholder_label(token), token) for token in task.placeholders
                       if placeholder_label(token) not in self.values]
         if questions and self.mode != "noop":  # noop shows what is missing instead of asking for it
             given = self.prompter.ask_values(questions)
-            self.values.update(given)
-            self.record("values.given", task_id=task.id,
-                        values={name: self.redactor.redact(value) for name, value in given.items()})
+            for name, value in given.items():
+                if name in declared:
+                    self.add_secret(name, value)
+            plain = {name: value for name, value in given.items() if name not in declared}
+            self.values.update(plain)
+            if plain:
+                self.record("values.given", task_id=task.id,
+                            values={name: self.redactor.redact(value) for name, value in plain.items()})
         fills = {token: self.values[placeholder_label(token)] for token in task.placeholders
                  if placeholder_label(token) in self.values}
         return fill_placeholders(task.command or "", fills)
