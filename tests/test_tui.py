@@ -443,11 +443,13 @@ async def test_note_goes_to_the_transcript(seed_run: Callable[..., Run]) -> None
 
 async def test_related_runbooks_are_offered_and_escape_cancels(seed_run: Callable[..., Run]) -> None:
     run = seed_run()
+    (run.book.parent / "BACKUP_RESTORE.md").unlink()
     async with run_test(run.app, SIZE) as pilot:
         await ready(pilot, run)
         await pilot.press("o")
         choose = await until_screen(pilot, Choose)
-        assert choose.items == ["Rollback Procedures (./ROLLBACK.md)", "Backup and Restore (./BACKUP_RESTORE.md)",
+        assert choose.items == ["Rollback Procedures (./ROLLBACK.md)",
+                                "Backup and Restore (./BACKUP_RESTORE.md)  [missing file]",
                                 "Incident Response Runbook (./INCIDENT_RESPONSE.md)"]
         await pilot.press("escape")
         await until(pilot, lambda: len(run.app.screen_stack) == 1)

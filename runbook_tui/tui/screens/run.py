@@ -385,7 +385,10 @@ class RunScreen(Screen[None]):
         if len(related) == 1:
             self.open_related(0)
             return
-        self.app.push_screen(Choose("Open which runbook?", [f"{r.title} ({r.target})" for r in related]),
+        base = Path(self.runbook.path).parent
+        labels = [f"{r.title} ({r.target})" + ("" if (base / r.target).exists() else "  [missing file]")
+                  for r in related]
+        self.app.push_screen(Choose("Open which runbook?", labels),
                              lambda index: self.open_related(index) if index is not None else None)
 
     def open_related(self, index: int) -> None:
