@@ -89,6 +89,12 @@ async def test_watch_tab_follows_the_container_across_recreation(
         assert any("re-attached to" in line for line in pane.lines_of(service))
         assert app.run_screen.containers is not None
         followers = list(app.run_screen.containers.followers)
+        tabs = app.run_screen.query_one("#tabs")
+        assert tabs.active == "output-tab"
+        await pilot.press("]")
+        await wait_for(pilot, lambda: tabs.active == f"watch-{service}", timeout=5)
+        await pilot.press("[")
+        await wait_for(pilot, lambda: tabs.active == "output-tab", timeout=5)
         await pilot.press("q")
         await wait_for(pilot, lambda: not app.is_running, timeout=10)
     assert followers and not any(f.running for f in followers)

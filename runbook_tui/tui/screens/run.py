@@ -51,6 +51,9 @@ class RunScreen(Screen[None]):
         Binding("x", "export", "Export", id="run.export", tooltip="Export the transcript as Markdown"),
         Binding("ctrl+c", "interrupt", "Interrupt", id="task.interrupt", priority=True,
                 tooltip="Interrupt the running command"),
+        Binding("]", "next_tab", "Next tab", show=False, id="tabs.next", tooltip="Next output or container tab"),
+        Binding("[", "previous_tab", "Previous tab", show=False, id="tabs.previous",
+                tooltip="Previous output or container tab"),
     ]
 
     def __init__(self, runbook: Runbook, run: Run | None, *, git: dict[str, Any], follow_path: str | None = None,
@@ -195,6 +198,7 @@ class RunScreen(Screen[None]):
         pane = self.query_one("#output", OutputPane)
         task = self.runbook.find(event.get("task_id", "")) if event.get("task_id") else None
         if kind == "command.started" and isinstance(task, Task):
+            self.query_one("#tabs", TabbedContent).active = "output-tab"  # a container tab gives way
             tree.set_status(task, "running")
             self._running_since = time.monotonic()
             self._refresh_view()
@@ -411,6 +415,19 @@ class RunScreen(Screen[None]):
         run = self.run
         self.app.push_screen(YesNo(f"Interrupt task {self.running.id}?"),
                              lambda yes: run.cancel_command() if yes else None)
+
+    def _switch_tab(self, step: int) -> None:
+        tabs = self.query_one("#tabs", TabbedContent)
+        ids = [pane.id for pane in tabs.query(TabPane) if pane.id]
+        if ids:
+            current = ids.index(tabs.active) if tabs.active in ids else 0
+            tabs.active = ids[(current + step) % len(ids)]
+
+    def action_next_tab(self) -> None:
+        self._switch_tab(1)
+
+    def action_previous_tab(self) -> None:
+        self._switch_tab(-1)
 
     def set_mode(self, mode: Mode) -> None:
         """From the command palette: the run decides (and records) what mode it may use."""
