@@ -596,3 +596,26 @@ def test_headless_random_answers_never_run_anything_unapproved(tmp_path_factory:
         term.close()
     assert guarded(transcript, book, trusted=trusted) == []
     assert [e["type"] for e in events(transcript)][-1] in ("run.finished", "run.aborted")
+
+
+async def test_palette_answer_again_forgets_a_value_and_the_next_task_asks(isolated: Path) -> None:
+    from runbook_tui.tui.screens.dialogs import ValuesForm
+    from tests.tui_helpers import type_text
+
+    book = write(isolated, "# V\n## Steps\n- `echo first <app>`\n- `echo second <app>`\n")
+    transcript = isolated / "t.jsonl"
+    app = make_app(load_runbook(book), mode="paranoid", variables={"app": "wrong"}, transcript=str(transcript),
+                   theme=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await until_event(pilot, transcript, "run.started")
+        await palette(pilot, "Answer again: app")
+        await until_event(pilot, transcript, "value.forgotten")
+        await select(pilot, "1.1.1")
+        await pilot.press("enter")
+        await until_screen(pilot, ValuesForm)
+        await type_text(pilot, "right")
+        await pilot.press("enter")
+        dialog = await until_screen(pilot, ConfirmCommand)
+        assert dialog.request.command == "echo first right"
+        await pilot.press("n")
+        await pilot.pause(0.2)

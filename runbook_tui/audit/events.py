@@ -40,6 +40,7 @@ REQUIRED: Mapping[str, frozenset[str]] = {
     "task.finished": frozenset({"task_id", "step_id", "status", "title", "fingerprint"}),
     "note": frozenset({"text", "task_id"}),
     "values.given": frozenset({"task_id", "values"}),
+    "value.forgotten": frozenset({"name"}),
     "mode.changed": frozenset({"requested", "mode", "previous", "by", "trusted", "refused"}),
     "operator.jumped": frozenset({"to"}),
     "operator.disconnected": frozenset({"reason"}),

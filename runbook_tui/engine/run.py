@@ -252,6 +252,14 @@ class Run:
     def note(self, text: str, task_id: str | None = None) -> None:
         self.session.note(text, task_id)
 
+    def forget_value(self, name: str) -> None:
+        """The operator wants to answer a value again (a wrong placeholder value, say)."""
+        self.session.forget_value(name)
+
+    def given_values(self) -> list[str]:
+        """Names of the values this run holds that the operator may answer again."""
+        return sorted(self.session.values)
+
     def jump(self, element_id: str) -> None:
         self.session.jumped(element_id)
 

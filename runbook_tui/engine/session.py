@@ -272,6 +272,11 @@ class Session:
         self.mode = mode
         return notice
 
+    def forget_value(self, name: str) -> None:
+        """A value given earlier is asked for again by the next task that needs it (recorded)."""
+        if self.values.pop(name, None) is not None:
+            self.record("value.forgotten", name=name)
+
     def jumped(self, element_id: str) -> None:
         """The operator moved to another step or task out of order (recorded, nothing runs)."""
         self.record("operator.jumped", to=element_id)

@@ -28,6 +28,10 @@ class RunbookCommands(Provider):
         if not app.read_only:
             entries.append(("Export the transcript as Markdown", "Next to the transcript, never over a file",
                             screen.action_export))
+            run = app.current_run
+            for name in run.given_values() if run is not None else []:
+                entries.append((f"Answer again: {name}", "The next task that needs it asks for it again",
+                                partial(screen.forget_value, name)))
             for mode in MODES:
                 entries.append((f"Change mode to {mode}", "From the next task on, if the runbook's trust allows; "
                                 "recorded in the transcript", partial(screen.set_mode, mode)))

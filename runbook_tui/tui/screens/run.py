@@ -434,6 +434,11 @@ class RunScreen(Screen[None]):
         if self.run is not None and mode in MODES:
             self._call("change_mode", mode)
 
+    def forget_value(self, name: str) -> None:
+        if self.run is not None:
+            self._call("forget_value", name)
+            self.notify(f"{name} will be asked for again by the next task that needs it.")
+
     def jump(self, element_id: str) -> None:
         self.query_one(StepTree).select_id(element_id)
         if self.run is not None:
