@@ -180,3 +180,54 @@ def suspicious_characters(text: str) -> list[tuple[int, str]]:
         found.append((match.start(), f"has a word mixing scripts ({scripts}): {visible(match.group())} "
                                      "looks like another word but is not"))
     return sorted(found)
+
+
+# ---- styles a viewer may show ------------------------------------------------------------------
+# SGR attributes that can hide text or flash it: blink (5, 6) and conceal (8). A log viewer
+# shows every character the command printed, steadily; everything else SGR can say is kept.
+_UNSAFE_SGR = frozenset({5, 6, 8})
+# SGR codes that take arguments in `;` form: 38/48/58 then 5;N (palette) or 2;R;G;B (true color).
+_EXTENDED_SGR = frozenset({38, 48, 58})
+_SGR_PARAMS = re.compile(r"\x1b\[([0-9;:]*)m")
+
+
+def _safe_params(match: re.Match[str]) -> str:
+    params = match.group(1)
+    if not params:  # `ESC[m` is a reset
+        return match.group(0)
+    codes = params.split(";")
+    kept: list[str] = []
+    index = 0
+    while index < len(codes):
+        code = int(codes[index].split(":", 1)[0] or 0)  # `38:2::R:G:B`, `4:3`: one code with its arguments
+        if code in _EXTENDED_SGR and ":" not in codes[index] and index + 1 < len(codes):
+            width = 3 if codes[index + 1] == "5" else 5 if codes[index + 1] == "2" else 1
+            kept.extend(codes[index : index + width])
+            index += width
+            continue
+        if code not in _UNSAFE_SGR:
+            kept.append(codes[index])
+        index += 1
+    return f"\x1b[{';'.join(kept)}m" if kept else ""
+
+
+def steady_styles(text: str) -> str:
+    """Text from `safe_text` (SGR only) without blink and conceal, for a viewer to render.
+
+    An SGR that only asked for those is dropped whole (not turned into `ESC[m`, a reset).
+    """
+    if "\x1b" not in text:
+        return text
+    return _SGR_PARAMS.sub(_safe_params, text)
+
+
+def without_styles(text: str) -> str:
+    """Text from `safe_text` as plain characters: what a search matches and a copy holds."""
+    return _SGR.sub("", text) if "\x1b" in text else text
+
+
+def overwritten(line: str) -> str:
+    """What a terminal shows for one line with carriage returns: the text after the last one
+    (a progress bar's last state), a trailing `\\r` (from a PTY's `\\r\\n`) ignored."""
+    line = line.rstrip("\r")
+    return line.rsplit("\r", 1)[-1] if "\r" in line else line

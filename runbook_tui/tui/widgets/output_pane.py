@@ -1,92 +1,145 @@
-"""The live log pane: a task's output, fed in batches so a flood never freezes the screen.
+"""The live log pane: every task's whole output, fed in batches so a flood never freezes the screen.
 
 Output arrives on the PTY reader thread and only goes into a queue there. A timer on the app's
-thread drains the queue every 50 ms, splits it into lines (a carriage return overwrites the line,
-as on a terminal), keeps the last MAX_LINES per task, and writes only what the Log can show.
-While a flood brings more lines per drain than the pane keeps, every drain replaces the whole
-Log, so it drains every FLOOD_INTERVAL instead: the screen still moves, and the app's thread
-is left to the keys. The full output is in the transcript, not here.
+thread drains the queue every 50 ms into one `TaskLog` per task (the last lines in memory, the
+count of all of them) and tells the `LogView` that the shown task grew; the view renders only
+the rows on screen and reads older lines back from the transcript (`TranscriptLines`) on a
+worker thread. While a flood brings more lines per drain than the memory keeps, the pane drains
+every FLOOD_INTERVAL instead: the screen still moves, and the app's thread is left to the keys.
+
+Keys (shown in the footer while the pane has focus): `/` search the whole output, `n`/`N` next
+and previous match, `w` wrap, `f` follow, `End` back to the live end, `c` copy the selected
+lines (shift+up/down or shift+click select), `t` timestamps.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
 
+from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import Log, Static
+from textual.message import Message
+from textual.widgets import Input, Static
 
-from runbook_tui.audit.terminal import TerminalFilter
+from runbook_tui.audit.terminal import without_styles
+from runbook_tui.tui.widgets.log_view import LogView
+from runbook_tui.tui.widgets.task_log import MAX_LINE, MAX_LINES, LogSnapshot, TaskLog
+from runbook_tui.tui.widgets.transcript_lines import TranscriptLines
 
-MAX_LINES = 5000
-MAX_LINE = 4000  # characters of one line kept for display (a 50 MB line stays in the transcript)
+__all__ = ["MAX_LINE", "MAX_LINES", "OutputPane"]
+
 DRAIN_INTERVAL = 0.05
 FLOOD_INTERVAL = 0.25
 
 
-class TaskOutput:
-    """The retained tail of one task's output and its unfinished last line."""
-
-    def __init__(self) -> None:
-        self.lines: deque[str] = deque(maxlen=MAX_LINES)
-        self.partial = ""
-        self._plain = TerminalFilter(colors=False)  # escapes may be split across chunks
-
-    def add(self, text: str) -> list[str]:
-        """Take raw text; return the lines it completed."""
-        text = self._plain.feed(text)
-        cut = len(text)
-        for _ in range(MAX_LINES + 1):
-            cut = text.rfind("\n", 0, cut)
-            if cut < 0:
-                break
-        if cut >= 0:  # more than MAX_LINES lines in this batch: the older ones would be dropped anyway
-            self.partial, text = "", text[cut + 1 :]
-        pieces = (self.partial + text).split("\n")
-        self.partial = _overwrite(pieces.pop())[-MAX_LINE:]
-        done = [_overwrite(piece)[:MAX_LINE] for piece in pieces[-MAX_LINES:]]
-        self.lines.extend(done)
-        return done
-
-
-def _overwrite(line: str) -> str:
-    """What a terminal shows for a line with carriage returns: the text after the last one."""
-    line = line.rstrip("\r")
-    return line.rsplit("\r", 1)[-1] if "\r" in line else line
-
-
 class OutputPane(Vertical):
-    """The selected task's output, following the tail unless the operator scrolls up."""
+    """The selected task's output, following the tail unless the operator moves away from it."""
 
+    BINDINGS = [
+        Binding("slash", "search", "Search", id="log.search",
+                tooltip="Search the whole output, older lines on disk included"),
+        Binding("n", "find", "Next", id="log.next", tooltip="Go to the next match of the search"),
+        Binding("N", "find(True)", "Previous", id="log.previous", tooltip="Go to the previous match of the search"),
+        Binding("w", "toggle_wrap", "Wrap", id="log.wrap", tooltip="Wrap long lines, or scroll them sideways"),
+        Binding("f", "toggle_follow", "Follow", id="log.follow", tooltip="Follow the newest output, or stay put"),
+        Binding("end", "live", "Live", id="log.live", tooltip="Jump to the newest output and follow it"),
+        Binding("c", "copy", "Copy", id="log.copy",
+                tooltip="Copy the selected lines to the clipboard (select with shift+up/down or shift+click)"),
+        Binding("t", "toggle_timestamps", "Times", id="log.timestamps",
+                tooltip="Show when each line arrived (UTC)"),
+        Binding("escape", "dismiss", "Close search", show=False, id="log.dismiss",
+                tooltip="Close the search field, or clear the search and the selection"),
+    ]
     DEFAULT_CSS = """
-    OutputPane { height: 1fr; border-top: hkey $panel; border-title-color: $text-muted; }
-    OutputPane Log { height: 1fr; }
+    OutputPane { height: 1fr; border-top: hkey $panel; border-title-color: $text-muted;
+                 border-subtitle-color: $text-muted; }
+    OutputPane:focus-within { border-top: hkey $accent; border-title-color: $text; }
     OutputPane #partial { height: 1; color: $text-muted; }
+    OutputPane #log-search { dock: bottom; display: none; }
+    OutputPane #log-search.-open { display: block; }
     """
+
+    @dataclass
+    class Found(Message):
+        """A search worker finished: the matching line, or None."""
+
+        task_id: str
+        query: str
+        line: int | None
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self._queue: deque[tuple[str, str]] = deque()
-        self._outputs: dict[str, TaskOutput] = {}
+        self._queue: deque[tuple[str, str, bool]] = deque()  # (task, text, is a mark of ours)
+        self._logs: dict[str, TaskLog] = {}
         self.shown: str | None = None
         self._last: str | None = None  # the task whose output arrived last
+        self._live: str | None = None  # the task whose command is running
         self._flooding = False  # the last drain brought more lines than the pane keeps
         self._drained_at = 0.0
+        self._source: TranscriptLines | None = None
+        self._query = ""
 
     def compose(self) -> ComposeResult:
-        yield Log(max_lines=MAX_LINES, id="log")
+        yield LogView(id="log")
         yield Static("", id="partial")
+        yield Input(placeholder="search the whole output (enter: find, escape: close)", id="log-search")
+
+    @property
+    def view(self) -> LogView:
+        return self.query_one(LogView)
 
     def on_mount(self) -> None:
         self.set_interval(DRAIN_INTERVAL, self.drain)
+        if self._source is None and self.id == "output":
+            self._find_run_transcript()
 
+    # ---- where older lines are read from ------------------------------------------------------
+    def use_transcript(self, path: str | os.PathLike[str] | None, since: int = 0) -> None:
+        """Read lines older than the memory's from this transcript's `output` events.
+
+        `since`: the byte offset where this pane's output starts (a resumed run's file already
+        holds the earlier session's events; a watched one is read from 0).
+        """
+        self._source = TranscriptLines(path, since) if path is not None else None
+        if self.is_mounted:
+            self.view.source = self._source
+            self.view.show(self.shown, self._logs.get(self.shown or ""))
+
+    def _find_run_transcript(self) -> None:
+        """The run's own pane (`#output`) reads the run's transcript unless told otherwise: the
+        session's file from its size now (a resumed run's earlier events are not this pane's),
+        or in watch mode the followed file from its start."""
+        session = getattr(self.app, "session", None)
+        record = getattr(session, "transcript", None)
+        if record is not None:
+            path = Path(record.path)
+            self.use_transcript(path, path.stat().st_size if path.exists() else 0)
+        elif getattr(self.app, "follow_path", None):
+            self.use_transcript(self.app.follow_path)  # type: ignore[attr-defined]
+
+    # ---- feeding ---------------------------------------------------------------------------------
     def feed(self, task_id: str, text: str) -> None:
         """Any thread: queue output for the next drain."""
-        self._queue.append((task_id, text))
+        self._queue.append((task_id, text, False))
+
+    def mark(self, task_id: str, text: str) -> None:
+        """A line of our own in a task's output (attempt separators, exit status); not on disk."""
+        self._queue.append((task_id, text, True))
+
+    def set_live(self, task_id: str | None) -> None:
+        """The task whose command is running now (None: none); the title says so."""
+        self._live = task_id
+        self._retitle()
 
     def drain(self, *, now: bool = False) -> None:
-        """App thread: move queued output into the per-task buffers and the visible Log.
+        """App thread: move queued output into the task logs and tell the view.
 
         `now` drains even during a flood (switching tasks must show everything so far).
         """
@@ -95,55 +148,173 @@ class OutputPane(Vertical):
         if self._flooding and not now and time.monotonic() - self._drained_at < FLOOD_INTERVAL:
             return
         self._drained_at = time.monotonic()
+        stamp = time.time()
         arrived = 0
-        visible: list[str] = []
         touched_shown = False
-        batches: dict[str, list[str]] = {}
         while self._queue:
-            task_id, text = self._queue.popleft()
-            batches.setdefault(task_id, []).append(text)
-        for task_id, texts in batches.items():
-            completed = self._outputs.setdefault(task_id, TaskOutput()).add("".join(texts))
-            arrived += len(completed)
-            self._last = task_id
-            if task_id == self.shown:
-                visible.extend(completed)
-                touched_shown = True
+            task_id, text, own = self._queue.popleft()
+            log = self._logs.setdefault(task_id, TaskLog())
+            if own:
+                log.mark(text, stamp)
+            else:
+                texts = [text]  # a run of chunks of one task is split into lines at once
+                while self._queue and self._queue[0][0] == task_id and not self._queue[0][2]:
+                    texts.append(self._queue.popleft()[1])
+                arrived += log.add("".join(texts), stamp)
+                self._last = task_id
+            touched_shown = touched_shown or task_id == self.shown
         self._flooding = arrived >= MAX_LINES
         if touched_shown:
-            log = self.query_one(Log)
-            if visible:
-                log.write_lines(visible[-MAX_LINES:])
+            self.view.grew()
             self._show_partial()
+            self._describe()
 
+    # ---- what is shown ---------------------------------------------------------------------------
     def show(self, task_id: str | None) -> None:
-        """Switch the pane to another task's retained output.
+        """Switch the pane to another task's output.
 
         A task that has not run yet shows the output of the last one that did, labelled, so
         the guide moving on does not hide what just happened.
         """
         self.drain(now=True)
-        if task_id not in self._outputs and self._last is not None:
-            self.border_title = f"output of task {self._last} (the selected task has not run)"
+        self._stand_in = task_id not in self._logs and self._last is not None
+        if self._stand_in:
             task_id = self._last
-        else:
-            self.border_title = f"output of task {task_id}" if task_id else ""
         self.shown = task_id
-        log = self.query_one(Log)
-        log.clear()
-        output = self._outputs.get(task_id or "")
-        if output is not None:
-            log.write_lines(list(output.lines))
+        view = self.view
+        view.source = self._source
+        view.show(task_id, self._logs.get(task_id or ""))
+        view.pattern = None
+        self._retitle()
         self._show_partial()
+        self._describe()
+
+    _stand_in = False  # the selected task has not run: the pane shows the last one that did
+
+    def _retitle(self) -> None:
+        if self.shown is None:
+            self.border_title = ""
+            return
+        state = " · live" if self.shown == self._live else ""
+        suffix = " (the selected task has not run)" if self._stand_in else ""
+        self.border_title = f"output of task {self.shown}{state}{suffix}"
+
+    def _describe(self) -> None:
+        """The subtitle: where the view is, and which toggles are on."""
+        view = self.view
+        log = self._logs.get(self.shown or "")
+        count = log.count if log else 0
+        where = "following" if view.follow else (
+            f"line {view.cursor + 1:,} of {count:,}" if view.cursor is not None else f"paused, {count:,} lines")
+        parts = [where] + [name for name, on_ in (("wrap", view.wrap), ("times", view.timestamps)) if on_]
+        if view.pattern is not None:
+            parts.append(f"search: {self._query}")
+        self.border_subtitle = " · ".join(parts) if count else ""
+
+    def on_log_view_changed(self, message: LogView.Changed) -> None:
+        message.stop()
+        self._describe()
 
     def _show_partial(self) -> None:
-        output = self._outputs.get(self.shown or "")
-        self.query_one("#partial", Static).update(output.partial[-500:] if output else "")
+        log = self._logs.get(self.shown or "")
+        self.query_one("#partial", Static).update(without_styles(log.partial[-500:]) if log else "")
 
     def lines_of(self, task_id: str) -> list[str]:
-        output = self._outputs.get(task_id)
-        return list(output.lines) if output else []
+        """The lines of a task still in memory, as plain text."""
+        log = self._logs.get(task_id)
+        return log.plain_tail() if log else []
 
-    def mark(self, task_id: str, text: str) -> None:
-        """A line of our own in a task's output (attempt separators, exit status)."""
-        self.feed(task_id, f"\n{text}\n")
+    # ---- keys ------------------------------------------------------------------------------------
+    def action_toggle_wrap(self) -> None:
+        self.view.wrap = not self.view.wrap
+
+    def action_toggle_follow(self) -> None:
+        self.view.follow = not self.view.follow
+
+    def action_live(self) -> None:
+        self.view.follow = True
+
+    def action_toggle_timestamps(self) -> None:
+        self.view.timestamps = not self.view.timestamps
+
+    def action_search(self) -> None:
+        field = self.query_one("#log-search", Input)
+        field.add_class("-open")
+        field.value = self._query
+        field.focus()
+
+    def action_dismiss(self) -> None:
+        field = self.query_one("#log-search", Input)
+        view = self.view
+        if field.has_class("-open"):
+            field.remove_class("-open")
+        else:
+            view.pattern = view.current_match = view.anchor = None
+        view.focus()
+        view.restyle()
+        self._describe()
+
+    @on(Input.Submitted, "#log-search")
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._query = event.value
+        event.input.remove_class("-open")
+        self.view.focus()
+        self.view.pattern = _pattern(self._query) if self._query else None
+        self.view.restyle()
+        self._describe()
+        self.action_find()
+
+    def action_find(self, backward: bool = False) -> None:
+        view = self.view
+        log = self._logs.get(self.shown or "")
+        if view.pattern is None or log is None or self.shown is None:
+            self.notify("Nothing to search for: press / and type what to find.")
+            return
+        self._search(log.snapshot(), self._source, self.shown, view.pattern, self._query,
+                     view._cursor_or_view(), backward)
+
+    @work(thread=True, exclusive=True, group="log-search", exit_on_error=False)
+    def _search(self, snapshot: LogSnapshot, source: TranscriptLines | None, task_id: str,
+                pattern: re.Pattern[str], query: str, start: int, backward: bool) -> None:
+        self.post_message(self.Found(task_id, query, snapshot.find(pattern, start, source, task_id,
+                                                                   backward=backward)))
+
+    def on_output_pane_found(self, message: Found) -> None:
+        message.stop()
+        if message.task_id != self.shown or message.query != self._query:
+            return
+        if message.line is None:
+            self.notify(f"{message.query!r} is not in the output of task {message.task_id}.")
+            return
+        view = self.view
+        view.current_match = message.line
+        view.go_to(message.line, center=True)
+
+    def action_copy(self) -> None:
+        view = self.view
+        if view.cursor is None or self.shown is None:
+            self.notify("Select lines first: up/down, shift+up/down or a click.")
+            return
+        log = self._logs[self.shown]
+        held, missing = view.copy_plan()
+        self._copy(self.shown, held, {n: log.disk_number(n) for n in missing})
+
+    @work(thread=True, group="log-copy", exit_on_error=False)
+    def _copy(self, task_id: str, held: dict[int, str], missing: dict[int, int]) -> None:
+        """Copy the selection, reading first the lines of it that are only on disk."""
+        if missing and self._source is not None:
+            first = min(missing.values())
+            read = self._source.read(task_id, first, max(missing.values()) - first + 1)
+            for number, on_disk in missing.items():
+                held[number] = without_styles(read[on_disk - first].text) if on_disk - first < len(read) else ""
+        text = "\n".join(held.get(n, "") for n in sorted(held.keys() | missing.keys()))
+        self.app.call_from_thread(self.app.copy_to_clipboard, text)
+        count = text.count("\n") + 1
+        self.app.call_from_thread(self.notify, f"Copied {count:,} line{'s' if count != 1 else ''}.")
+
+
+def _pattern(query: str) -> re.Pattern[str]:
+    """The search as typed, literally; case matters only when it has a capital letter (smart case)."""
+    return re.compile(re.escape(query), 0 if any(c.isupper() for c in query) else re.IGNORECASE)
+
