@@ -57,7 +57,8 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
         Binding("right", "scroll_right", "Right", show=False, id="log.right", tooltip="Scroll right (without wrap)"),
     ]
     DEFAULT_CSS = """
-    LogView { height: 1fr; background: $surface; }
+    LogView { height: 1fr; background: $surface; color: $text; overflow: scroll; }
+    LogView:focus { background-tint: $foreground 5%; }
     LogView > .log-view--match { background: $warning 40%; }
     LogView > .log-view--current-match { background: $warning; color: $background; text-style: bold; }
     LogView > .log-view--selected { background: $primary 30%; }
@@ -122,7 +123,7 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
 
     def grew(self) -> None:
         """New lines arrived (or another task is shown): resize, and keep the end in view if following."""
-        width = self.size.width if self.wrap else (self.lines.width if self.lines else 0) + self._stamp_width
+        width = self._view_size.width if self.wrap else (self.lines.width if self.lines else 0) + self._stamp_width
         self.virtual_size = Size(width, self.line_count)
         self._rows = None
         if self.follow:
@@ -139,6 +140,12 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
         super().notify_style_update()
         self._strips.clear()
         self._rows = None
+
+    @property
+    def _view_size(self) -> Size:
+        """Columns and rows for lines (the widget's size less its scrollbars)."""
+        region = self.scrollable_content_region
+        return Size(max(1, region.width), max(1, region.height))
 
     @property
     def _stamp_width(self) -> int:
@@ -212,14 +219,17 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
         self.refresh()
 
     def _text(self, number: int) -> Text:
-        """Line `number` as Rich text: its own styles, search matches, selection, timestamp."""
+        """Line `number` as Rich text: its own styles over the widget's, search matches,
+        selection, timestamp."""
         found = self.line_text(number)
         if found is None:
-            return Text(LOADING, style=self.get_component_rich_style("log-view--loading"), no_wrap=not self.wrap)
+            text = Text(LOADING, style=self.get_component_rich_style("log-view--loading"), end="")
+            text.no_wrap = not self.wrap
+            return text
         raw, stamp = found
         safe = steady_styles(raw.expandtabs().replace("\b", ""))
-        text = Text.from_ansi(safe, no_wrap=not self.wrap, end="") if "\x1b" in safe else Text(safe, end="")
-        text.no_wrap = not self.wrap
+        text = Text.from_ansi(safe, end="") if "\x1b" in safe else Text(safe, end="")
+        text.stylize_before(self.rich_style)
         if self.pattern is not None:
             style = self.get_component_rich_style(
                 "log-view--current-match" if number == self.current_match else "log-view--match")
@@ -227,12 +237,13 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
                 if match.end() > match.start():
                     text.stylize(style, match.start(), match.end())
         if self.timestamps:
-            text = Text.assemble((f"{stamp or '':<12} ", self.get_component_rich_style("log-view--stamp")), text,
-                                 no_wrap=not self.wrap, end="")
+            stamp_style = self.rich_style + self.get_component_rich_style("log-view--stamp")
+            text = Text.assemble((f"{stamp or '':<12} ", stamp_style), text, end="")
         low, high = self.selection
         if low <= number <= high:
             name = "log-view--cursor" if number == self.cursor and low == high else "log-view--selected"
             text.stylize(self.get_component_rich_style(name))
+        text.no_wrap = not self.wrap
         return text
 
     def _strip(self, number: int) -> Strip:
@@ -260,7 +271,7 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
     def _wrapped_rows(self) -> list[tuple[int, Strip]]:
         """The rows on screen when wrapping: from the top line down, or at the end from the last up."""
         assert self.lines is not None
-        width, height = max(1, self.size.width), self.size.height
+        width, height = self._view_size
         key = (int(self.scroll_y), width, height, self.lines.count, self.is_vertical_scroll_end)
         if self._rows is not None and self._rows[0] == key:
             return self._rows[1]
@@ -319,23 +330,25 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
         self.cursor = number
         self.follow = False
         row = number - self.first_line
-        top, height = int(self.scroll_y), max(1, self.size.height)
+        top, height = int(self.scroll_y), self._view_size.height
         if center or not top <= row < top + height:
             target = row - height // 2 if center else (row if row < top else row - height + 1)
             self.scroll_to(y=max(0, target), animate=False, immediate=True, force=True)
         self.restyle()
         self.post_message(self.Changed())
 
-    def _cursor_or_view(self) -> int:
-        if self.cursor is not None:
-            return self.cursor
-        return self.first_line + int(self.scroll_y) + (max(1, self.size.height) - 1 if self.follow else 0)
+    def current_line(self) -> int:
+        """The cursor's line, else the last line on screen when following, else the first."""
+        if self.cursor is not None or self.lines is None:
+            return self.cursor or 0
+        top = self.first_line + int(self.scroll_y)
+        return min(self.lines.count - 1, top + (self._view_size.height - 1 if self.follow else 0))
 
     def action_move(self, lines: int, extend: bool = False) -> None:
-        self.go_to(self._cursor_or_view() + lines, extend=extend)
+        self.go_to(self.current_line() + lines, extend=extend)
 
     def action_page(self, pages: int) -> None:
-        self.go_to(self._cursor_or_view() + pages * max(1, self.size.height - 1))
+        self.go_to(self.current_line() + pages * max(1, self._view_size.height - 1))
 
     def action_first(self) -> None:
         self.go_to(self.first_line)

@@ -58,8 +58,7 @@ class OutputPane(Vertical):
                 tooltip="Close the search field, or clear the search and the selection"),
     ]
     DEFAULT_CSS = """
-    OutputPane { height: 1fr; border-top: hkey $panel; border-title-color: $text-muted;
-                 border-subtitle-color: $text-muted; }
+    OutputPane { height: 1fr; border-top: hkey $panel; border-title-color: $text-muted; }
     OutputPane:focus-within { border-top: hkey $accent; border-title-color: $text; }
     OutputPane #partial { height: 1; color: $text-muted; }
     OutputPane #log-search { dock: bottom; display: none; }
@@ -161,13 +160,16 @@ class OutputPane(Vertical):
                 while self._queue and self._queue[0][0] == task_id and not self._queue[0][2]:
                     texts.append(self._queue.popleft()[1])
                 arrived += log.add("".join(texts), stamp)
-                self._last = task_id
+            self._last = task_id
             touched_shown = touched_shown or task_id == self.shown
         self._flooding = arrived >= MAX_LINES
         if touched_shown:
+            if self.view.lines is None:  # shown before its first output
+                self.view.show(self.shown, self._logs[self.shown or ""])
             self.view.grew()
             self._show_partial()
-            self._describe()
+            if not self.view.follow:
+                self._retitle()
 
     # ---- what is shown ---------------------------------------------------------------------------
     def show(self, task_id: str | None) -> None:
@@ -187,33 +189,32 @@ class OutputPane(Vertical):
         view.pattern = None
         self._retitle()
         self._show_partial()
-        self._describe()
 
     _stand_in = False  # the selected task has not run: the pane shows the last one that did
 
     def _retitle(self) -> None:
+        """The title: whose output, whether it is live, and where the view is when not following."""
         if self.shown is None:
             self.border_title = ""
             return
-        state = " · live" if self.shown == self._live else ""
-        suffix = " (the selected task has not run)" if self._stand_in else ""
-        self.border_title = f"output of task {self.shown}{state}{suffix}"
-
-    def _describe(self) -> None:
-        """The subtitle: where the view is, and which toggles are on."""
         view = self.view
-        log = self._logs.get(self.shown or "")
+        title = f"output of task {self.shown}"
+        if self.shown == self._live:
+            title += " · live"
+        if self._stand_in:
+            title += " (the selected task has not run)"
+        log = self._logs.get(self.shown)
         count = log.count if log else 0
-        where = "following" if view.follow else (
-            f"line {view.cursor + 1:,} of {count:,}" if view.cursor is not None else f"paused, {count:,} lines")
-        parts = [where] + [name for name, on_ in (("wrap", view.wrap), ("times", view.timestamps)) if on_]
+        state = [] if view.follow else [f"line {view.cursor + 1:,} of {count:,}" if view.cursor is not None
+                                        else f"paused at {count:,} lines"]
+        state += [name for name, on_ in (("wrap", view.wrap), ("times", view.timestamps)) if on_]
         if view.pattern is not None:
-            parts.append(f"search: {self._query}")
-        self.border_subtitle = " · ".join(parts) if count else ""
+            state.append(f"search: {self._query}")
+        self.border_title = title + (f" — {', '.join(state)}" if state else "")
 
     def on_log_view_changed(self, message: LogView.Changed) -> None:
         message.stop()
-        self._describe()
+        self._retitle()
 
     def _show_partial(self) -> None:
         log = self._logs.get(self.shown or "")
@@ -252,7 +253,7 @@ class OutputPane(Vertical):
             view.pattern = view.current_match = view.anchor = None
         view.focus()
         view.restyle()
-        self._describe()
+        self._retitle()
 
     @on(Input.Submitted, "#log-search")
     def _submitted(self, event: Input.Submitted) -> None:
@@ -262,7 +263,7 @@ class OutputPane(Vertical):
         self.view.focus()
         self.view.pattern = _pattern(self._query) if self._query else None
         self.view.restyle()
-        self._describe()
+        self._retitle()
         self.action_find()
 
     def action_find(self, backward: bool = False) -> None:
@@ -272,7 +273,7 @@ class OutputPane(Vertical):
             self.notify("Nothing to search for: press / and type what to find.")
             return
         self._search(log.snapshot(), self._source, self.shown, view.pattern, self._query,
-                     view._cursor_or_view(), backward)
+                     view.current_line(), backward)
 
     @work(thread=True, exclusive=True, group="log-search", exit_on_error=False)
     def _search(self, snapshot: LogSnapshot, source: TranscriptLines | None, task_id: str,

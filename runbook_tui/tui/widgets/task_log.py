@@ -120,7 +120,7 @@ class LogSnapshot:
         else:
             ranges = [(start + 1, self.count), (0, start + 1)]
         for low, high in ranges:
-            hit = self._find_in(pattern, max(0, low), high, source, task_id, backward)
+            hit = self._find_in(pattern, max(0, low), min(high, self.count), source, task_id, backward)
             if hit is not None:
                 return hit
         return None
