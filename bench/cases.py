@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bench.common import CaseResult, Context
+from bench.log_pane import case_log_pane
 from bench.scale import case_scale
 from bench.startup import case_startup
 from bench.throughput import case_flood, case_headless, case_memory, case_tui
@@ -16,6 +17,7 @@ CASES: dict[str, tuple[str, Callable[[Context], CaseResult]]] = {
     "4": ("memory", case_memory),
     "5": ("startup", case_startup),
     "6": ("scale", case_scale),
+    "7": ("logpane", case_log_pane),
 }
 
 
