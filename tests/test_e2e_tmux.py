@@ -7,6 +7,7 @@ server (`-L` socket) and kills only that server.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -206,3 +207,64 @@ def test_switching_to_a_related_runbook_starts_its_own_run(tmux: Tmux, tmp_path:
     started = events(following, "run.started")[0]
     assert started["runbook"]["path"] == str((tmp_path / "rollback.md").resolve())
     assert events(following)[-1]["type"] == "run.aborted"
+
+
+PANE_RUNBOOK = textwrap.dedent("""\
+    # Pane check
+
+    ## Steps
+    1. **Print a lot**
+
+       ```sh
+       printf '\\033[31m%s\\033[0m %s\\n' red-marker "first-line-$((6*7))"; seq 2 200000
+       ```
+""")
+_SGR = re.compile(r"\x1b\[([0-9;]*)m")
+
+
+def _foreground(params: str) -> tuple[int, int, int] | None:
+    """The foreground an SGR sets, as RGB (tmux passes 38;5;N or 38;2;R;G;B as the terminal has it)."""
+    from rich.color import Color
+
+    codes = params.split(";")
+    for index, code in enumerate(codes[:-2]):
+        if code == "38" and codes[index + 1] == "5":
+            return tuple(Color.from_ansi(int(codes[index + 2])).get_truecolor())  # type: ignore[return-value]
+        if code == "38" and codes[index + 1] == "2" and index + 4 < len(codes):
+            return int(codes[index + 2]), int(codes[index + 3]), int(codes[index + 4])
+    return None
+
+
+def test_the_log_pane_shows_colours_and_finds_line_one_of_200000_lines(tmux: Tmux, tmp_path: Path) -> None:
+    """In a real terminal: the command's red comes out red, and `/` finds its first line, which
+    the pane no longer holds in memory (read back from the transcript)."""
+    book = tmp_path / "pane.md"
+    book.write_text(PANE_RUNBOOK, encoding="utf-8")
+    transcript = tmp_path / "t.jsonl"
+    exit_file = tmp_path / "exit-code"
+    app = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "runbook_tui", str(book),
+                                                "--transcript", str(transcript)))
+    config = shlex.quote(str(tmp_path / "config"))
+    tmux("new-session", "-d", "-x", "120", "-y", "40", "-s", "e2e",
+         f"cd {shlex.quote(str(tmp_path))} && XDG_CONFIG_HOME={config} {app}; echo $? > {shlex.quote(str(exit_file))}")
+    tmux.wait_for("0/1 tasks")
+    tmux.press_until("Enter", lambda: tmux.wait_for("Run task 1.1.1?", timeout=5))
+    tmux("send-keys", "-t", "e2e", "y")
+    tmux.wait_for("[exit 0,", timeout=120)
+    tmux.press_until("Tab", lambda: tmux.wait_for("Search", timeout=2), tries=8)  # the pane's keys in the footer
+    tmux.press_until("/", lambda: tmux.wait_for("search the whole output", timeout=5))
+    tmux("send-keys", "-t", "e2e", "-l", "first-line-42")
+    tmux("send-keys", "-t", "e2e", "Enter")
+    screen = tmux.wait_for("red-marker first-line-42", timeout=30)
+    assert "line 2 of 200,002" in screen, screen
+
+    coloured = tmux("capture-pane", "-e", "-p", "-t", "e2e")
+    line = next(row for row in coloured.splitlines() if "first-line-42" in row)
+    colours = [_foreground(params) for params in _SGR.findall(line[: line.index("red-marker")])]
+    red = next((colour for colour in reversed(colours) if colour is not None), None)
+    plain_part = line[line.index("red-marker") + len("red-marker") : line.index("first-line-42")]
+    assert red is not None and red[0] > 2 * max(red[1], red[2]), f"not red: {red} in {line!r}"
+    assert "\x1b[" in plain_part, "the colour ends where the command reset it"
+
+    tmux("send-keys", "-t", "e2e", "q")
+    assert wait_for_file(exit_file) == "0"

@@ -231,8 +231,8 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
         text = Text.from_ansi(safe, end="") if "\x1b" in safe else Text(safe, end="")
         text.stylize_before(self.rich_style)
         if self.pattern is not None:
-            style = self.get_component_rich_style(
-                "log-view--current-match" if number == self.current_match else "log-view--match")
+            current = number == self.current_match
+            style = self._highlight("log-view--current-match" if current else "log-view--match", whole=current)
             for match in self.pattern.finditer(text.plain):
                 if match.end() > match.start():
                     text.stylize(style, match.start(), match.end())
@@ -242,9 +242,15 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
         low, high = self.selection
         if low <= number <= high:
             name = "log-view--cursor" if number == self.cursor and low == high else "log-view--selected"
-            text.stylize(self.get_component_rich_style(name))
+            text.stylize_before(self._highlight(name))
         text.no_wrap = not self.wrap
         return text
+
+    def _highlight(self, name: str, *, whole: bool = False) -> Style:
+        """A component's background only (`whole`: its colours and attributes too), so a cursor or
+        a match leaves the command's own colours readable on it."""
+        style = self.get_component_rich_style(name)
+        return style if whole else Style(bgcolor=style.bgcolor)
 
     def _strip(self, number: int) -> Strip:
         strip = self._strips.get(number)
