@@ -7,8 +7,10 @@ written by `audit.transcript.Transcript`, the way a run writes it.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,23 @@ def record(path: Path, chunks: list[str], task_id: str = "t") -> Transcript:
         transcript.append("output", task_id=task_id, text=chunk)
         transcript.append("output", task_id="other", text="noise from another task\n")
     return transcript
+
+
+@contextlib.asynccontextmanager
+async def pane_showing(text: str, transcript: Path | None = None) -> AsyncIterator[tuple[Any, OutputPane, LogView]]:
+    """A pane given `text` as task t's output (older lines read from `transcript`), focused."""
+    if transcript is not None:
+        record(transcript, chunked(text)).close()
+    app = PaneApp()
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one(OutputPane)
+        if transcript is not None:
+            pane.use_transcript(transcript)
+        pane.feed("t", text)
+        pane.show("t")
+        pane.view.focus()
+        await pilot.pause()
+        yield pilot, pane, pane.view
 
 
 def chunked(text: str, seed: int = 7, largest: int = 64 * 1024) -> list[str]:
@@ -138,17 +157,9 @@ def test_lines_read_from_disk_are_the_lines_the_pane_made(seed: int, largest: in
 async def test_search_finds_line_one_of_200000_lines_read_back_from_the_transcript(tmp_path: Path) -> None:
     lines = ["needle in the first line"] + [f"row {i}" for i in range(1, 200_000)]
     text = "".join(line + "\r\n" for line in lines)
-    record(tmp_path / "t.jsonl", chunked(text)).close()
-    app = PaneApp()
-    async with app.run_test(size=SIZE) as pilot:
-        pane = app.query_one(OutputPane)
-        pane.use_transcript(tmp_path / "t.jsonl")
-        pane.feed("t", text)
-        pane.show("t")
-        view = pane.view
+    async with pane_showing(text, tmp_path / "t.jsonl") as (pilot, pane, view):
         assert view.line_count == 200_000 and view.follow
         assert "needle in the first line" not in pane.lines_of("t"), "line 1 is no longer in memory"
-        view.focus()
         await pilot.press("slash", *"needle", "enter")
         await until(pilot, lambda: view.cursor == 0, 10, lambda: f"the search to reach line 1 ({view.cursor})")
         await until(pilot, lambda: "needle in the first line" in screen_text(view), 5, "line 1 on screen")
@@ -164,15 +175,7 @@ async def test_search_finds_line_one_of_200000_lines_read_back_from_the_transcri
 
 async def test_home_reads_the_first_lines_from_disk_and_end_goes_back_to_live(tmp_path: Path) -> None:
     text = "".join(f"line {i}\r\n" for i in range(3 * MAX_LINES))
-    record(tmp_path / "t.jsonl", chunked(text)).close()
-    app = PaneApp()
-    async with app.run_test(size=SIZE) as pilot:
-        pane = app.query_one(OutputPane)
-        pane.use_transcript(tmp_path / "t.jsonl")
-        pane.feed("t", text)
-        pane.show("t")
-        view = pane.view
-        view.focus()
+    async with pane_showing(text, tmp_path / "t.jsonl") as (pilot, pane, view):
         await pilot.press("home")
         assert not view.follow and view.cursor == 0 and view.scroll_y == 0
         await until(pilot, lambda: screen_text(view)[0] == "line 0", 5, lambda: f"line 0, not {screen_text(view)[:2]}")
@@ -186,13 +189,7 @@ async def test_home_reads_the_first_lines_from_disk_and_end_goes_back_to_live(tm
 
 
 async def test_without_a_transcript_only_the_memory_is_shown() -> None:
-    app = PaneApp()
-    async with app.run_test(size=SIZE) as pilot:
-        pane = app.query_one(OutputPane)
-        pane.feed("t", "".join(f"line {i}\n" for i in range(MAX_LINES + 10)))
-        pane.show("t")
-        view = pane.view
-        view.focus()
+    async with pane_showing("".join(f"line {i}\n" for i in range(MAX_LINES + 10))) as (pilot, pane, view):
         await pilot.press("home")
         await pilot.pause()
         assert view.line_count == MAX_LINES
@@ -229,15 +226,8 @@ async def test_marks_are_lines_of_the_pane_and_disk_lines_keep_their_place(tmp_p
 # ---- toggles, title, copy ---------------------------------------------------------------------------
 
 async def test_wrap_shows_a_long_line_whole() -> None:
-    app = PaneApp()
-    async with app.run_test(size=SIZE) as pilot:
-        pane = app.query_one(OutputPane)
-        long = "".join(f"{i:04d}" for i in range(60))  # 240 characters
-        pane.feed("t", f"{long}\nnext\n")
-        pane.show("t")
-        view = pane.view
-        view.focus()
-        await pilot.pause()
+    long = "".join(f"{i:04d}" for i in range(60))  # 240 characters
+    async with pane_showing(f"{long}\nnext\n") as (pilot, pane, view):
         width = view.size.width
         assert screen_text(view)[:2] == [long[:width], "next"], "cut at the edge without wrap"
         await pilot.press("w")
@@ -252,14 +242,7 @@ async def test_wrap_shows_a_long_line_whole() -> None:
 
 
 async def test_follow_stays_at_the_end_until_the_operator_moves_away() -> None:
-    app = PaneApp()
-    async with app.run_test(size=SIZE) as pilot:
-        pane = app.query_one(OutputPane)
-        pane.feed("t", "".join(f"line {i}\n" for i in range(100)))
-        pane.show("t")
-        view = pane.view
-        view.focus()
-        await pilot.pause()
+    async with pane_showing("".join(f"line {i}\n" for i in range(100))) as (pilot, pane, view):
         assert view.follow and screen_text(view)[-1] == "line 99"
         pane.feed("t", "line 100\n")
         await until(pilot, lambda: screen_text(view)[-1] == "line 100", 5, "the view to follow")
@@ -301,29 +284,15 @@ async def test_title_says_whose_output_and_whether_it_is_live() -> None:
 
 async def test_copy_puts_the_selected_lines_on_the_clipboard(tmp_path: Path) -> None:
     text = "".join(f"\x1b[32mline {i}\x1b[0m\n" for i in range(2 * MAX_LINES))
-    record(tmp_path / "t.jsonl", chunked(text)).close()
-    app = PaneApp()
-    async with app.run_test(size=SIZE) as pilot:
-        pane = app.query_one(OutputPane)
-        pane.use_transcript(tmp_path / "t.jsonl")
-        pane.feed("t", text)
-        pane.show("t")
-        view = pane.view
-        view.focus()
+    async with pane_showing(text, tmp_path / "t.jsonl") as (pilot, pane, view):
+        app = pilot.app
         view.go_to(3)  # on disk, not in memory
         await pilot.press("shift+down", "shift+down", "c")
         await until(pilot, lambda: app.clipboard == "line 3\nline 4\nline 5", 5, lambda: repr(app.clipboard))
 
 
 async def test_timestamps_on_demand() -> None:
-    app = PaneApp()
-    async with app.run_test(size=SIZE) as pilot:
-        pane = app.query_one(OutputPane)
-        pane.feed("t", "hello\n")
-        pane.show("t")
-        view = pane.view
-        view.focus()
-        await pilot.pause()
+    async with pane_showing("hello\n") as (pilot, pane, view):
         assert screen_text(view)[0] == "hello"
         await pilot.press("t")
         await pilot.pause()
@@ -357,12 +326,7 @@ async def test_the_pane_keys_are_in_the_footer_only_while_it_has_focus() -> None
 
 @pytest.mark.parametrize("key", ["n", "N"])
 async def test_next_without_a_search_says_how_to_search(key: str) -> None:
-    app = PaneApp()
-    async with app.run_test(size=SIZE) as pilot:
-        pane = app.query_one(OutputPane)
-        pane.feed("t", "x\n")
-        pane.show("t")
-        pane.view.focus()
+    async with pane_showing("x\n") as (pilot, pane, view):
         await pilot.press(key)
         await pilot.pause()
-        assert any("press /" in n.message for n in app._notifications)
+        assert any("press /" in n.message for n in pilot.app._notifications)

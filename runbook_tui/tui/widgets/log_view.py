@@ -154,21 +154,21 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
     def watch_follow(self, follow: bool) -> None:
         if follow:
             self.cursor = self.anchor = None
-            self.grew()
-            self.restyle()
+            self._relayout()
         self.post_message(self.Changed())
 
     def watch_wrap(self) -> None:
-        self.grew()
-        self.restyle()
+        self._relayout()
         self.post_message(self.Changed())
 
     def watch_timestamps(self) -> None:
-        self.grew()
-        self.restyle()
+        self._relayout()
         self.post_message(self.Changed())
 
     def on_resize(self) -> None:
+        self._relayout()
+
+    def _relayout(self) -> None:
         self.grew()
         self.restyle()
 
