@@ -235,6 +235,18 @@ def _foreground(params: str) -> tuple[int, int, int] | None:
     return None
 
 
+def _footer(tmux: Tmux, text: str, *, without: str | None = None, timeout: float = 10) -> bool:
+    """Wait until the footer (the last row) shows `text`, and not `without`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        footer = tmux.screen().rstrip("\n").splitlines()[-1]
+        if text in footer and (without is None or without not in footer):
+            return True
+        if time.monotonic() > deadline:
+            raise AssertionError(f"footer {footer!r} after {timeout}s; wanted {text!r} without {without!r}")
+        time.sleep(0.1)
+
+
 def test_the_log_pane_shows_colours_and_finds_line_one_of_200000_lines(tmux: Tmux, tmp_path: Path) -> None:
     """In a real terminal: the command's red comes out red, and `/` finds its first line, which
     the pane no longer holds in memory (read back from the transcript)."""
@@ -251,8 +263,9 @@ def test_the_log_pane_shows_colours_and_finds_line_one_of_200000_lines(tmux: Tmu
     tmux.press_until("Enter", lambda: tmux.wait_for("Run task 1.1.1?", timeout=5))
     tmux("send-keys", "-t", "e2e", "y")
     tmux.wait_for("[exit 0,", timeout=120)
-    tmux.press_until("Tab", lambda: tmux.wait_for("Search", timeout=2), tries=8)  # the pane's keys in the footer
-    tmux.press_until("/", lambda: tmux.wait_for("search the whole output", timeout=5))
+    tmux.press_until("Tab", lambda: _footer(tmux, "n Next", timeout=2), tries=8)  # the pane's keys in the footer
+    tmux("send-keys", "-t", "e2e", "/")
+    _footer(tmux, "/ Search", without="n Next")  # the search field has focus (a toast may cover it)
     tmux("send-keys", "-t", "e2e", "-l", "first-line-42")
     tmux("send-keys", "-t", "e2e", "Enter")
     screen = tmux.wait_for("red-marker first-line-42", timeout=30)
