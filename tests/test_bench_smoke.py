@@ -20,7 +20,7 @@ import pytest
 from tests.paths import REPO
 
 TOOLS = ("script", "asciinema", "tmux")
-CASES = {"1", "2", "3", "4", "5", "6"}
+CASES = {"1", "2", "3", "4", "5", "6", "7"}
 
 
 @pytest.fixture(scope="module")

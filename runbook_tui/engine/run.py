@@ -63,6 +63,9 @@ class Run:
         self._lock = lock
         self._closed = False
         self._started = False
+        # Where this session's events start in the transcript (a resumed run's file already holds
+        # the interrupted session's): the log pane reads older output back from here on.
+        self.output_since = session.transcript.path.stat().st_size
         self._ending = threading.Lock()
 
     # ---- opening -----------------------------------------------------------------------------

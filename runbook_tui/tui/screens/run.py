@@ -107,10 +107,13 @@ class RunScreen(Screen[None]):
             self.notify("This runbook has no steps and no commands: nothing here can be run. `runbook-tui check "
                         "--json` shows how each block was read; docs/runbook-format.md says what becomes a step.",
                         severity="warning", timeout=30)
+        pane = self.query_one("#output", OutputPane)
         if self.run is None:
+            pane.use_transcript(self.follow_path)
             self._follow()
             self._watch_containers()
         else:
+            pane.use_transcript(self.run.transcript_path, self.run.output_since)
             for notice in self.run.notices:
                 self.notify(notice, severity="warning", timeout=15)
             self._start()
@@ -200,6 +203,7 @@ class RunScreen(Screen[None]):
         if kind == "command.started" and isinstance(task, Task):
             self.query_one("#tabs", TabbedContent).active = "output-tab"  # a container tab gives way
             tree.set_status(task, "running")
+            pane.set_live(task.id)
             self._running_since = time.monotonic()
             self._refresh_view()
             attempt = f" (attempt {event['attempt']})" if event.get("attempt", 1) > 1 else ""
@@ -209,6 +213,7 @@ class RunScreen(Screen[None]):
         elif kind == "output" and self.read_only:
             pane.feed(event["task_id"], event["text"])
         elif kind == "command.finished" and isinstance(task, Task):
+            pane.set_live(None)
             ended = f"exit {event['exit_code']}" if event["exit_code"] is not None else f"signal {event['signal']}"
             pane.mark(task.id, f"[{ended}{', timed out' if event.get('timed_out') else ''}, {event['duration']}s]")
         elif kind == "command.planned" and isinstance(task, Task):

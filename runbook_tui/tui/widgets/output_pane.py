@@ -96,8 +96,6 @@ class OutputPane(Vertical):
 
     def on_mount(self) -> None:
         self.set_interval(DRAIN_INTERVAL, self.drain)
-        if self._source is None and self.id == "output":
-            self._find_run_transcript()
 
     # ---- where older lines are read from ------------------------------------------------------
     def use_transcript(self, path: str | os.PathLike[str] | None, since: int = 0) -> None:
@@ -110,18 +108,6 @@ class OutputPane(Vertical):
         if self.is_mounted:
             self.view.source = self._source
             self.view.show(self.shown, self._logs.get(self.shown or ""))
-
-    def _find_run_transcript(self) -> None:
-        """The run's own pane (`#output`) reads the run's transcript unless told otherwise: the
-        session's file from its size now (a resumed run's earlier events are not this pane's),
-        or in watch mode the followed file from its start."""
-        session = getattr(self.app, "session", None)
-        record = getattr(session, "transcript", None)
-        if record is not None:
-            path = Path(record.path)
-            self.use_transcript(path, path.stat().st_size if path.exists() else 0)
-        elif getattr(self.app, "follow_path", None):
-            self.use_transcript(self.app.follow_path)  # type: ignore[attr-defined]
 
     # ---- feeding ---------------------------------------------------------------------------------
     def feed(self, task_id: str, text: str) -> None:
