@@ -183,3 +183,12 @@ def test_clean_text_passes_unchanged_and_holds_back_only_what_could_be_a_secret(
         assert held == expected_hold(text[:fed])
         assert held <= r.max_len - 1
     assert emitted + r.flush("s") == text
+
+
+def test_only_whole_variants_are_redacted_not_their_prefixes() -> None:
+    """`abW` is `YWJX` in base64 (no padding to strip): `YWJQ` is someone else's text and stays.
+    (Pins the padding strip to `=`: stripping more would add a prefix as a variant.)"""
+    redactor = Redactor()
+    redactor.add("S", "abW")
+    assert base64.b64encode(b"abW").decode() == "YWJX"
+    assert redactor.redact("YWJX and YWJQ") == "[REDACTED:S] and YWJQ"
