@@ -173,6 +173,13 @@ class TerminalPrompter:
     def offer_to_store(self, secret_name: str) -> bool:
         return False  # headless runs never write to the keyring; `secrets set` does that on purpose
 
+    def ask_input(self, task: Task, shown: str, masked: bool) -> str | None:
+        _reset_terminal()
+        kind = "hidden input (not echoed, never recorded)" if masked else "input"
+        click.echo("")
+        return click.prompt(f"  task {task.id} waits for {kind}; type the line to send (ctrl+c stops it)",
+                            default="", show_default=False, hide_input=masked)
+
     def after_failure(self, task: Task, verdict: Verdict, attempt: int) -> Answer:
         _reset_terminal()
         click.echo(f"  ✗ {task.id} failed: {visible(verdict.reason)}")
@@ -241,6 +248,9 @@ class UnattendedPrompter:
 
     def offer_to_store(self, secret_name: str) -> bool:
         return False
+
+    def ask_input(self, task: Task, shown: str, masked: bool) -> str | None:
+        raise MissingValue("no terminal to type the command's input on")
 
     def after_failure(self, task: Task, verdict: Verdict, attempt: int) -> Answer:
         return Answer("stop", reason=verdict.reason)

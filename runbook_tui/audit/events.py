@@ -41,6 +41,8 @@ REQUIRED: Mapping[str, frozenset[str]] = {
     "note": frozenset({"text", "task_id"}),
     "values.given": frozenset({"task_id", "values"}),
     "value.forgotten": frozenset({"name"}),
+    "input.sent": frozenset({"task_id", "masked", "text"}),  # text is None when masked: never recorded
+    "input.declined": frozenset({"task_id"}),
     "mode.changed": frozenset({"requested", "mode", "previous", "by", "trusted", "refused"}),
     "operator.jumped": frozenset({"to"}),
     "operator.disconnected": frozenset({"reason"}),

@@ -123,6 +123,11 @@ class Prompter(Protocol):
         """Whether to store a secret the operator just typed in the keyring."""
         ...
 
+    def ask_input(self, task: Task, shown: str, masked: bool) -> str | None:
+        """The line to type into a command waiting for input (`shown`: its latest output); None
+        stops the command. Raises MissingValue when no one can answer (then it is stopped later)."""
+        ...
+
     def after_failure(self, task: Task, verdict: Verdict, attempt: int) -> Answer: ...
 
 
@@ -646,10 +651,12 @@ class Session:
             if isinstance(proc, PtyProcess):  # where to look on resume if the app dies meanwhile
                 self.record("command.spawned", task_id=task.id, attempt=attempt, host=socket.gethostname(),
                             **proc.identity.as_dict())
-            watch = InputWatch(proc)
+            watch = InputWatch(self, task, proc, stream)
             status = self._supervise(proc, task, stream, watch)
             if watch.fired:
                 stream.feed(f"\r\n[runbook-tui] {NO_ANSWER}\r\n")
+            elif watch.declined:
+                stream.feed("\r\n[runbook-tui] the operator did not answer the command's question; it was stopped\r\n")
         except BaseException:
             # A failure of ours (or an exception from a front end): the command does not outlive it.
             proc.abort(self.grace)
@@ -669,6 +676,8 @@ class Session:
             raise stream.error
         if watch.fired:
             return status, Verdict(False, NO_ANSWER)
+        if watch.declined:
+            return status, Verdict(False, "the operator did not answer the command's question")
         return status, judge(task, status, stream.tail.text())
 
     def _spawn(self, task: Task, command: str, cwd: str, injected: Mapping[str, str],
@@ -745,11 +754,13 @@ class Session:
         self.cancel_event.set()
 
 
-# A command blocked reading its terminal this long is stopped: no front end can type into a
-# command's terminal yet (an `interactive` task gets the operator's own), so it would wait for
-# ever. The grace keeps a command that only peeks at its terminal (or our detection, a /proc read
-# racing the command) from being stopped by mistake.
+# A command blocked reading its terminal this long, with no one to answer it (no terminal), is
+# stopped: it would wait for ever. The grace keeps a command that only peeks at its terminal (or
+# our detection, a /proc read racing the command) from being stopped by mistake.
 INPUT_GRACE = 5.0
+# With an operator to answer: how long a command must have been waiting before they are asked,
+# so that a prompt is on screen whole (its question printed) when the question appears.
+INPUT_SETTLE = 0.3
 # How often the terminal is looked at: /proc reads for every member, so not on every tick.
 INPUT_POLL = 0.5
 NO_ANSWER = ("the command is waiting for input, and no one can type into its terminal here; it was "
@@ -758,26 +769,54 @@ NO_ANSWER = ("the command is waiting for input, and no one can type into its ter
 
 
 class InputWatch:
-    """Notices a command that waits for input it will never get (`read`, a y/N question)."""
+    """A command that waits for input (`read`, a y/N question, a password prompt): the operator
+    is asked for the line to type (masked when the terminal does not echo); with no one to ask
+    (UnattendedPrompter), the command is stopped after INPUT_GRACE instead of waiting for ever."""
 
-    def __init__(self, proc: Process) -> None:
+    def __init__(self, session: Session, task: Task, proc: Process, stream: OutputStream) -> None:
+        self._session, self._task, self._stream = session, task, stream
         self._proc = proc if isinstance(proc, PtyProcess) else None
         self._since: float | None = None
         self._next = 0.0
-        self.fired = False
+        self._answerable = True  # until the prompter says no one can answer
+        self.fired = False  # stopped: no one could answer
+        self.declined = False  # stopped: the operator chose not to answer
 
     def stuck(self) -> bool:
-        """True once the command has been waiting for input for INPUT_GRACE seconds."""
+        """True once the command must stop: it waits for input no one gives it."""
         now = time.monotonic()
-        if self._proc is None or now < self._next:
-            return self.fired
+        if self._proc is None or now < self._next or self.fired or self.declined:
+            return self.fired or self.declined
         self._next = now + INPUT_POLL
-        if not self._proc.terminal_state().waiting_for_input:
+        state = self._proc.terminal_state()
+        if not state.waiting_for_input:
             self._since = None
-            return self.fired
+            return False
         self._since = self._since or now
-        self.fired = self.fired or now - self._since >= INPUT_GRACE
+        if self._answerable and now - self._since >= INPUT_SETTLE:
+            self._answer(state.masked_input)
+            self._since = None
+            return self.declined
+        self.fired = not self._answerable and now - self._since >= INPUT_GRACE
         return self.fired
+
+    def _answer(self, masked: bool) -> None:
+        """Ask the operator for the line the command waits for, type it in, record that."""
+        assert self._proc is not None
+        self._stream.flush()  # the question it printed is on the record before the answer
+        try:
+            line = self._session.prompter.ask_input(self._task, self._stream.tail.text(), masked)
+        except MissingValue:
+            self._answerable = False
+            return
+        if line is None:
+            self.declined = True
+            self._session.record("input.declined", task_id=self._task.id)
+            return
+        # An echo-off answer (a password) is never recorded, not even redacted: only that one was sent.
+        text = None if masked else self._session.redactor.redact(line)
+        self._session.record("input.sent", task_id=self._task.id, masked=masked, text=text)
+        self._proc.write(line.encode() + b"\n")
 
 
 class OutputStream:

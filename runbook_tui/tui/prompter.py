@@ -14,7 +14,7 @@ from textual.screen import Screen
 from runbook_tui.engine.checks import Verdict
 from runbook_tui.engine.session import Answer, Confirmation, MissingValue, Question, RunAborted
 from runbook_tui.model import Step, Task
-from runbook_tui.tui.screens.dialogs import ConfirmCommand, ConfirmStep, ValuesForm, YesNo
+from runbook_tui.tui.screens.dialogs import CommandInput, ConfirmCommand, ConfirmStep, ValuesForm, YesNo
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -65,6 +65,9 @@ class ScreenPrompter:
 
     def offer_to_store(self, secret_name: str) -> bool:
         return bool(self._ask(YesNo(f"Store {secret_name} in the keyring?")))
+
+    def ask_input(self, task: Task, shown: str, masked: bool) -> str | None:
+        return self._ask(CommandInput(task, shown, masked))
 
     def after_failure(self, task: Task, verdict: Verdict, attempt: int) -> Answer:
         # The guide stops on the failed task; the operator retries (r) or skips (s) from there.

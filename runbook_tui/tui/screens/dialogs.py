@@ -10,8 +10,10 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static, TextArea
 
+from runbook_tui.audit.export import plain_text
 from runbook_tui.audit.terminal import visible
 from runbook_tui.engine.session import Answer, Confirmation, Question
+from runbook_tui.model import Task
 
 
 class ConfirmCommand(ModalScreen[Answer]):
@@ -207,6 +209,40 @@ class TextPrompt(ModalScreen[str | None]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.value.strip():
             self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class CommandInput(ModalScreen[str | None]):
+    """A running command waits for a line of input: its latest output, and a field to answer in
+    (masked, and never recorded, when the command's terminal does not echo: a password)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Stop the command", id="input.cancel",
+                        tooltip="Do not answer: the command is stopped")]
+    # The last lines of output shown above the field: enough for the question and its context.
+    SHOWN_LINES = 12
+
+    def __init__(self, task: Task, shown: str, masked: bool) -> None:
+        super().__init__(classes="dialog")
+        self.for_task = task  # (Screen.task is Textual's own)
+        self.shown = shown
+        self.masked = masked
+
+    def compose(self) -> ComposeResult:
+        kind = "hidden input (not shown, never recorded)" if self.masked else "input"
+        tail = "\n".join(plain_text(self.shown).rstrip("\n").split("\n")[-self.SHOWN_LINES:])
+        with Vertical(id="dialog-box"):
+            yield Label(Text(f"Task {self.for_task.id} waits for {kind}", style="bold"), id="dialog-title")
+            yield Static(Text(tail), classes="dialog-command")
+            yield Input(password=self.masked, placeholder="the line to send (enter sends it)", id="answer")
+            yield Label(Text("escape: do not answer, stop the command", style="dim"))
+
+    def on_mount(self) -> None:
+        self.query_one("#answer", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value)  # an empty line is an answer too (a default)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
