@@ -180,3 +180,20 @@ def test_plan_shows_what_to_type_into_a_client(tmp_path: Path) -> None:
     plan = cli("plan", str(path)).stdout
     assert "      $ 1.1.1  [interactive=True]\n          redis-cli -h 10.0.0.1\n" in plan
     assert "          redis-cli> auth <password>\n          redis-cli> del cache:ban:192.168.0.1\n" in plan
+
+
+@pytest.mark.parametrize(("command", "flagged"), [
+    ("less /etc/services", True), ("psql -h db", True), ("psql -h db -c 'select 1'", False),
+    ("redis-cli", True), ("redis-cli info", False), ("ssh web-01", True), ("ssh web-01 uptime", False),
+    ("kubectl exec -it pod -- sh", True), ("kubectl exec pod -- ls", False), ("journalctl -u x | less", True),
+    ("echo less", False),
+])
+def test_check_warns_about_commands_that_need_a_terminal(tmp_path: Path, command: str, flagged: bool) -> None:
+    from runbook_tui.parse.lint import lint
+    from runbook_tui.parse.markdown import parse_markdown
+
+    book = parse_markdown(f"# T\n## Steps\n```sh\n{command}\n```\n", str(tmp_path / "b.md"))
+    codes = [w.code for w in lint(book)]
+    assert ("needs-terminal" in codes) is flagged
+    marked = parse_markdown(f"# T\n## Steps\n```sh {{interactive=true}}\n{command}\n```\n", str(tmp_path / "b.md"))
+    assert "needs-terminal" not in [w.code for w in lint(marked)], "interactive=true hands it the terminal"

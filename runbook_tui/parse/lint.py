@@ -45,6 +45,29 @@ class Warning:
         return f"{self.path}:{self.line}:{self.column}: {self.severity}: {self.message} [{self.code}]"
 
 
+# (pattern, why) for commands that want a terminal of their own: a pager, an editor, a full-screen
+# monitor, a database or cache client without a query to run, a remote shell without a command.
+NEEDS_TERMINAL = (
+    (r"(^|[|;&]\s*)(sudo\s+)?(less|more|most|vi|vim|nvim|nano|emacs|top|htop|btop|watch|tig|mc)(\s|$)",
+     "runs a full-screen program"),
+    (r"(^|[|;&]\s*)(sudo\s+)?(psql|mysql|mariadb|sqlite3|mongo|mongosh|redis-cli)(?![^|;&]*\s(-c|-e|--command|--eval|--execute)\b)"
+     r"(?![^|;&\n]*\s(get|set|del|keys|info|ping|scan|hgetall|exists|ttl)\b)[^|;&\n]*$",
+     "opens an interactive client (no query to run on its command line)"),
+    (r"(^|[|;&]\s*)ssh\s+(-\S+\s+)*[\w.@-]+\s*$", "opens a remote shell (no command to run there)"),
+    (r"\b(kubectl|oc|docker|podman)\s+(exec|run)\b[^|;&]*\s-(it|ti|i\s+-t|t\s+-i)\b",
+     "runs a program on a terminal of its own (-it)"),
+)
+_NEEDS_TERMINAL = tuple((re.compile(pattern, re.MULTILINE), why) for pattern, why in NEEDS_TERMINAL)
+
+
+def needs_terminal(command: str) -> str | None:
+    """Why a command will want the operator's terminal, or None."""
+    for pattern, why in _NEEDS_TERMINAL:
+        if pattern.search(command):
+            return why
+    return None
+
+
 def dangerous_reason(command: str) -> str | None:
     """Why a command is dangerous, or None."""
     for pattern, why in _DANGEROUS:
@@ -80,6 +103,10 @@ def lint(runbook: Runbook, text: str | None = None) -> list[Warning]:
             if any(ord(c) < 32 and c not in "\n\t" or 0x7f <= ord(c) <= 0x9f for c in task.command):
                 found.append(Warning(path, task.line, 1, "hidden-command",
                                      f"task {task.id} holds control characters that a terminal would not show"))
+            if not task.options.interactive and (why := needs_terminal(task.command)) is not None:
+                found.append(Warning(path, task.line, 1, "needs-terminal",
+                                     f"task {task.id} {why}: mark it interactive=true so that it runs on the "
+                                     "operator's own terminal"))
             if (why := dangerous_reason(task.command)) is not None:
                 found.append(Warning(path, task.line, 1, "dangerous-command",
                                      f"task {task.id} {why}: {task.command.splitlines()[0]}"))
