@@ -51,13 +51,6 @@ else:
     from runbook_tui.parse.yaml import parse_yaml
 
 
-# The bug still open (RELIABILITY.md, "Fuzzing"; pinned as a strict xfail in tests/test_fuzz.py):
-# verify accepts a forged non-JSON line carrying its own hash, which read_events then refuses.
-# With RBT_FUZZ_SKIP_KNOWN=1 a long run steps over exactly that case to find something new; the
-# bugs fixed since (reader crashes, non-dict events, over-long related names) are always checked.
-SKIP_KNOWN = os.environ.get("RBT_FUZZ_SKIP_KNOWN") == "1"
-
-
 def _text(data: bytes) -> str:
     """Text that `read_text` could hand the parsers: valid UTF-8 without NUL (it rejects files with
     either), BOM dropped, CRLF as LF. Bad bytes become U+FFFD rather than wasting the input."""
@@ -108,8 +101,6 @@ def check_transcript(data: bytes, path: Path | None = None) -> None:
             assert isinstance(event, dict), f"read_events yielded a {type(event).__name__}: {event!r}"
             events.append(event)
     except TranscriptError:
-        if SKIP_KNOWN and result.ok:  # the open bug: verify accepted what read_events refuses
-            return
         assert not result.ok or result.torn_tail, "read_events refused a file that verify accepted"
         return
     if result.ok:

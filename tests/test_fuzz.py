@@ -6,9 +6,8 @@ from the bundled runbooks and the real-world corpus, and hands their bytes to th
 functions. The contracts are stated in fuzz/fuzz_parsers.py: a parser returns a Runbook or raises
 RunbookError; `verify` never raises; `read_events` yields dicts or raises TranscriptError.
 
-Bugs the fuzzing found are pinned below as strict xfails with a minimal input each. The in-suite
-run keeps every cross-check on (RBT_FUZZ_SKIP_KNOWN is for the long atheris runs only): the one
-open bug needs a forged SHA-256, which no generated input reaches.
+Bugs the fuzzing found are pinned below with a minimal input each (strict xfails while open; all
+are fixed now, the last one, a forged self-hashed line, with issue 14).
 """
 
 from __future__ import annotations
@@ -42,12 +41,6 @@ def _load_harness():
 harness = _load_harness()
 FAST = settings(max_examples=150, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
-
-
-@pytest.fixture(autouse=True)
-def check_everything(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every contract is checked, whatever RBT_FUZZ_SKIP_KNOWN says in the environment."""
-    monkeypatch.setattr(harness, "SKIP_KNOWN", False)
 
 
 def test_the_cross_checks_can_fail(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -272,7 +265,7 @@ def test_untouched_seed_transcript_verifies() -> None:
 # ---- what fuzzing found (strict xfails: remove the marker with the fix) ---------------------------------
 
 def _reader_must_hold(tmp_path: Path, data: bytes) -> None:
-    """The reader contract (no known-bug filter: see check_everything)."""
+    """The reader contract."""
     harness.check_transcript(data, tmp_path / "t.jsonl")
 
 
@@ -290,9 +283,6 @@ def test_read_events_yields_only_events(tmp_path: Path, data: bytes) -> None:
     _reader_must_hold(tmp_path, data)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="bug (low): verify's fast path trusts a line whose "
-                   "bytes match its own SHA-256 without parsing it, so a hand-forged non-JSON line with a recomputed "
-                   "hash and the right prev/seq passes `transcript verify`, then read_events (export, resume) raises")
 def test_verify_accepts_only_lines_that_read_back(tmp_path: Path) -> None:
     import hashlib
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import stat
 import subprocess
 import sys
 import textwrap
@@ -305,20 +307,8 @@ def test_verify_catches_any_single_byte_change(tmp_path: Path, data: st.DataObje
     tmp = tmp_path / "tampered.jsonl"
     tmp.write_bytes(tampered)
     result = verify(tmp)
-    start = tampered.rfind(b"\n", 0, position) + 1
-    end = tampered.find(b"\n", position)
-    if same_event(tampered[start:end], original[start : original.index(b"\n", start)]):
-        assert result.ok  # e.g. \u001b -> \u001B: another spelling of the same content
-    else:
-        assert not result.ok, (position, byte)
-        assert result.first_bad_line == line_number, result.reason
-
-
-def same_event(line: bytes, original: bytes) -> bool:
-    try:
-        return json.loads(line) == json.loads(original)
-    except ValueError:
-        return False
+    assert not result.ok, (position, byte)  # even \u001b -> \u001B: not the bytes that were hashed
+    assert result.first_bad_line == line_number, result.reason
 
 
 def test_verify_tells_a_torn_tail_from_tampering_at_every_cut(tmp_path: Path) -> None:
@@ -335,21 +325,33 @@ def test_verify_tells_a_torn_tail_from_tampering_at_every_cut(tmp_path: Path) ->
         assert [e["seq"] for e in read_events(path)] == list(range(len(events) - 1))
 
 
-def test_verify_accepts_a_reformatted_but_unchanged_line(tmp_path: Path) -> None:
-    """The hash covers the canonical form, not the bytes: re-indenting a line is not tampering."""
+@pytest.mark.parametrize("variant", ["spaces", "key order", "escaped unicode", "upper-case escape"])
+def test_verify_refuses_the_same_content_in_other_bytes(tmp_path: Path, variant: str) -> None:
+    """The hash must cover exactly what every reader sees: another spelling is not what was written."""
     path = tmp_path / "run.jsonl"
     events = write_run(path)
     lines = lines_of(path)
-    lines[2] = json.dumps(events[2], indent=None, sort_keys=False).encode() + b"\n"
+    line = lines[3]
+    lines[3] = {
+        "spaces": line.replace(b'","', b'", "', 1),
+        "key order": json.dumps(events[3], sort_keys=False, ensure_ascii=False, separators=(",", ":")).encode() + b"\n",
+        "escaped unicode": line.replace("ü".encode(), b"\\u00fc"),
+        "upper-case escape": line.replace(b"\\u001b", b"\\u001B"),
+    }[variant]
+    assert lines[3] != line and json.loads(lines[3]) == events[3]
     path.write_bytes(b"".join(lines))
-    assert verify(path).ok
-
-
-def test_verify_of_an_empty_file(tmp_path: Path) -> None:
-    path = tmp_path / "run.jsonl"
-    path.touch()
     result = verify(path)
-    assert (result.ok, result.events, result.last_hash) == (True, 0, GENESIS)
+    assert (result.ok, result.first_bad_line, result.events) == (False, 4, 3)
+    assert "not the bytes the writer wrote" in result.reason and "content is the same" in result.reason
+
+
+@pytest.mark.parametrize("content", [b"", b'{"seq":0,"ts":"2026-01-01T'], ids=["empty", "only-a-torn-line"])
+def test_a_file_without_a_complete_event_is_not_a_transcript(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(content)
+    result = verify(path)
+    assert (result.ok, result.events, result.first_bad_line, result.last_hash) == (False, 0, 1, GENESIS)
+    assert result.reason.startswith("line 1: no")
 
 
 def test_read_events_rejects_garbage_in_the_middle(tmp_path: Path) -> None:
@@ -419,3 +421,216 @@ def test_new_transcript_paths_are_sortable_slugged_and_unique() -> None:
     assert default_transcript_dir().name == "transcripts" and "runbook-tui" in str(default_transcript_dir())
     assert re.fullmatch(r"\d{8}T\d{6}Z-deploy-web-v2-[0-9a-f]{6}\.jsonl", first.name)
     assert re.fullmatch(r"\d{8}T\d{6}Z-run-[0-9a-f]{6}\.jsonl", new_transcript_path("¡¿").name)
+
+
+# --- golden vectors: the format pinned by bytes and digests computed outside this project --------
+# Written by hand and hashed with coreutils (`printf '%s' '<body>' | sha256sum`), not with
+# canonical(): sorted keys (nested too), no spaces, UTF-8 as is, json's escapes (\" \\ \n \u001b),
+# a non-UTF-8 byte kept as the lone surrogate escape \udcff, `hash` appended last.
+
+GOLDEN_HASHES = [
+    "abccff437eabd7a0702fca03e81e3efc76f9a5971815a114d94b5fe2f06b1f33",
+    "4aa15fb1ef85da8eec6d61bc86cd6420b2da2541fae2d7d23685bf80c91c4f86",
+    "3c6e92988e202f25ba8e51fb22981346180cd67f036f7cede3bc266dc28a964e",
+]
+GOLDEN_BODIES = [
+    b'{"operator":{"host":"h","user":"\xc3\xa5lice"},"prev":"' + GENESIS.encode()
+    + b'","run_id":"golden","seq":0,"ts":"2026-01-01T00:00:00.000000Z","type":"run.started"}',
+    b'{"duration":0.5,"exit_code":null,"ok":true,"prev":"' + GOLDEN_HASHES[0].encode()
+    + b'","seq":1,"task_id":"1.1","text":"a\\"b\\\\c\\n\\u001b[0m\\udcff\xe2\x9c\x93",'
+    b'"ts":"2026-01-01T00:00:01.000000Z","type":"output"}',
+    b'{"prev":"' + GOLDEN_HASHES[1].encode()
+    + b'","result":"success","seq":2,"ts":"2026-01-01T00:00:02.000000Z","type":"run.finished"}',
+]
+GOLDEN_LINES = [body[:-1] + b',"hash":"' + digest.encode() + b'"}\n'
+                for body, digest in zip(GOLDEN_BODIES, GOLDEN_HASHES, strict=True)]
+
+
+def test_golden_vectors_are_what_the_writer_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stamps = iter(f"2026-01-01T00:00:0{i}.000000Z" for i in range(3))
+    monkeypatch.setattr(transcript_module, "utc_timestamp", lambda: next(stamps))
+    path = tmp_path / "run.jsonl"
+    with Transcript.create(path) as t:
+        # keys given out of order on purpose: the canonical form sorts them, nested ones too
+        t.append("run.started", run_id="golden", operator={"user": "ålice", "host": "h"})
+        t.append("output", text="a\"b\\c\n\x1b[0m" + b"\xff".decode("utf-8", "surrogateescape") + "✓", task_id="1.1",
+                 ok=True, exit_code=None, duration=0.5)
+        t.append("run.finished", result="success")
+    assert lines_of(path) == GOLDEN_LINES
+    for body, digest in zip(GOLDEN_BODIES, GOLDEN_HASHES, strict=True):
+        assert hashlib.sha256(body).hexdigest() == digest
+    result = verify(path)
+    assert (result.ok, result.events, result.last_hash, result.sealed, result.run_id) == (
+        True, 3, GOLDEN_HASHES[2], True, "golden")
+
+
+def test_golden_vectors_read_back_and_an_unsorted_form_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(b"".join(GOLDEN_LINES))
+    assert verify(path).ok
+    assert [e["hash"] for e in read_events(path)] == GOLDEN_HASHES
+    # the same first event with its nested keys unsorted, correctly re-hashed: refused
+    body = GOLDEN_BODIES[0].replace(b'{"host":"h","user":"\xc3\xa5lice"}', b'{"user":"\xc3\xa5lice","host":"h"}')
+    digest = hashlib.sha256(body).hexdigest().encode()
+    path.write_bytes(body[:-1] + b',"hash":"' + digest + b'"}\n')
+    result = verify(path)
+    assert (result.ok, result.first_bad_line) == (False, 1) and "forged" in result.reason
+
+
+# --- forgeries: an attacker who can write the file and recompute hashes ------------------------
+
+SUFFIX = len(b',"hash":"') + 64 + len(b'"}\n')
+
+
+def rehash_from(lines: list[bytes], start: int) -> list[bytes]:
+    """Recompute the hash of lines[start:] over their own bytes and fix each next line's prev,
+    as a forger would (plain hashlib on bytes, not this project's canonical())."""
+    lines = list(lines)
+    for i in range(start, len(lines)):
+        if i > 0:
+            prev = json.loads(lines[i - 1])["hash"].encode()
+            old_prev = json.loads(lines[i])["prev"].encode()
+            lines[i] = lines[i].replace(b'"prev":"' + old_prev + b'"', b'"prev":"' + prev + b'"')
+        head = lines[i][:-SUFFIX]
+        digest = hashlib.sha256(head + b"}").hexdigest().encode()
+        lines[i] = head + b',"hash":"' + digest + b'"}\n'
+    return lines
+
+
+def test_rewrite_and_rehash_passes_the_chain_and_verify_does_not_claim_more(tmp_path: Path) -> None:
+    """Without a signature or checkpoints nothing can catch this; the chain result must not hide it."""
+    path = tmp_path / "run.jsonl"
+    events = write_run(path)
+    lines = lines_of(path)
+    lines[-2] = lines[-2].replace(b'"exit_code":0', b'"exit_code":3')
+    forged = rehash_from(lines, len(lines) - 2)
+    path.write_bytes(b"".join(forged))
+    result = verify(path)
+    assert result.ok and result.last_hash != events[-1]["hash"]  # a different head: what anchors catch
+    assert json.loads(forged[-2])["exit_code"] == 3
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_a_duplicate_key_is_refused_even_with_every_hash_recomputed(tmp_path: Path, where: str) -> None:
+    path = tmp_path / "run.jsonl"
+    write_run(path)
+    lines = lines_of(path)
+    index = {"first": 0, "middle": len(lines) - 2, "last": len(lines) - 1}[where]
+    key = {"first": b'"mode":"paranoid"', "middle": b'"exit_code":0', "last": b'"result":"success"'}[where]
+    duplicate = key.split(b":")[0] + b':"forged"' if where != "middle" else b'"exit_code":3'
+    assert key in lines[index]
+    lines[index] = lines[index].replace(key, key + b"," + duplicate)
+    path.write_bytes(b"".join(rehash_from(lines, index)))
+    result = verify(path)
+    assert (result.ok, result.first_bad_line) == (False, index + 1), result.reason
+    assert "duplicate key" in result.reason and key.split(b":")[0].decode().strip('"') in result.reason
+
+
+def test_a_forged_non_json_line_with_its_own_hash_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    events = write_run(path)
+    body = b'{"prev":"%s","seq":%d,"type":"note",broken}' % (events[-1]["hash"].encode(), len(events))
+    path.write_bytes(path.read_bytes() + body[:-1] + b',"hash":"' + hashlib.sha256(body).hexdigest().encode() + b'"}\n')
+    result = verify(path)
+    assert (result.ok, result.first_bad_line) == (False, len(events) + 1) and "not valid JSON" in result.reason
+
+
+@pytest.mark.parametrize("field", ["seq", "prev"])
+def test_a_wrong_seq_or_prev_is_caught_even_when_its_hash_is_recomputed(tmp_path: Path, field: str) -> None:
+    """Pins both chain checks: such a line's own hash is valid, only seq/prev give it away."""
+    path = tmp_path / "run.jsonl"
+    write_run(path)
+    lines = lines_of(path)
+    prev = json.loads(lines[0])["hash"]
+    other = ("1" if prev[0] == "0" else "0") + prev[1:]
+    lines[1] = lines[1].replace(b'"seq":1,', b'"seq":2,') if field == "seq" else lines[1].replace(
+        prev.encode(), other.encode())
+    head = lines[1][:-SUFFIX]
+    lines[1] = head + b',"hash":"' + hashlib.sha256(head + b"}").hexdigest().encode() + b'"}\n'
+    path.write_bytes(b"".join(lines[:2]))
+    result = verify(path)
+    assert (result.ok, result.first_bad_line) == (False, 2), result.reason
+    assert ("seq is 2, expected 1" if field == "seq" else "prev does not match") in result.reason
+
+
+def test_a_boolean_seq_is_not_a_number(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    write_run(path)
+    lines = lines_of(path)
+    forged = rehash_from([lines[0], lines[1].replace(b'"seq":1,', b'"seq":true,')], 1)
+    path.write_bytes(b"".join(forged))
+    result = verify(path)
+    assert (result.ok, result.first_bad_line) == (False, 2) and "seq is True" in result.reason
+
+
+def test_cut_the_tail_and_cut_and_reseal_pass_the_chain_alone(tmp_path: Path) -> None:
+    """What only a signature or checkpoints can catch: the chain verifies, `sealed` tells them apart."""
+    path = tmp_path / "run.jsonl"
+    events = write_run(path)
+    lines = lines_of(path)
+    path.write_bytes(b"".join(lines[:4]))
+    cut = verify(path)
+    assert (cut.ok, cut.events, cut.sealed) == (True, 4, False)
+    resealed = lines[:4] + [lines[-1].replace(b'"seq":%d' % (len(lines) - 1), b'"seq":4')]
+    path.write_bytes(b"".join(rehash_from(resealed, 4)))
+    result = verify(path)
+    assert (result.ok, result.events, result.sealed, result.run_id) == (True, 5, True, "r-1")
+    assert result.last_hash != events[-1]["hash"]
+
+
+# --- permissions and the seal ------------------------------------------------------------------
+
+
+def test_transcripts_are_0600_in_directories_we_create_0700(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "new" / "deeper" / "run.jsonl"
+        Transcript.create(path).close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "new" / "deeper").stat().st_mode) == 0o700
+
+
+def test_an_existing_directory_keeps_its_mode(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    os.chmod(shared, 0o755)
+    Transcript.create(shared / "run.jsonl").close()
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o755
+    assert stat.S_IMODE((shared / "run.jsonl").stat().st_mode) == 0o600
+
+
+def test_the_default_transcript_directory_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    path = new_transcript_path("Deploy")
+    assert path.parent == default_transcript_dir() and str(tmp_path) in str(path)
+    Transcript.create(path).close()
+    for directory in (tmp_path / "state", default_transcript_dir()):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_the_transcript_descriptor_is_not_inherited(tmp_path: Path) -> None:
+    with Transcript.create(tmp_path / "run.jsonl") as t:
+        fd = t._file.fileno()
+        assert not os.get_inheritable(fd)
+        done = subprocess.run(["sh", "-c", f"test -e /proc/self/fd/{fd} && echo open || echo closed"],
+                              capture_output=True, text=True, close_fds=False, check=True)
+    assert done.stdout.strip() == "closed"
+
+
+def test_append_unless_sealed_never_writes_after_the_seal(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    with Transcript.create(path) as t:
+        assert t.append_unless_sealed("note", text="before")["seq"] == 0
+        t.append("run.aborted", reason="x")
+        assert t.append_unless_sealed("checkpoint.gap", error="late") is None
+        assert t.append("run.resumed")["seq"] == 2  # a resume may go on explicitly
+        assert t.append_unless_sealed("note", text="after resume")["seq"] == 3
+    with Transcript.open_append(path) as t:
+        t.append("run.finished", result="success")
+    with Transcript.open_append(path) as t:
+        assert t.append_unless_sealed("note", text="late") is None
+    assert [e["type"] for e in read_events(path)][-1] == "run.finished"
