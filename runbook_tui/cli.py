@@ -400,17 +400,64 @@ def transcript_group() -> None:
 
 @transcript_group.command("verify")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
-def transcript_verify(path: str) -> None:
-    """Check the hash chain: exit 0 when it holds, 1 naming the first bad line."""
-    from runbook_tui.audit.transcript import verify
+@click.option("--allowed-signers", type=click.Path(exists=True, dir_okay=False),
+              help="Check PATH.sig against this OpenSSH allowed_signers file and name the signer.")
+@click.option("--checkpoints", "checkpoint_log", type=click.Path(exists=True, dir_okay=False),
+              help="Check the chain against the checkpoints in this syslog collector's log file.")
+def transcript_verify(path: str, allowed_signers: str | None, checkpoint_log: str | None) -> None:
+    """Say what the transcript proves: exit 0 when every check asked for holds, 1 naming what failed.
+
+    The chain alone shows the file is self-consistent, not that it is the one the run wrote:
+    add --allowed-signers (a signature) or --checkpoints (a collector's log) for that.
+    """
+    from runbook_tui.audit.transcript import guarantee, verify
 
     result = verify(path)
-    if result.ok:
-        torn = f"; {result.reason}" if result.torn_tail else ""
-        click.echo(f"{path}: ok: {result.events} events, chain intact{torn}")
-        sys.exit(EXIT_OK)
-    click.echo(f"{path}:{result.first_bad_line}: chain broken: {result.reason}", err=True)
-    sys.exit(EXIT_FAILED)
+    if not result.ok:
+        click.echo(f"{path}:{result.first_bad_line}: chain broken: {result.reason}", err=True)
+        sys.exit(EXIT_FAILED)
+    torn = "; last line torn (a crash cut it short)" if result.torn_tail else ""
+    seal = "sealed" if result.sealed else "NOT sealed (no run.finished or run.aborted at the end)"
+    click.echo(f"{path}: ok: {result.events} events, chain intact, {seal}, last hash {result.last_hash}{torn}")
+    failed = signed = checkpointed = False
+    if allowed_signers:
+        from runbook_tui.audit.signing import verify_signature
+
+        check = verify_signature(path, allowed_signers)
+        click.echo(f"signature: {check.reason}")
+        signed, failed = check.ok, failed or not check.ok
+    if checkpoint_log:
+        from runbook_tui.audit.checkpoints import verify_checkpoints
+
+        anchors = verify_checkpoints(path, checkpoint_log)
+        click.echo(f"checkpoints: {anchors.reason}")
+        for gap in anchors.gaps:
+            click.echo(f"checkpoints: gap recorded at {gap}")
+        checkpointed, failed = anchors.complete, failed or not anchors.complete
+    click.echo(guarantee(signed, checkpointed))
+    sys.exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+@transcript_group.command("sign")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--key", type=click.Path(dir_okay=False), help="Sign with this key file (default: config.yaml signing).")
+@click.option("--agent", is_flag=True, help="The private key is in ssh-agent (with --key: its public key).")
+@user_errors
+def transcript_sign(path: str, key: str | None, agent: bool) -> None:
+    """Sign a finished transcript with an SSH key (writes PATH.sig, checkable with ssh-keygen -Y verify)."""
+    from runbook_tui.audit.signing import sign_transcript
+    from runbook_tui.config import SigningSettings, load_config
+
+    settings = SigningSettings(key=Path(key).expanduser() if key else None, agent=agent) if key or agent else \
+        load_config().signing
+    if settings is None:
+        click.echo("error: no signing key: pass --key PATH or --agent, or set `signing:` in config.yaml", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    result = sign_transcript(path, settings, interactive=True)
+    if not result.signed:
+        click.echo(f"error: {path}: {result.reason}", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"{result.signature}: {result.reason}")
 
 
 @transcript_group.command("export")

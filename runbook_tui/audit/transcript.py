@@ -152,6 +152,8 @@ class Transcript:
         path = Path(path)
         try:
             make_private_dirs(path.parent)
+            if path.parent == default_transcript_dir():  # made 0755 by a version before this rule
+                os.chmod(path.parent, _PRIVATE_DIR)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _PRIVATE_FILE)
             file = open(fd, "wb", buffering=0)
         except OSError as exc:
@@ -502,6 +504,25 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         keys = [key for key, _ in pairs]
         raise _DuplicateKey(next(key for key in keys if keys.count(key) > 1))
     return obj
+
+
+def guarantee(signed: bool, checkpointed: bool) -> str:
+    """What a transcript that passed `verify` proves, given which anchors were checked and held.
+
+    The README ("What verify proves") states the same four cases.
+    """
+    if signed and checkpointed:
+        return ("proves: the file is byte for byte what the signer's key signed, and every event is the one the "
+                "run sent to the collector while it ran (nothing cut, rewritten or re-sealed since)")
+    if signed:
+        return ("proves: the file is byte for byte what the signer's key signed at the end of the run; it cannot "
+                "show changes made on that machine before the signature (add --checkpoints for that)")
+    if checkpointed:
+        return ("proves: every event, up to the seal, is the one the run sent to the collector while it ran; "
+                "it does not say who ran it (add --allowed-signers for that)")
+    return ("proves only that the file is self-consistent: unsigned and without checkpoints, anyone with write "
+            "access could have rewritten it (hashes recomputed) or cut its end; check --allowed-signers or "
+            "--checkpoints to tell")
 
 
 def default_transcript_dir() -> Path:
