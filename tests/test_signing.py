@@ -81,15 +81,21 @@ def test_a_wrong_signer_is_named_and_refused(tmp_path: Path, ssh_agent: Agent, a
 
 def flip_a_byte(path: Path) -> None:
     data = bytearray(path.read_bytes())
-    at = data.index(b"line 3")
-    data[at + 5] = ord("4")
+    at = data.index(b'"text":"') + len(b'"text":"')  # the first output's first character
+    data[at] = ord("X") if data[at] != ord("X") else ord("Y")
     path.write_bytes(bytes(data))
+
+
+def last_exit_code(lines: list[bytes]) -> int:
+    """The index of the last command.finished: the failure an attacker wants to turn into success."""
+    return max(i for i, line in enumerate(lines) if b'"exit_code":0' in line)
 
 
 def rewrite_and_rehash(path: Path) -> None:
     lines = lines_of(path)
-    lines[-2] = lines[-2].replace(b'"exit_code":0', b'"exit_code":3')
-    path.write_bytes(b"".join(rehash_from(lines, len(lines) - 2)))
+    at = last_exit_code(lines)
+    lines[at] = lines[at].replace(b'"exit_code":0', b'"exit_code":3')
+    path.write_bytes(b"".join(rehash_from(lines, at)))
 
 
 def cut_the_tail(path: Path) -> None:
@@ -104,8 +110,9 @@ def cut_and_reseal(path: Path) -> None:
 
 def duplicate_key(path: Path) -> None:
     lines = lines_of(path)
-    lines[-2] = lines[-2].replace(b'"exit_code":0', b'"exit_code":0,"exit_code":3')
-    path.write_bytes(b"".join(rehash_from(lines, len(lines) - 2)))
+    at = last_exit_code(lines)
+    lines[at] = lines[at].replace(b'"exit_code":0', b'"exit_code":0,"exit_code":3')
+    path.write_bytes(b"".join(rehash_from(lines, at)))
 
 
 ATTACKS: dict[str, Callable[[Path], None]] = {
