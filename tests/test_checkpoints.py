@@ -177,14 +177,18 @@ def test_cli_verify_with_checkpoints(tmp_path: Path, rsyslog: Collector) -> None
 
 # --- a command that rewrites its own transcript after the run -----------------------------------
 
+# What the command does first: find the app's open transcript through /proc/$PPID/fd.
+FIND_TRANSCRIPT = (
+    "fds = f'/proc/{os.getppid()}/fd'; "
+    "found = next(t for t in (os.readlink(f'{fds}/{fd}') for fd in os.listdir(fds)) if t.endswith('.jsonl'))"
+)
+
 REWRITER = textwrap.dedent('''
-    """Runs as a task's command: find the app's transcript through /proc, wait for the app to
-    exit, then remove this command's output from it and recompute the chain."""
+    """Started in the background by a task's command, with the transcript it found through
+    /proc/$PPID/fd: wait for the app to exit, then remove the command's output from the file
+    and recompute the chain (the format is documented)."""
     import hashlib, json, os, sys, time
-    app = int(sys.argv[2])  # the command's $PPID
-    fds = f"/proc/{app}/fd"
-    path = next(os.readlink(f"{fds}/{fd}") for fd in os.listdir(fds)
-                if os.readlink(f"{fds}/{fd}").endswith(".jsonl"))
+    marker, app, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     while os.path.exists(f"/proc/{app}"):
         time.sleep(0.02)
     time.sleep(0.5)  # let the app's signature be written first
@@ -199,7 +203,7 @@ REWRITER = textwrap.dedent('''
         prev = hashlib.sha256(body).hexdigest()
         kept.append(body[:-1] + b',"hash":"' + prev.encode() + b'"}\\n')
     open(path, "wb").write(b"".join(kept))
-    open(sys.argv[1], "w").write("rewritten")
+    open(marker, "w").write("rewritten")
 ''')
 
 APP = textwrap.dedent('''
@@ -211,13 +215,13 @@ APP = textwrap.dedent('''
     from runbook_tui.audit.signing import sign_transcript
     from runbook_tui.audit.transcript import Transcript
     from runbook_tui.config import SigningSettings
-    path, target, pub, rewriter, marker = sys.argv[1:6]
+    path, target, pub, rewriter, marker, find = sys.argv[1:7]
     t = Transcript.create(path, checkpoints=Checkpointer(target, 0.2))
     t.append("run.started", run_id="r-cp")
     t.append("command.started", task_id="1.1", command="deploy")
-    command = (f"import os, subprocess, sys; subprocess.Popen([sys.executable, {rewriter!r}, {marker!r}, "
-               f"str(os.getppid())], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
-               f"print('EVIL')")
+    command = (f"import os, subprocess, sys; exec({find!r}); "
+               f"subprocess.Popen([sys.executable, {rewriter!r}, {marker!r}, str(os.getppid()), found], "
+               f"start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print('EVIL')")
     out = subprocess.run([sys.executable, "-c", command], capture_output=True, text=True, check=True).stdout
     t.append("output", task_id="1.1", text=out)
     t.append("command.finished", task_id="1.1", exit_code=0)
@@ -234,8 +238,8 @@ def test_a_command_rewriting_its_own_transcript_after_the_run(tmp_path: Path, rs
     allowed = ssh_agent.allowed_signers(tmp_path / "allowed", **{"alice@example.com": pub})
     rewriter, path, marker = tmp_path / "rewriter.py", tmp_path / "run.jsonl", tmp_path / "rewritten"
     rewriter.write_text(REWRITER)
-    app = subprocess.Popen([sys.executable, "-c", APP, str(path), rsyslog.target, str(pub), str(rewriter), str(marker)],
-                           stdout=subprocess.PIPE, text=True, env=ssh_agent.env)
+    app = subprocess.Popen([sys.executable, "-c", APP, str(path), rsyslog.target, str(pub), str(rewriter), str(marker),
+                            FIND_TRANSCRIPT], stdout=subprocess.PIPE, text=True, env=ssh_agent.env)
     try:
         out, _ = app.communicate(timeout=120)
     finally:
@@ -256,9 +260,13 @@ def test_a_command_rewriting_its_own_transcript_after_the_run(tmp_path: Path, rs
     assert not signature.ok and "does not match the file" in signature.reason
     check = verify_checkpoints(path, rsyslog.log)
     removed = 2  # the command's output event
-    expected = min(c.seq for c in rsyslog.checkpoints() if c.seq >= removed)
-    assert (check.ok, check.first_bad_seq, check.anchored) == (False, expected, 0), check.reason
-    assert f"event seq {expected} (line {expected + 1}) disagrees" in check.reason
+    held = {c.seq for c in rsyslog.checkpoints()}
+    expected, before = min(s for s in held if s >= removed), max(s for s in held if s < removed)
+    assert (check.ok, check.first_bad_seq, check.anchored) == (False, expected, before), check.reason
+    # heads coalesce when events come faster than they are sent: the task's end may have gone out
+    # with the seal, and then the first checkpoint past the rewrite is one the file no longer reaches
+    assert (f"event seq {expected} (line {expected + 1}) disagrees" if expected < chain.events
+            else f"event seq {expected} is missing") in check.reason
 
 
 # --- the settings ------------------------------------------------------------------------------
