@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from runbook_tui.audit.signing import NAMESPACE, sign_transcript
 from runbook_tui.audit.transcript import Transcript
+from runbook_tui.config import SigningSettings
 from runbook_tui.integrations.git import GitError, attach_note, attach_transcript, repo_facts, strip_credentials
+from tests.ssh_agent import Agent, ssh_agent  # noqa: F401 - the fixture
 
 
 @pytest.fixture(autouse=True)
@@ -234,3 +237,83 @@ def test_attach_transcript_without_a_recorded_repository(tmp_path: Path) -> None
     (tmp_path / "no-start.jsonl").write_text("")
     with pytest.raises(GitError, match="no run.started"):
         attach_transcript(tmp_path / "no-start.jsonl")
+
+
+# --- issue 14: facts a release manager can use ------------------------------------------------
+
+
+def annotate(repo: Path, tag: str, rev: str = "HEAD") -> None:
+    git(repo, "tag", "-a", tag, "-m", f"release {tag}", rev)
+
+
+@pytest.mark.parametrize("where", ["at-the-tag", "after-the-tag"])
+def test_the_tag_on_a_detached_head_of_an_annotated_release(tmp_path: Path, where: str) -> None:
+    repo = make_repo(tmp_path / "repo")
+    annotate(repo, "v2.0", "HEAD~1")
+    git(repo, "checkout", "-q", "--detach", "v2.0" if where == "at-the-tag" else "main")
+    facts = repo_facts(repo / "runbook.md")
+    assert facts["branch"] is None and facts["note"] == "detached HEAD"
+    short = git(repo, "rev-parse", "--short=7", "HEAD")
+    assert facts["tag"] == ("v2.0" if where == "at-the-tag" else f"v2.0-1-g{short}")
+
+
+def test_the_tag_in_a_shallow_detached_clone_of_a_release(tmp_path: Path) -> None:
+    """What a CI job checks out: one commit, detached at the release tag."""
+    origin = make_repo(tmp_path / "origin")
+    annotate(origin, "v2.0", "HEAD")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", "--branch", "v2.0", f"file://{origin}", str(clone)],
+                   check=True, capture_output=True)
+    facts = repo_facts(clone / "runbook.md")
+    assert (facts["branch"], facts["tag"], facts["shallow"]) == (None, "v2.0", True)
+
+
+def test_a_runbook_outside_any_repository_records_the_working_directorys(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    outside = tmp_path / "ops-runbooks"
+    outside.mkdir()
+    (outside / "release.md").write_text("# Release\n")
+    app = make_repo(tmp_path / "app")
+    monkeypatch.chdir(app)
+    facts = repo_facts(outside / "release.md")
+    assert facts["repo"] == str(app) and facts["head"] == git(app, "rev-parse", "HEAD")
+    assert facts["runbook_in_repo"] is False and "outside any repository" in facts["note"]
+    assert "runbook_last_commit" not in facts
+    transcript = tmp_path / "run.jsonl"
+    record_run(transcript, facts)
+    assert attach_transcript(transcript) == (str(app), git(app, "rev-parse", "HEAD"))
+
+
+def test_the_note_is_found_through_an_annotated_and_a_lightweight_tag(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    annotate(repo, "v2.0")
+    git(repo, "tag", "v2.0-light")
+    transcript = tmp_path / "run.jsonl"
+    record_run(transcript, repo_facts(repo / "runbook.md"))
+    attach_transcript(transcript)
+    for name in ("v2.0", "v2.0-light", "HEAD", "v2.0^{}"):
+        assert "# Runbook run: Release 1.0" in git(repo, "notes", "--ref", "runbook-tui", "show", name), name
+    with pytest.raises(subprocess.CalledProcessError):
+        git(repo, "notes", "--ref", "runbook-tui", "show", "v1.0")  # another commit: no note
+
+
+def test_the_note_carries_the_signature(tmp_path: Path, ssh_agent: Agent) -> None:  # noqa: F811
+    """A reviewer with the note, the transcript and stock OpenSSH can check who ran it."""
+    repo = make_repo(tmp_path / "repo")
+    transcript = tmp_path / "run.jsonl"
+    record_run(transcript, repo_facts(repo / "runbook.md"))
+    attach_transcript(transcript)
+    assert "Transcript signature" not in git(repo, "notes", "--ref", "runbook-tui", "show", "HEAD")
+    pub = ssh_agent.new_key("alice", "alice@example.com", add=True)
+    assert sign_transcript(transcript, SigningSettings(key=pub, agent=True)).signed
+    attach_transcript(transcript)
+    note = git(repo, "notes", "--ref", "runbook-tui", "show", "HEAD")
+    assert "ssh-keygen -Y verify" in note and f"-n {NAMESPACE}" in note
+    armored = note[note.index("-----BEGIN SSH SIGNATURE-----"):note.index("-----END SSH SIGNATURE-----")]
+    (tmp_path / "from-note.sig").write_text(armored + "-----END SSH SIGNATURE-----\n")
+    allowed = ssh_agent.allowed_signers(tmp_path / "allowed", **{"alice@example.com": pub})
+    with open(transcript, "rb") as data:
+        done = subprocess.run(["ssh-keygen", "-Y", "verify", "-f", str(allowed), "-I", "alice@example.com", "-n",
+                               NAMESPACE, "-s", str(tmp_path / "from-note.sig")], stdin=data, capture_output=True,
+                              text=True)
+    assert done.returncode == 0, done.stderr

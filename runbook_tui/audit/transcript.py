@@ -418,7 +418,7 @@ def verify(path: str | os.PathLike[str]) -> VerifyResult:
             if event is None or event.get("prev") != prev or event.get("seq") != seq or type(event["seq"]) is not int:
                 problem = _diagnose(line, seq, prev)
                 if problem == "torn" and seq:
-                    reason = f"{seq} events; line {number} is torn (a crash cut it short)"
+                    reason = f"chain intact: {seq} events; line {number} is torn (a crash cut it short)"
                     return VerifyResult(True, seq, None, reason, True, prev, last_type in SEALS, run_id)
                 if problem == "torn":
                     problem = "no complete event (the only line is cut short)"
@@ -429,7 +429,7 @@ def verify(path: str | os.PathLike[str]) -> VerifyResult:
             seq, prev = seq + 1, event["hash"]
     if not seq:
         return VerifyResult(False, 0, 1, "line 1: no events (an empty file records no run)", False, GENESIS)
-    return VerifyResult(True, seq, None, f"{seq} events", False, prev, last_type in SEALS, run_id)
+    return VerifyResult(True, seq, None, f"chain intact: {seq} events", False, prev, last_type in SEALS, run_id)
 
 
 def _written_event(line: bytes) -> dict[str, Any] | None:

@@ -3,7 +3,8 @@
 `repo_facts` never fails a run: outside a repository, on a detached HEAD, in an empty or
 shallow clone, the facts say so instead. Remote URLs lose any credentials before they are
 recorded. `attach_note` / `attach_transcript` are explicit operator actions, so they raise
-GitError with git's own message when they cannot do what was asked.
+GitError with git's own message when they cannot do what was asked; the note carries the
+transcript's signature (`FILE.sig`) when there is one.
 """
 
 from __future__ import annotations
@@ -39,10 +40,18 @@ def strip_credentials(url: str) -> str:
 
 
 def repo_facts(runbook_path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Facts about the repository holding `runbook_path` (and the cwd's, when it differs)."""
+    """Facts about the repository holding `runbook_path` (and the cwd's, when it differs).
+
+    A runbook kept outside any repository (a shared ops folder) is run against the release
+    checked out in the working directory: then the cwd's repository is the run's.
+    """
     runbook = Path(runbook_path).resolve()
     facts = _facts_for(runbook.parent, runbook)
     cwd_facts = _facts_for(Path.cwd(), None)
+    if cwd_facts.get("repo") and facts.get("repo") is None:
+        return {**cwd_facts, "runbook_in_repo": False,
+                "note": "; ".join(filter(None, ["the runbook is outside any repository: these are the working "
+                                                "directory's", cwd_facts.get("note")]))}
     if cwd_facts.get("repo") and cwd_facts.get("repo") != facts.get("repo"):
         facts["cwd_repo"] = cwd_facts
     return facts
@@ -182,12 +191,21 @@ def attach_note(repo_path: str | os.PathLike[str], commit: str, text: str, ref: 
     Appends (`git notes append`), never overwrites: a release commit may be run against more
     than once (a rollback, a retry) and every run's record must survive. git normalises
     whitespace in notes (trailing blanks, repeated blank lines).
+
+    The note lives on the (peeled) commit. `git notes show v1.2` looks up the object a name
+    resolves to, which for an annotated tag is the tag object, not the commit; so the same text
+    is also appended to each annotated tag that points at the commit now. (For a tag made
+    later: `git notes --ref runbook-tui show 'v1.2^{}'`.)
     """
     try:
         sha = _git(repo_path, "rev-parse", "--verify", "--end-of-options", f"{commit}^{{commit}}")
     except GitError as exc:
         raise GitError(f"no commit {commit!r} in {repo_path} ({exc})") from None
     _git(repo_path, "notes", "--ref", ref, "append", "--file=-", sha, stdin=text)
+    listing = _git(repo_path, "for-each-ref", f"--points-at={sha}", "--format=%(objecttype) %(objectname)",
+                   "refs/tags")
+    for tag_object in sorted({line.split()[1] for line in listing.splitlines() if line.startswith("tag ")}):
+        _git(repo_path, "notes", "--ref", ref, "append", "--file=-", tag_object, stdin=text)
     return sha
 
 
@@ -199,6 +217,7 @@ def attach_transcript(transcript_path: str | os.PathLike[str], commit: str | Non
     note lands on the commit the run actually used, not on whatever HEAD is now.
     """
     from runbook_tui.audit.export import export
+    from runbook_tui.audit.signing import note_text
     from runbook_tui.audit.transcript import TranscriptError, read_events
 
     try:
@@ -215,4 +234,6 @@ def attach_transcript(transcript_path: str | os.PathLike[str], commit: str | Non
     target = commit or facts.get("head")
     if not target:
         raise GitError(f"{transcript_path}: no commit recorded ({facts.get('note') or 'no HEAD'}); pass --commit REV")
-    return os.fspath(where), attach_note(where, target, export(transcript_path, "md"))
+    text = export(transcript_path, "md")
+    signature = note_text(transcript_path)
+    return os.fspath(where), attach_note(where, target, f"{text.rstrip()}\n\n{signature}" if signature else text)
