@@ -15,8 +15,6 @@ import pytest
 from runbook_tui.audit.checkpoints import Checkpointer, message, verify_checkpoints
 from runbook_tui.audit.signing import sign_transcript, verify_signature
 from runbook_tui.audit.transcript import Transcript, read_events, verify
-from runbook_tui.config import CheckpointSettings, SigningSettings, load_config
-from runbook_tui.parse.errors import RunbookError
 from tests.rsyslog_collector import Collector, free_port, rsyslog  # noqa: F401 - the fixture
 from tests.ssh_agent import Agent, ssh_agent  # noqa: F401 - the fixture
 from tests.test_signing import ATTACKS
@@ -267,31 +265,3 @@ def test_a_command_rewriting_its_own_transcript_after_the_run(tmp_path: Path, rs
     # with the seal, and then the first checkpoint past the rewrite is one the file no longer reaches
     assert (f"event seq {expected} (line {expected + 1}) disagrees" if expected < chain.events
             else f"event seq {expected} is missing") in check.reason
-
-
-# --- the settings ------------------------------------------------------------------------------
-
-
-def test_checkpoint_settings(tmp_path: Path) -> None:
-    path = tmp_path / "config.yaml"
-    path.write_text('checkpoints:\n  syslog: "tcp://logs.example.com:6514"\n  interval: 5\n')
-    settings = load_config(path).checkpoints
-    assert settings == CheckpointSettings(syslog="tcp://logs.example.com:6514", interval=5.0)
-    checkpointer = Checkpointer.from_settings(settings)
-    assert checkpointer is not None and checkpointer.target == "tcp://logs.example.com:6514"
-    assert Checkpointer.from_settings(None) is None
-
-
-@pytest.mark.parametrize(("text", "line", "message"), [
-    ("checkpoints:\n  syslog: udp://x:514\n", 2, "tcp://HOST:PORT"),
-    ("checkpoints:\n  syslog: tcp://x\n", 2, "tcp://HOST:PORT"),
-    ("checkpoints:\n  syslog: tcp://x:99999\n", 2, "tcp://HOST:PORT"),
-    ("checkpoints:\n  syslog: tcp://x:514\n  interval: 0\n", 3, "interval"),
-    ("checkpoints:\n  syslog: tcp://x:514\n  intervall: 2\n", 3, "did you mean 'interval'"),
-])
-def test_bad_checkpoint_settings_are_located(tmp_path: Path, text: str, line: int, message: str) -> None:
-    path = tmp_path / "config.yaml"
-    path.write_text(text)
-    with pytest.raises(RunbookError) as err:
-        load_config(path)
-    assert err.value.line == line and message in err.value.message

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from runbook_tui.audit.signing import NAMESPACE, sign_transcript, signature_path, verify_signature
-from runbook_tui.config import SigningSettings, load_config
-from runbook_tui.parse.errors import RunbookError
+from runbook_tui.config import SigningSettings
 from tests.ssh_agent import Agent, ssh_agent  # noqa: F401 - the fixture
 from tests.test_transcript import lines_of, rehash_from, write_run
 
@@ -213,31 +212,3 @@ def test_cli_sign_without_a_key_is_bad_input(tmp_path: Path) -> None:
     write_run(path)
     done = cli("transcript", "sign", str(path))
     assert done.returncode == 2 and "no signing key" in done.stderr and "Traceback" not in done.stderr
-
-
-# --- the settings ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("text", "expected"), [
-    ("signing: agent\n", SigningSettings(agent=True)),
-    ("signing:\n  key: ~/.ssh/id_ed25519\n", SigningSettings(key=Path("~/.ssh/id_ed25519").expanduser())),
-    ("signing:\n  key: /k.pub\n  agent: true\n", SigningSettings(key=Path("/k.pub"), agent=True)),
-])
-def test_signing_settings(tmp_path: Path, text: str, expected: SigningSettings) -> None:
-    path = tmp_path / "config.yaml"
-    path.write_text(text)
-    assert load_config(path).signing == expected
-
-
-@pytest.mark.parametrize(("text", "line", "message"), [
-    ("theme: x\nsigning:\n  kee: /k\n", 3, "did you mean 'key'"),
-    ("signing: yes\n", 1, "expected a mapping"),
-    ("signing:\n  agent: false\n", 1, "name a key or say agent: true"),
-    ("signing:\n  agent: maybe\n", 1, "agent is true or false"),
-])
-def test_bad_signing_settings_are_located(tmp_path: Path, text: str, line: int, message: str) -> None:
-    path = tmp_path / "config.yaml"
-    path.write_text(text)
-    with pytest.raises(RunbookError) as err:
-        load_config(path)
-    assert err.value.line == line and message in err.value.message

@@ -610,6 +610,9 @@ def test_the_default_transcript_directory_is_private(tmp_path: Path, monkeypatch
     for directory in (tmp_path / "state", default_transcript_dir()):
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    os.chmod(default_transcript_dir(), 0o755)  # as an older version left it
+    Transcript.create(new_transcript_path("Deploy")).close()
+    assert stat.S_IMODE(default_transcript_dir().stat().st_mode) == 0o700
 
 
 def test_the_transcript_descriptor_is_not_inherited(tmp_path: Path) -> None:
