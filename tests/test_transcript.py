@@ -11,6 +11,8 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -25,7 +27,9 @@ from runbook_tui.audit.transcript import (
     canonical,
     default_transcript_dir,
     follow,
+    guarantee,
     new_transcript_path,
+    parse_timestamp,
     read_events,
     verify,
 )
@@ -616,12 +620,15 @@ def test_the_default_transcript_directory_is_private(tmp_path: Path, monkeypatch
 
 
 def test_the_transcript_descriptor_is_not_inherited(tmp_path: Path) -> None:
-    with Transcript.create(tmp_path / "run.jsonl") as t:
-        fd = t._file.fileno()
-        assert not os.get_inheritable(fd)
-        done = subprocess.run(["sh", "-c", f"test -e /proc/self/fd/{fd} && echo open || echo closed"],
-                              capture_output=True, text=True, close_fds=False, check=True)
-    assert done.stdout.strip() == "closed"
+    """A command started even with close_fds=False holds no descriptor of the transcript."""
+    path = tmp_path / "run.jsonl"
+    with Transcript.create(path) as t:
+        assert not os.get_inheritable(t._file.fileno())
+        listing = ("import os\nfor fd in os.listdir('/proc/self/fd'):\n    try: print(os.readlink(f'/proc/self/fd/{fd}'))"
+                   "\n    except OSError: pass  # the descriptor listdir used")
+        done = subprocess.run([sys.executable, "-c", listing], capture_output=True, text=True, close_fds=False,
+                              check=True)
+    assert str(path) not in done.stdout and "pipe:" in done.stdout
 
 
 def test_append_unless_sealed_never_writes_after_the_seal(tmp_path: Path) -> None:
@@ -637,3 +644,316 @@ def test_append_unless_sealed_never_writes_after_the_seal(tmp_path: Path) -> Non
     with Transcript.open_append(path) as t:
         assert t.append_unless_sealed("note", text="late") is None
     assert [e["type"] for e in read_events(path)][-1] == "run.finished"
+
+
+# --- pinned by mutation testing (RELIABILITY.md, "Mutation testing") --------------------------
+
+
+class RecordingWatcher:
+    """A ChainWatcher that notes what it is told, and when."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def attach(self, transcript: Transcript) -> None:
+        self.calls.append(("attach", transcript))
+
+    def written(self, event: dict) -> None:
+        self.calls.append(("written", (event["seq"], event["type"], event["hash"])))
+
+    def close(self) -> None:
+        self.calls.append(("close", None))
+
+
+def test_a_watcher_sees_every_event_in_order_and_closes_before_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    watcher = RecordingWatcher()
+    t = Transcript.create(path, checkpoints=watcher)
+    assert t.path == path and watcher.calls == [("attach", t)]
+    first = t.append("run.started", run_id="w")
+    second = t.append_unless_sealed("note", text="n")
+    assert second is not None and second["type"] == "note"
+    t.close()
+    assert watcher.calls[1:] == [("written", (0, "run.started", first["hash"])),
+                                 ("written", (1, "note", second["hash"])), ("close", None)]
+    resumed = RecordingWatcher()
+    with Transcript.open_append(path, checkpoints=resumed) as t:
+        assert t.path == path and resumed.calls == [("attach", t)]
+        third = t.append("run.finished", result="success")
+    assert resumed.calls[1:] == [("written", (2, "run.finished", third["hash"])), ("close", None)]
+
+
+def test_create_and_open_name_the_file_and_the_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(TranscriptError, match=r"^cannot create transcript .*/file/run\.jsonl: Not a directory$"):
+        Transcript.create(tmp_path / "file" / "run.jsonl")
+    with pytest.raises(TranscriptError, match=r"^cannot open transcript .*/nope\.jsonl: No such file or directory$"):
+        Transcript.open_append(tmp_path / "nope.jsonl")
+
+    def unsyncable(directory: Path) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(transcript_module, "_fsync_dir", unsyncable)
+    with pytest.raises(TranscriptError, match=r"^cannot create transcript .*/b\.jsonl: Input/output error$"):
+        Transcript.create(tmp_path / "b.jsonl")
+
+
+def test_a_locked_transcript_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    with Transcript.create(path):
+        with pytest.raises(TranscriptError, match=rf"^transcript {re.escape(str(path))} is being written by another run$"):
+            Transcript.open_append(path)
+
+
+def test_a_write_that_cannot_be_undone_makes_the_transcript_refuse_more(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "run.jsonl"
+    with Transcript.create(path) as t:
+        t.append("note", text="one")
+        t.append("note", text="two")
+
+        def no_space(fd: int) -> None:
+            raise OSError(28, "No space left on device")
+
+        def no_truncate(fd: int, size: int) -> None:
+            raise OSError(5, "Input/output error")
+
+        monkeypatch.setattr(transcript_module.os, "fsync", no_space)
+        monkeypatch.setattr(transcript_module.os, "ftruncate", no_truncate)
+        with pytest.raises(TranscriptError, match="No space left"):
+            t.append("note", text="lost")
+        monkeypatch.undo()
+        with pytest.raises(TranscriptError, match=rf"^transcript {re.escape(str(path))} is unusable after a failed "
+                                                   r"write: \[Errno 28\] No space left on device$"):
+            t.append("note", text="refused")
+
+
+def test_an_undone_write_cuts_back_to_the_last_whole_event(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "run.jsonl"
+    with Transcript.create(path) as t:
+        for text in ("one", "two", "three"):
+            t.append("note", text=text)
+        monkeypatch.setattr(transcript_module.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(28, "full")))
+        with pytest.raises(TranscriptError):
+            t.append("note", text="lost")
+        monkeypatch.undo()
+    assert [e["text"] for e in read_events(path)] == ["one", "two", "three"] and verify(path).events == 3
+
+
+class Trickle:
+    """A file whose write() takes at most 7 bytes, then nothing once `limit` is reached."""
+
+    def __init__(self, limit: int) -> None:
+        self.data, self.limit = bytearray(), limit
+
+    def write(self, view: memoryview) -> int:
+        taken = bytes(view[: min(7, self.limit - len(self.data))])
+        self.data += taken
+        return len(taken)
+
+
+def test_short_writes_are_continued_and_a_stuck_one_is_an_error() -> None:
+    whole = Trickle(10_000)
+    transcript_module._write_all(whole, b"x" * 100)  # type: ignore[arg-type]
+    assert bytes(whole.data) == b"x" * 100
+    with pytest.raises(OSError, match=r"^short write \(50 bytes left\)$"):
+        transcript_module._write_all(Trickle(50), b"y" * 100)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("ending", [b'"]\n', b'"}\n'], ids=["not-json", "no-hash-key"])
+def test_open_append_refuses_a_forged_last_line_without_a_traceback(tmp_path: Path, ending: bytes) -> None:
+    """A last line whose hash matches its own bytes but which verify refuses: no resume onto it."""
+    path = tmp_path / "run.jsonl"
+    write_run(path)
+    lines = lines_of(path)
+    body = lines[-1][:-SUFFIX] + b"}"
+    key = b',"hash":"' if ending == b'"]\n' else b',"hush":"'
+    lines[-1] = body[:-1] + key + hashlib.sha256(body).hexdigest().encode() + ending
+    path.write_bytes(b"".join(lines))
+    with pytest.raises(TranscriptError, match=rf"^{re.escape(str(path))}: the last event is not as it was written"):
+        Transcript.open_append(path)
+
+
+def test_open_append_refuses_an_unterminated_last_line_that_is_json_but_no_event(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    write_run(path)
+    path.write_bytes(path.read_bytes() + b'{"seq":99}')
+    with pytest.raises(TranscriptError, match=rf"^{re.escape(str(path))}: the last line is not a valid event"):
+        Transcript.open_append(path)
+
+
+@pytest.mark.parametrize("last_size", [10, 70_000, 140_000])
+@pytest.mark.parametrize("cut", [0, 1, 5_000])
+def test_resume_reads_the_tail_across_64k_boundaries(tmp_path: Path, last_size: int, cut: int) -> None:
+    path = tmp_path / "run.jsonl"
+    with Transcript.create(path) as t:
+        for i in range(40):
+            t.append("output", task_id="1", text=f"{i} " + "y" * 3000)
+        last = t.append("output", task_id="1", text="z" * last_size)
+    torn = b'{"seq":41,"ts":"2026' + b"w" * cut
+    path.write_bytes(path.read_bytes() + torn)
+    with Transcript.open_append(path) as t:
+        event = t.append("run.finished", result="success")
+    assert (event["seq"], event["prev"]) == (41, last["hash"])
+    assert verify(path).events == 42
+
+
+def test_read_events_keeps_a_last_event_that_lacks_only_its_newline(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    events = write_run(path)
+    path.write_bytes(path.read_bytes()[:-1])
+    assert list(read_events(path)) == events
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"garbage\n", r"^{path}:2: not a JSON event: "),
+    (b"[1]\n", r"^{path}:2: not an event \(a JSON list\)$"),
+])
+def test_readers_name_the_file_and_line(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "run.jsonl"
+    write_run(path, outputs=0)
+    path.write_bytes(lines_of(path)[0] + content)
+    pattern = message.format(path=re.escape(str(path)))
+    with pytest.raises(TranscriptError, match=pattern):
+        list(read_events(path))
+    stop = threading.Event()
+    with pytest.raises(TranscriptError, match=pattern):
+        list(follow(path, stop))
+
+
+def test_follow_waits_for_the_file_and_for_a_torn_line_to_be_completed(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    stop = threading.Event()
+    seen: list[dict] = []
+
+    def reader() -> None:
+        seen.extend(follow(path, stop))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    time.sleep(0.3)  # the follower is now waiting for the file (not a timing assertion)
+    write_run(path, outputs=1)
+    lines = lines_of(path)
+    path.write_bytes(b"".join(lines[:-1]) + lines[-1][:10])  # the last line torn, as a crash leaves it
+    time.sleep(0.3)
+    with open(path, "ab") as raw:
+        raw.write(lines[-1][10:])
+    deadline = time.monotonic() + 20
+    while len(seen) < len(lines) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    thread.join(timeout=20)
+    assert [e["seq"] for e in seen] == list(range(len(lines)))
+
+
+def test_verify_reports_sealed_and_the_run_id_also_with_a_torn_tail_and_on_failure(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    events = write_run(path)
+    path.write_bytes(path.read_bytes() + b'{"seq":')
+    torn = verify(path)
+    assert (torn.ok, torn.torn_tail, torn.sealed, torn.run_id, torn.events) == (True, True, True, "r-1", len(events))
+    assert torn.reason == f"chain intact: {len(events)} events; line {len(events) + 1} is torn (a crash cut it short)"
+    lines = lines_of(path)
+    path.write_bytes(b"".join(lines[:3] + lines[4:]))
+    broken = verify(path)
+    assert (broken.ok, broken.torn_tail, broken.sealed, broken.run_id) == (False, False, False, "r-1")
+    assert broken.torn_tail is False and broken.sealed is False
+    path.write_bytes(b"".join(lines[:-1]))
+    whole = verify(path)
+    assert whole.reason == f"chain intact: {len(events)} events" and whole.torn_tail is False
+    empty = tmp_path / "empty.jsonl"
+    empty.touch()
+    assert verify(empty).torn_tail is False and verify(empty).sealed is False
+
+
+def test_a_run_id_that_is_not_a_string_is_not_reported(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    with Transcript.create(path) as t:
+        t.append("run.started", run_id=42)
+    assert verify(path).run_id is None
+
+
+@pytest.mark.parametrize("missing", ["type", "ts"])
+def test_an_event_without_type_or_ts_is_refused(tmp_path: Path, missing: str) -> None:
+    path = tmp_path / "run.jsonl"
+    write_run(path)
+    lines = lines_of(path)
+    event = json.loads(lines[1])
+    del event[missing], event["hash"]
+    body = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    lines[1] = body[:-1] + b',"hash":"' + hashlib.sha256(body).hexdigest().encode() + b'"}\n'
+    path.write_bytes(b"".join(lines[:2]))
+    result = verify(path)
+    assert (result.ok, result.reason) == (False, "line 2: not an event (no type or ts)")
+
+
+def test_every_reason_word_for_word(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    write_run(path)
+    lines = lines_of(path)
+    reasons = {}
+    cases = {
+        "edited": lines[:4] + [lines[4].replace(b"line 1", b"line 7")],
+        "not json": lines[:2] + [b"{not json\n"],
+        "no hash": lines[:2] + [b'{"seq":2}\n'],
+        "reformatted": lines[:3] + [lines[3].replace(b'","', b'", "', 1)],
+        "forged": lines[:3] + rehash_from(lines[:3] + [lines[3].replace(b'","', b'", "', 1)], 3)[3:],
+        "deleted": lines[:3] + lines[4:],
+        "deleted, no final newline": lines[:-2] + [lines[-1][:-1]],
+        "list": lines[:1] + [b'[1]\n'],
+    }
+    for case, content in cases.items():
+        path.write_bytes(b"".join(content))
+        reasons[case] = verify(path).reason
+    assert reasons == {
+        "edited": "line 5: content does not match its hash (the line was edited)",
+        "not json": "line 3: not valid JSON (edited or truncated)",
+        "no hash": "line 3: not an event (no hash)",
+        "reformatted": "line 4: not the bytes the writer wrote (spacing, key order or escapes changed; the content "
+                       "is the same)",
+        "forged": "line 4: not in the writer's canonical form, with a hash computed over its own bytes (forged)",
+        "deleted": "line 4: prev does not match the previous line's hash (a line was deleted, inserted or moved)",
+        "deleted, no final newline": f"line {len(lines) - 1}: prev does not match the previous line's hash (a line "
+                                     "was deleted, inserted or moved)",
+        "list": "line 2: not an event (no hash)",
+    }
+
+
+def test_timestamps_are_utc_whatever_the_local_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        before = datetime.now(timezone.utc)
+        stamp = transcript_module.utc_timestamp()
+        after = datetime.now(timezone.utc)
+        assert before <= parse_timestamp(stamp) <= after
+        names = {time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())}
+        name = new_transcript_path("x").name
+        names.add(time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+        assert name.split("-")[0] in names
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert parse_timestamp("2026-01-02T03:04:05.000006Z") == datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
+
+
+def test_slugs_lose_their_dashes_at_both_ends_and_after_the_cut() -> None:
+    assert new_transcript_path("--Deploy--").name.split("-", 1)[1].startswith("deploy-")
+    long = new_transcript_path("a" * 47 + " bcd").name
+    assert re.fullmatch(r"\d{8}T\d{6}Z-" + "a" * 47 + r"-[0-9a-f]{6}\.jsonl", long), long
+
+
+def test_the_default_directory_is_in_the_user_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert default_transcript_dir() == tmp_path / "runbook-tui" / "transcripts"
+
+
+def test_what_verify_proves_differs_in_each_configuration() -> None:
+    texts = {(signed, checkpointed): guarantee(signed, checkpointed) for signed in (False, True)
+             for checkpointed in (False, True)}
+    assert len(set(texts.values())) == 4 and all(text.startswith("proves") for text in texts.values())
+    assert texts[(False, False)].endswith("check --allowed-signers or --checkpoints to tell")
+    assert "anyone with write access could have rewritten it" in texts[(False, False)]
+    assert texts[(True, False)].endswith("(add --checkpoints for that)")
+    assert texts[(False, True)].endswith("(add --allowed-signers for that)")
+    assert texts[(True, True)].endswith("(nothing cut, rewritten or re-sealed since)")

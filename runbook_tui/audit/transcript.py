@@ -100,17 +100,6 @@ def _seal(event: dict[str, Any]) -> tuple[bytes, str]:
     return body[:-1] + _HASH_KEY + digest.encode() + b'"}\n', digest
 
 
-def _line_hash(line: bytes) -> bytes | None:
-    """The stored hash of a newline-terminated line written by `_seal`, if its bytes match it."""
-    cut = len(line) - _SUFFIX_LEN
-    if cut < 1 or not line.endswith(b'"}\n') or line[cut : cut + len(_HASH_KEY)] != _HASH_KEY:
-        return None
-    stored = line[cut + len(_HASH_KEY) : -3]
-    hasher = hashlib.sha256(memoryview(line)[:cut])
-    hasher.update(b"}")
-    return stored if hasher.hexdigest().encode() == stored else None
-
-
 class ChainWatcher(Protocol):
     """Told about every event once it is on disk (e.g. `audit.checkpoints.Checkpointer`).
 
@@ -160,7 +149,6 @@ class Transcript:
             raise TranscriptError(f"cannot create transcript {path}: {exc.strerror or exc}") from exc
         _lock_file(file, path)
         try:
-            os.fchmod(fd, _PRIVATE_FILE)  # exactly 0600, whatever the umask left
             _fsync_dir(path.parent)  # else a crash could lose the file, not just its last line
         except OSError as exc:
             file.close()
@@ -255,16 +243,11 @@ class Transcript:
 def make_private_dirs(directory: Path) -> None:
     """Create `directory` and any missing parents 0700 (existing ones are left as they are)."""
     missing = []
-    while not directory.exists():
+    while not directory.exists():  # ends at the root at the latest
         missing.append(directory)
-        if directory.parent == directory:
-            break
         directory = directory.parent
     for created in reversed(missing):
-        try:
-            created.mkdir(mode=_PRIVATE_DIR)
-        except FileExistsError:  # made meanwhile by another run
-            continue
+        created.mkdir(mode=_PRIVATE_DIR, exist_ok=True)  # another run may make it meanwhile
         os.chmod(created, _PRIVATE_DIR)  # exactly 0700, whatever the umask left
 
 
@@ -277,7 +260,7 @@ def _lock_file(file: IO[bytes], path: Path) -> None:
 
 
 def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -295,12 +278,15 @@ def _write_all(file: IO[bytes], data: bytes) -> None:
 
 
 def _repair_tail(file: IO[bytes], path: Path) -> tuple[int, str, str | None]:
-    """Next seq, last hash and last event type of the chain in `file`, after dropping a torn line."""
-    start, last_start = _last_line_starts(file, file.seek(0, os.SEEK_END))
+    """Next seq, last hash and last event type of the chain in `file`, after dropping a torn line.
+
+    The last event must be one `verify` would accept, so a resumed run never extends a forgery.
+    """
+    start, last_start = _last_line_starts(file, os.fstat(file.fileno()).st_size)
     file.seek(start)
     tail = file.read()
     if tail:
-        if _line_hash(tail + b"\n") is not None:
+        if _written_event(tail + b"\n") is not None:
             _write_all(file, b"\n")  # complete but for its newline: keep the event
             last_start = start
         elif _parses(tail):
@@ -309,28 +295,26 @@ def _repair_tail(file: IO[bytes], path: Path) -> tuple[int, str, str | None]:
             os.ftruncate(file.fileno(), start)
     file.seek(last_start)
     last = file.read()
-    file.seek(0, os.SEEK_END)
     if not last:
         return 0, GENESIS, None
-    if _line_hash(last) is None:
-        raise TranscriptError(f"{path}: the last event does not match its hash; run `transcript verify`")
-    event = json.loads(last)
-    return event["seq"] + 1, event["hash"], event.get("type")
+    event = _written_event(last)
+    if event is None:
+        raise TranscriptError(f"{path}: the last event is not as it was written; run `transcript verify`")
+    return event["seq"] + 1, event["hash"], event["type"]
 
 
 def _last_line_starts(file: IO[bytes], end: int) -> tuple[int, int]:
-    """Offsets of the text after the last newline, and of the last complete line."""
+    """Offsets of the text after the last newline, and of the last complete line (read backwards
+    in 64 KiB steps until two newlines are in view, so a long transcript is not read whole)."""
     buf = b""
     pos = end
-    while pos > 0 and buf.count(b"\n") < 2:
+    while pos and buf.count(b"\n") < 2:
         step = min(1 << 16, pos)
         pos -= step
         file.seek(pos)
         buf = file.read(step) + buf
     last_nl = buf.rfind(b"\n")
-    if last_nl == -1:
-        return pos, pos
-    before = buf.rfind(b"\n", 0, last_nl)
+    before = buf[:max(last_nl, 0)].rfind(b"\n")
     return pos + last_nl + 1, pos + before + 1
 
 
@@ -469,7 +453,7 @@ def _diagnose(line: bytes, seq: int, prev: str) -> str:
     try:
         event = json.loads(line.decode("utf-8"), object_pairs_hook=_unique_keys)
     except _DuplicateKey as exc:
-        return f"duplicate key {exc.key!r} (JSON readers disagree on which value counts; the writer never repeats one)"
+        return f"duplicate key {exc.args[0]!r} (JSON readers disagree on which value counts; the writer never repeats one)"
     except (ValueError, RecursionError):
         return "torn" if whole is not line else "not valid JSON (edited or truncated)"
     if not isinstance(event, dict) or not isinstance(event.get("hash"), str):
@@ -479,7 +463,7 @@ def _diagnose(line: bytes, seq: int, prev: str) -> str:
     if _writer_bytes(_canonical_text(event), stored) != whole:
         if content_hash == stored:
             return "not the bytes the writer wrote (spacing, key order or escapes changed; the content is the same)"
-        if _line_hash(whole) is not None:
+        if hashlib.sha256(whole[:-_SUFFIX_LEN] + b"}").hexdigest() == stored:
             return "not in the writer's canonical form, with a hash computed over its own bytes (forged)"
         return "content does not match its hash (the line was edited)"
     if content_hash != stored:
@@ -492,9 +476,7 @@ def _diagnose(line: bytes, seq: int, prev: str) -> str:
 
 
 class _DuplicateKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(f"duplicate key {key!r}")
-        self.key = key
+    """A JSON object repeats this key (`args[0]`)."""
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
