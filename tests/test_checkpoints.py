@@ -265,3 +265,16 @@ def test_a_command_rewriting_its_own_transcript_after_the_run(tmp_path: Path, rs
     # with the seal, and then the first checkpoint past the rewrite is one the file no longer reaches
     assert (f"event seq {expected} (line {expected + 1}) disagrees" if expected < chain.events
             else f"event seq {expected} is missing") in check.reason
+
+
+def test_a_resumed_run_checkpoints_under_its_original_run_id(tmp_path: Path, rsyslog: Collector) -> None:  # noqa: F811
+    path = tmp_path / "run.jsonl"
+    with Transcript.create(path, checkpoints=Checkpointer(rsyslog.target, 0.2)) as t:
+        t.append("run.started", run_id=RUN_ID)
+        t.append("run.aborted", reason="operator disconnected")
+    with Transcript.open_append(path, checkpoints=Checkpointer(rsyslog.target, 0.2)) as t:
+        t.append("run.resumed")
+        last = t.append("run.finished", result="success")
+    sealed_in_log(rsyslog, [last])
+    check = verify_checkpoints(path, rsyslog.log)
+    assert check.complete and check.anchored == last["seq"] == 3, check.reason

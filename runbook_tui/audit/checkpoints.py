@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from runbook_tui.audit.transcript import Transcript, read_events, utc_timestamp, verify
+from runbook_tui.audit.transcript import Transcript, TranscriptError, read_events, utc_timestamp, verify
 from runbook_tui.config import CheckpointSettings, syslog_address
 
 # RFC 5424 PRI: facility 13 ("log audit") * 8 + severity 6 ("informational").
@@ -112,9 +112,11 @@ class Checkpointer:
     def attach(self, transcript: Transcript) -> None:
         """Start sending for `transcript`; on resume the run id comes from its first event."""
         self._transcript = transcript
-        if transcript.path.stat().st_size:
+        try:
             first = next(read_events(transcript.path), {})
-            self._run = str(first.get("run_id") or "-")
+        except (OSError, TranscriptError):  # verify will say what is wrong with the file
+            first = {}
+        self._run = str(first.get("run_id") or "-")
         self._thread.start()
 
     def written(self, event: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from runbook_tui.audit.transcript import verify
 from runbook_tui.config import SigningSettings
@@ -191,7 +192,7 @@ def note_text(path: str | os.PathLike[str]) -> str | None:
     ])
 
 
-def _run(argv: list[str], stdin: object, doing: str, detach: bool = True) -> bytes:
+def _run(argv: list[str], stdin: IO[bytes] | None, doing: str, detach: bool = True) -> bytes:
     """Run an OpenSSH tool; SigningError with its message when it fails or is missing."""
     if shutil.which(argv[0]) is None:
         raise SigningError(f"{argv[0]} is not installed (OpenSSH client)")
