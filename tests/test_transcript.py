@@ -897,6 +897,7 @@ def test_every_reason_word_for_word(tmp_path: Path) -> None:
         "not json": lines[:2] + [b"{not json\n"],
         "no hash": lines[:2] + [b'{"seq":2}\n'],
         "reformatted": lines[:3] + [lines[3].replace(b'","', b'", "', 1)],
+        "reformatted and edited": lines[:3] + [lines[3].replace(b'","', b'", "', 1).replace(b"line 0", b"line 9")],
         "forged": lines[:3] + rehash_from(lines[:3] + [lines[3].replace(b'","', b'", "', 1)], 3)[3:],
         "deleted": lines[:3] + lines[4:],
         "deleted, no final newline": lines[:-2] + [lines[-1][:-1]],
@@ -911,6 +912,7 @@ def test_every_reason_word_for_word(tmp_path: Path) -> None:
         "no hash": "line 3: not an event (no hash)",
         "reformatted": "line 4: not the bytes the writer wrote (spacing, key order or escapes changed; the content "
                        "is the same)",
+        "reformatted and edited": "line 4: content does not match its hash (the line was edited)",
         "forged": "line 4: not in the writer's canonical form, with a hash computed over its own bytes (forged)",
         "deleted": "line 4: prev does not match the previous line's hash (a line was deleted, inserted or moved)",
         "deleted, no final newline": f"line {len(lines) - 1}: prev does not match the previous line's hash (a line "
@@ -937,10 +939,14 @@ def test_timestamps_are_utc_whatever_the_local_zone(monkeypatch: pytest.MonkeyPa
     assert parse_timestamp("2026-01-02T03:04:05.000006Z") == datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
 
 
-def test_slugs_lose_their_dashes_at_both_ends_and_after_the_cut() -> None:
-    assert new_transcript_path("--Deploy--").name.split("-", 1)[1].startswith("deploy-")
-    long = new_transcript_path("a" * 47 + " bcd").name
-    assert re.fullmatch(r"\d{8}T\d{6}Z-" + "a" * 47 + r"-[0-9a-f]{6}\.jsonl", long), long
+@pytest.mark.parametrize(("title", "slug"), [
+    ("--Deploy--", "deploy"),
+    ("a" * 47 + " bcd", "a" * 47),  # the cut leaves a dash at the end: it goes
+    ("-" + "b" * 60, "b" * 48),  # a leading dash does not count towards the 48
+])
+def test_slugs_lose_their_dashes_at_both_ends_and_after_the_cut(title: str, slug: str) -> None:
+    name = new_transcript_path(title).name
+    assert re.fullmatch(r"\d{8}T\d{6}Z-" + slug + r"-[0-9a-f]{6}\.jsonl", name), name
 
 
 def test_the_default_directory_is_in_the_user_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -957,3 +963,12 @@ def test_what_verify_proves_differs_in_each_configuration() -> None:
     assert texts[(True, False)].endswith("(add --checkpoints for that)")
     assert texts[(False, True)].endswith("(add --allowed-signers for that)")
     assert texts[(True, True)].endswith("(nothing cut, rewritten or re-sealed since)")
+
+
+@pytest.mark.parametrize("content", [b"\n", b"\n" + b'{"seq":0,"ts'], ids=["blank", "blank-then-torn"])
+def test_open_append_refuses_a_blank_first_line(tmp_path: Path, content: bytes) -> None:
+    """Not a chain to continue: resuming must not start a new one after it."""
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(TranscriptError, match="the last event is not as it was written"):
+        Transcript.open_append(path)

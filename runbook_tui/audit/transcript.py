@@ -49,7 +49,6 @@ RESERVED = frozenset({"seq", "ts", "type", "prev", "hash"})
 SEALS = frozenset({"run.finished", "run.aborted"})
 
 _HASH_KEY = b',"hash":"'
-_HASH_KEY_TEXT = _HASH_KEY.decode()
 _SUFFIX_LEN = len(_HASH_KEY) + 64 + len(b'"}\n')
 _FOLLOW_POLL = 0.1  # seconds between looks at a followed file: live enough for a second responder
 _PRIVATE_FILE, _PRIVATE_DIR = 0o600, 0o700
@@ -80,7 +79,7 @@ def canonical(obj: Any) -> bytes:
     A string Python decoded with surrogateescape (a non-UTF-8 file name, argument or working
     directory) keeps its undecodable bytes as `\\udcXX` JSON escapes, so it is recorded, not lost.
     """
-    return _canonical_text(obj).encode("utf-8", "backslashreplace")
+    return _canonical_text(obj).encode(errors="backslashreplace")
 
 
 def utc_timestamp() -> str:
@@ -130,7 +129,7 @@ class Transcript:
         self._sealed = sealed
         self._size = file.seek(0, os.SEEK_END)
         self._lock = threading.Lock()
-        self._broken: str | None = None
+        self._broken = ""  # why this transcript refuses further writes ("" while it is usable)
         self._watcher = watcher
         if watcher is not None:
             watcher.attach(self)
@@ -173,13 +172,13 @@ class Transcript:
 
     def append(self, type: str, **fields: Any) -> dict[str, Any]:
         """Write one event durably and return it (with `hash`); raise TranscriptError on failure."""
-        return cast(dict[str, Any], self._append(type, fields, unless_sealed=False))
+        return cast(dict[str, Any], self._append(type, fields))
 
     def append_unless_sealed(self, type: str, **fields: Any) -> dict[str, Any] | None:
         """`append`, unless the last event ended the run (a late note must not unseal it)."""
         return self._append(type, fields, unless_sealed=True)
 
-    def _append(self, type: str, fields: dict[str, Any], unless_sealed: bool) -> dict[str, Any] | None:
+    def _append(self, type: str, fields: dict[str, Any], unless_sealed: bool = False) -> dict[str, Any] | None:
         clash = RESERVED.intersection(fields)
         if clash:
             raise ValueError(f"reserved event keys: {sorted(clash)}")
@@ -193,11 +192,10 @@ class Transcript:
             try:
                 _write_all(self._file, line)
                 os.fsync(self._file.fileno())
-            except (OSError, ValueError) as exc:
+            except BaseException as exc:  # also a signal mid-write: the line is not part of the chain
                 self._undo_partial_write(exc)
-                raise TranscriptError(f"cannot write to transcript {self.path}: {exc}") from exc
-            except BaseException as exc:  # a signal mid-write: the line is not part of the chain
-                self._undo_partial_write(exc)
+                if isinstance(exc, (OSError, ValueError)):
+                    raise TranscriptError(f"cannot write to transcript {self.path}: {exc}") from exc
                 raise
             self._size += len(line)
             self._seq += 1
@@ -208,7 +206,7 @@ class Transcript:
                 self._watcher.written(event)
         return event
 
-    def _undo_partial_write(self, exc: Exception) -> None:
+    def _undo_partial_write(self, exc: BaseException) -> None:
         """Cut a half-written line so the chain stays valid; if that fails, refuse further writes."""
         try:
             os.ftruncate(self._file.fileno(), self._size)
@@ -247,8 +245,8 @@ def make_private_dirs(directory: Path) -> None:
         missing.append(directory)
         directory = directory.parent
     for created in reversed(missing):
-        created.mkdir(mode=_PRIVATE_DIR, exist_ok=True)  # another run may make it meanwhile
-        os.chmod(created, _PRIVATE_DIR)  # exactly 0700, whatever the umask left
+        created.mkdir(exist_ok=True)  # another run may make it meanwhile
+        os.chmod(created, _PRIVATE_DIR)  # empty until now, so nothing could be read meanwhile
 
 
 def _lock_file(file: IO[bytes], path: Path) -> None:
@@ -320,7 +318,7 @@ def _last_line_starts(file: IO[bytes], end: int) -> tuple[int, int]:
 
 def _parses(data: bytes) -> bool:
     try:
-        json.loads(data.decode("utf-8"))
+        json.loads(data.decode())
     except (ValueError, RecursionError):
         return False
     return True
@@ -362,7 +360,7 @@ def follow(path: str | os.PathLike[str], stop: threading.Event) -> Iterator[dict
 def _load(line: bytes, path: str | os.PathLike[str], number: int) -> dict[str, Any]:
     """One event: a UTF-8 JSON object, or TranscriptError (never another exception)."""
     try:
-        event = json.loads(line.decode("utf-8"))
+        event = json.loads(line.decode())
     except (ValueError, RecursionError) as exc:
         raise TranscriptError(f"{path}:{number}: not a JSON event: {exc}") from None
     if not isinstance(event, dict):
@@ -419,7 +417,7 @@ def verify(path: str | os.PathLike[str]) -> VerifyResult:
 def _written_event(line: bytes) -> dict[str, Any] | None:
     """The event on `line` if the line is exactly what `_seal` writes for it, else None."""
     try:
-        text = line.decode("utf-8")
+        text = line.decode()
         event, _ = _scan(text, 0)
     except (ValueError, StopIteration, RecursionError):
         return None
@@ -432,7 +430,7 @@ def _written_event(line: bytes) -> dict[str, Any] | None:
         body = _canonical_text(event)
     except (ValueError, RecursionError):
         return None
-    if body[:-1] + _HASH_KEY_TEXT + digest + '"}\n' != text and _writer_bytes(body, digest) != line:
+    if _writer_bytes(body, digest) != line:
         return None
     hasher = hashlib.sha256(memoryview(line)[:-_SUFFIX_LEN])
     hasher.update(b"}")
@@ -444,14 +442,14 @@ def _written_event(line: bytes) -> dict[str, Any] | None:
 
 def _writer_bytes(body: str, digest: str) -> bytes:
     """The bytes `_seal` writes for a canonical body: a lone surrogate becomes a `\\udcXX` escape."""
-    return body.encode("utf-8", "backslashreplace")[:-1] + _HASH_KEY + digest.encode() + b'"}\n'
+    return body.encode(errors="backslashreplace")[:-1] + _HASH_KEY + digest.encode() + b'"}\n'
 
 
 def _diagnose(line: bytes, seq: int, prev: str) -> str:
     """Why `line` does not continue the chain: "torn" for a crash-cut last line, else a reason."""
     whole = line if line.endswith(b"\n") else line + b"\n"
     try:
-        event = json.loads(line.decode("utf-8"), object_pairs_hook=_unique_keys)
+        event = json.loads(line.decode(), object_pairs_hook=_unique_keys)
     except _DuplicateKey as exc:
         return f"duplicate key {exc.args[0]!r} (JSON readers disagree on which value counts; the writer never repeats one)"
     except (ValueError, RecursionError):
