@@ -972,3 +972,59 @@ def test_open_append_refuses_a_blank_first_line(tmp_path: Path, content: bytes) 
     path.write_bytes(content)
     with pytest.raises(TranscriptError, match="the last event is not as it was written"):
         Transcript.open_append(path)
+
+
+# --- verify in parallel: the same answers, from forked processes over parts of the file ----------
+
+
+@pytest.fixture
+def parallel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Split every file, however small, as if it were a large one (into up to 4 parts)."""
+    monkeypatch.setattr(transcript_module, "_PARALLEL_MIN_SIZE", 0)
+    monkeypatch.setattr(transcript_module.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+
+
+def test_a_clean_file_is_verified_in_parallel_with_the_serial_answer(tmp_path: Path, parallel: None) -> None:
+    path = tmp_path / "run.jsonl"
+    events = write_run(path, outputs=40)
+    found = transcript_module._verify_in_parallel(path)
+    assert found is not None and found == transcript_module._verify_serially(path)
+    assert (found.events, found.last_hash, found.sealed, found.run_id) == (len(events), events[-1]["hash"], True, "r-1")
+    assert verify(path) == found
+
+
+@pytest.mark.parametrize("damage", ["edited late", "deleted late", "torn tail", "cut at a part boundary"])
+def test_anything_wrong_goes_to_the_serial_check_for_its_reason(tmp_path: Path, parallel: None, damage: str) -> None:
+    path = tmp_path / "run.jsonl"
+    write_run(path, outputs=40)
+    lines = lines_of(path)
+    content = {
+        "edited late": b"".join(lines[:-5] + [lines[-5].replace(b"line", b"LINE")] + lines[-4:]),
+        "deleted late": b"".join(lines[:-5] + lines[-4:]),
+        "torn tail": b"".join(lines) + b'{"seq":',
+        "cut at a part boundary": b"".join(lines[: len(lines) // 2] + lines[len(lines) // 2 + 1:]),
+    }[damage]
+    path.write_bytes(content)
+    assert transcript_module._verify_in_parallel(path) is None
+    assert verify(path) == transcript_module._verify_serially(path)
+    assert verify(path).ok == (damage == "torn tail")
+
+
+def test_no_parallel_check_in_a_process_with_threads_or_for_a_small_file(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "run.jsonl"
+    write_run(path, outputs=40)
+    assert transcript_module._verify_in_parallel(path) is None  # far below 32 MiB
+    monkeypatch.setattr(transcript_module, "_PARALLEL_MIN_SIZE", 0)
+    monkeypatch.setattr(transcript_module.os, "sched_getaffinity", lambda pid: {0})
+    assert transcript_module._verify_in_parallel(path) is None  # one CPU
+    monkeypatch.setattr(transcript_module.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert transcript_module._verify_in_parallel(path) is not None
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert transcript_module._verify_in_parallel(path) is None  # a fork would copy other threads' locks
+    finally:
+        stop.set()
+        thread.join()
