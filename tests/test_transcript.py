@@ -993,12 +993,25 @@ def test_a_clean_file_is_verified_in_parallel_with_the_serial_answer(tmp_path: P
     assert verify(path) == found
 
 
-@pytest.mark.parametrize("damage", ["edited late", "deleted late", "torn tail", "cut at a part boundary"])
+def forged_prev(lines: list[bytes], at: int) -> list[bytes]:
+    """Line `at` with another prev and its own hash recomputed: its seq still follows."""
+    lines = list(lines)
+    prev = json.loads(lines[at])["prev"]
+    other = ("1" if prev[0] == "0" else "0") + prev[1:]
+    head = lines[at][:-SUFFIX].replace(prev.encode(), other.encode())
+    lines[at] = head + b',"hash":"' + hashlib.sha256(head + b"}").hexdigest().encode() + b'"}\n'
+    return lines
+
+
+@pytest.mark.parametrize("damage", ["edited early", "edited late", "deleted late", "prev forged late", "torn tail",
+                                    "cut at a part boundary"])
 def test_anything_wrong_goes_to_the_serial_check_for_its_reason(tmp_path: Path, parallel: None, damage: str) -> None:
     path = tmp_path / "run.jsonl"
     write_run(path, outputs=40)
     lines = lines_of(path)
     content = {
+        "edited early": b"".join(lines[:4] + [lines[4].replace(b"line", b"LINE")] + lines[5:]),
+        "prev forged late": b"".join(forged_prev(lines, len(lines) - 6)),
         "edited late": b"".join(lines[:-5] + [lines[-5].replace(b"line", b"LINE")] + lines[-4:]),
         "deleted late": b"".join(lines[:-5] + lines[-4:]),
         "torn tail": b"".join(lines) + b'{"seq":',
@@ -1008,6 +1021,18 @@ def test_anything_wrong_goes_to_the_serial_check_for_its_reason(tmp_path: Path, 
     assert transcript_module._verify_in_parallel(path) is None
     assert verify(path) == transcript_module._verify_serially(path)
     assert verify(path).ok == (damage == "torn tail")
+    if damage == "prev forged late":
+        assert verify(path).first_bad_line == len(lines) - 5 and "prev does not match" in verify(path).reason
+
+
+def test_the_parallel_check_reports_only_a_string_run_id(tmp_path: Path, parallel: None) -> None:
+    path = tmp_path / "run.jsonl"
+    with Transcript.create(path) as t:
+        t.append("run.started", run_id=42)
+        for i in range(20):
+            t.append("output", task_id="1", text=f"{i}\n")
+    found = transcript_module._verify_in_parallel(path)
+    assert found is not None and found.run_id is None and found.events == 21
 
 
 def test_no_parallel_check_in_a_process_with_threads_or_for_a_small_file(tmp_path: Path,

@@ -472,7 +472,8 @@ def _fork_span(path: str | os.PathLike[str], start: int, end: int) -> tuple[int,
         try:
             os.close(read_end)
             span = _check_span(path, start, end)
-            os.write(write_end, json.dumps(span.__dict__ if span else None).encode())
+            if span is not None:
+                os.write(write_end, json.dumps(span.__dict__).encode())
         finally:
             os._exit(0)
     os.close(write_end)
@@ -480,11 +481,11 @@ def _fork_span(path: str | os.PathLike[str], start: int, end: int) -> tuple[int,
 
 
 def _collect(pid: int, read_end: int) -> _Span | None:
+    """The child's `_Span`; None when its part was not clean or the child did not end well."""
     with open(read_end, "rb") as pipe:
         data = pipe.read()
-    os.waitpid(pid, 0)
-    found = json.loads(data) if data else None
-    return _Span(**found) if found else None
+    _, status = os.waitpid(pid, 0)
+    return _Span(**json.loads(data)) if data and status == 0 else None
 
 
 def _check_span(path: str | os.PathLike[str], start: int, end: int) -> _Span | None:
