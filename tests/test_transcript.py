@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -1053,3 +1054,18 @@ def test_no_parallel_check_in_a_process_with_threads_or_for_a_small_file(tmp_pat
     finally:
         stop.set()
         thread.join()
+
+
+def test_a_forged_prev_at_the_start_of_a_part_is_not_linked(tmp_path: Path, parallel: None) -> None:
+    """Each part's first line must continue the part before it in both seq and prev."""
+    path = tmp_path / "run.jsonl"
+    write_run(path, outputs=40)
+    lines = lines_of(path)
+    size = sum(map(len, lines))
+    offsets = list(itertools.accumulate(map(len, lines)))  # where each next line starts
+    boundary = next(i + 1 for i, end in enumerate(offsets) if end > size * 2 // 4)  # the third part's first line
+    # the rest re-hashed onto the forged line: the only break is its prev, at a part's first line
+    path.write_bytes(b"".join(rehash_from(forged_prev(lines, boundary), boundary + 1)))
+    assert transcript_module._verify_in_parallel(path) is None
+    result = verify(path)
+    assert (result.ok, result.first_bad_line) == (False, boundary + 1) and "prev does not match" in result.reason
