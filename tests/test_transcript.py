@@ -1069,3 +1069,13 @@ def test_a_forged_prev_at_the_start_of_a_part_is_not_linked(tmp_path: Path, para
     assert transcript_module._verify_in_parallel(path) is None
     result = verify(path)
     assert (result.ok, result.first_bad_line) == (False, boundary + 1) and "prev does not match" in result.reason
+
+
+def test_parts_are_split_on_bytes_even_inside_a_multibyte_character(tmp_path: Path, parallel: None) -> None:
+    path = tmp_path / "run.jsonl"
+    with Transcript.create(path) as t:
+        t.append("run.started", run_id="r-é")
+        for _ in range(30):
+            t.append("output", task_id="1", text="é" * 999)  # every split offset lands in a character
+    found = transcript_module._verify_in_parallel(path)
+    assert found is not None and found == transcript_module._verify_serially(path) and found.events == 31
