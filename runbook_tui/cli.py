@@ -101,6 +101,8 @@ def open_command(runbook: str | None, mode: str, variables: tuple[str, ...], tra
                 code = app.current_run.abort("the app stopped unexpectedly")
             app.current_run.close()
         click.echo(f"transcript: {app.current_run.transcript_path}", err=True)
+        if app.current_run.signature is not None:
+            click.echo(app.current_run.signature.reason, err=True)
         if app.next_run is None:
             sys.exit(code or EXIT_OK)
         # the operator switched to a related runbook: its own run, in the transcript announced

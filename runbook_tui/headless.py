@@ -329,6 +329,8 @@ def _drive(run: Run, prepare: Callable[[], None]) -> int:
     finally:
         run.close()
         _say(f"transcript: {run.transcript_path}")
+        if run.signature is not None:
+            _say(run.signature.reason)
 
 
 def _say(message: str) -> None:

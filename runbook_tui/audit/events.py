@@ -43,6 +43,8 @@ REQUIRED: Mapping[str, frozenset[str]] = {
     "value.forgotten": frozenset({"name"}),
     "input.sent": frozenset({"task_id", "masked", "text"}),  # text is None when masked: never recorded
     "input.declined": frozenset({"task_id"}),
+    # Written by audit.checkpoints (not through the session): the collector could not be reached.
+    "checkpoint.gap": frozenset({"collector", "error", "last_checkpoint_seq"}),
     "mode.changed": frozenset({"requested", "mode", "previous", "by", "trusted", "refused"}),
     "operator.jumped": frozenset({"to"}),
     "operator.disconnected": frozenset({"reason"}),

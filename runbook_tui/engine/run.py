@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runbook_tui.audit.checkpoints import Checkpointer
 from runbook_tui.audit.redact import Redactor
+from runbook_tui.audit.signing import SignResult, sign_transcript
 from runbook_tui.audit.transcript import Transcript, TranscriptError, new_transcript_path
 from runbook_tui.engine.lock import RunLock, describe_holder
 from runbook_tui.engine.ownfiles import UnsafeFileError
 from runbook_tui.engine.trust import TrustStatus, trust_status
+from runbook_tui.config import SigningSettings, load_config
 from runbook_tui.engine.history import RunHistory, remember
 from runbook_tui.engine.session import (MissingValue, Observer, Prompter, Question, RunAborted, Session, Terminal,
                                         TaskOutcome)
@@ -50,9 +53,11 @@ class Run:
     """One run of one runbook, recorded in one transcript; the only owner of its lifecycle."""
 
     def __init__(self, session: Session, lock: RunLock, trust: TrustStatus, *,
-                 resumed_from: RunHistory | None = None) -> None:
+                 resumed_from: RunHistory | None = None, signing: SigningSettings | None = None) -> None:
         """Private: use `open` or `resume`."""
         self.session = session
+        self._signing = signing
+        self.signature: SignResult | None = None  # how the sealed transcript was signed, once closed
         self.resumed_from = resumed_from
         self.notices: list[str] = []
         if session.mode_notice:
@@ -76,12 +81,13 @@ class Run:
         may refuse with RunProblem: no one to ask), the run lock, then its transcript."""
         from runbook_tui.integrations.git import repo_facts
 
+        config = load_config()
         trust = trust_status(book)
         prompter = prompter_for(book, trust)
         path = Path(settings.transcript or new_transcript_path(book.title))
         lock, holder = _lock(book, path)
         try:
-            transcript = Transcript.create(path)
+            transcript = Transcript.create(path, checkpoints=Checkpointer.from_settings(config.checkpoints))
         except TranscriptError as exc:
             lock.release()
             raise RunProblem(f"{exc}; nothing was run") from None
@@ -91,7 +97,7 @@ class Run:
                           trusted=trust.trusted, task_timeout=settings.task_timeout,
                           host_keys=settings.host_keys)
         session.concurrent_run = holder
-        return cls(session, lock, trust)
+        return cls(session, lock, trust, signing=config.signing)
 
     @classmethod
     def resume(cls, path: str, settings: RunSettings, prompter_for: PrompterFactory, *,
@@ -112,11 +118,12 @@ class Run:
         if alive:
             raise RunProblem(alive)
         book = load_runbook(history.runbook_path)
+        config = load_config()
         trust = trust_status(book)
         prompter = prompter_for(book, trust)
         lock, holder = _lock(book, Path(path))
         try:
-            transcript = Transcript.open_append(path)
+            transcript = Transcript.open_append(path, checkpoints=Checkpointer.from_settings(config.checkpoints))
         except TranscriptError as exc:
             lock.release()
             raise RunProblem(str(exc)) from None
@@ -125,7 +132,7 @@ class Run:
                           trusted=trust.trusted, task_timeout=settings.task_timeout,
                           host_keys=settings.host_keys)
         session.concurrent_run = holder
-        run = cls(session, lock, trust, resumed_from=history)
+        run = cls(session, lock, trust, resumed_from=history, signing=config.signing)
         if book.sha256 != history.runbook_sha256:
             run.notices.append(f"{history.runbook_path} changed since the run started (sha256 "
                                f"{history.runbook_sha256[:12]} then, {book.sha256[:12]} now); tasks whose text "
@@ -325,8 +332,9 @@ class Run:
         self.session.record("runbook.closed", path=str(Path(runbook.path).resolve()))
 
     def close(self) -> None:
-        """Release the lock and close the transcript (idempotent). A new run that never started
-        (a secret missing, no one to ask) leaves no transcript behind: it has nothing to say."""
+        """Release the lock, close the transcript and sign it (idempotent; `signature` says how it
+        went, never an error). A new run that never started (a secret missing, no one to ask)
+        leaves no transcript behind: it has nothing to say."""
         if self._closed:
             return
         self._closed = True
@@ -335,6 +343,9 @@ class Run:
         self.session.transcript.close()
         if not self._started and self.resumed_from is None:
             self.transcript_path.unlink(missing_ok=True)
+        elif self.session.ended:
+            # After the seal, with the operator's SSH key: checkable with stock `ssh-keygen -Y verify`.
+            self.signature = sign_transcript(self.transcript_path, self._signing)
 
     # ---- after the run -------------------------------------------------------------------------
     def export(self, fmt: str = "md") -> Path:
