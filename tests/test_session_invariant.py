@@ -232,3 +232,152 @@ def test_a_secret_missing_at_the_start_is_asked_as_a_secret_and_never_recorded(t
     raw = (tmp_path / "t.jsonl").read_text()
     assert "hunter2-secret" not in raw and "pw=[REDACTED:DB_PASSWORD]" in raw
     assert "values.given" not in raw
+
+
+# ---- pinned by mutation testing of engine/session.py (RELIABILITY.md) -------------------------------
+
+class Scripted(RandomOperator):
+    """Answers step, manual and command questions from one script of (kind, action, reason)."""
+
+    def __init__(self, script: list[tuple[str, str, str]]) -> None:
+        super().__init__([])
+        self.script = list(script)
+
+    def _take(self, kind: str) -> Answer:
+        expected, action, reason = self.script.pop(0)
+        assert expected == kind, (expected, kind)
+        return Answer(action, reason=reason)  # type: ignore[arg-type]
+
+    def confirm(self, request: Confirmation) -> Answer:
+        self.asked.append(request)
+        return self._take("command")
+
+    def confirm_step(self, step: Step, commands: list[Confirmation]) -> Answer:
+        self.asked.append(("step", step.id, [c.task.id for c in commands]))
+        return self._take("step")
+
+    def confirm_manual(self, task: Task, step: Step) -> Answer:
+        self.asked.append(("manual", task.id))
+        return self._take("manual")
+
+
+STEPPED = textwrap.dedent("""
+    # Stepped
+    ## Steps
+    1. **One**
+       - Look at the dashboard
+       - `echo one --x`
+       - `echo skipped-by-the-runbook --x` <!-- runbook: skip=true -->
+       - `echo two --x`
+    2. **Two**
+       - `echo three --x`
+    """).lstrip("\n")
+
+
+def stepped(tmp_path: Path, script: list[tuple[str, str, str]], **kwargs: Any) -> tuple[list[dict[str, Any]], Scripted, str]:
+    book = parse_markdown(STEPPED, str(tmp_path / "book.md"))
+    operator = Scripted(script)
+    session = Session(book, Transcript.create(tmp_path / "t.jsonl"), operator, **kwargs)  # type: ignore[arg-type]
+    session.start()
+    outcome = "finished"
+    try:
+        session.run_all()
+        session.finish()
+    except RunAborted as exc:
+        outcome = str(exc)
+        session.aborted(outcome)
+    session.transcript.close()
+    return list(read_events(tmp_path / "t.jsonl")), operator, outcome
+
+
+def test_a_step_lists_only_its_commands_still_to_run_and_records_the_question(tmp_path: Path) -> None:
+    events, operator, _ = stepped(tmp_path, [("manual", "done", ""), ("step", "run", "looks right"),
+                                             ("step", "run", "")], mode="step", trusted=True)
+    assert ("step", "1.1", ["1.1.2", "1.1.4"]) in operator.asked, "no manual check, no task marked skip"
+    asked = next(e for e in events if e["type"] == "confirm.asked" and e.get("kind") == "step")
+    assert asked["step_id"] == "1.1" and [c["task_id"] for c in asked["commands"]] == ["1.1.2", "1.1.4"]
+    assert all(c["reason"] == "step mode" and c["attempt"] == 1 for c in asked["commands"])
+    answered = next(e for e in events if e["type"] == "confirm.answered" and e.get("kind") == "step")
+    assert (answered["step_id"], answered["answer"], answered["reason"]) == ("1.1", "run", "looks right")
+
+
+def test_a_step_declined_skipped_or_aborted_says_so(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    events, _, _ = stepped(tmp_path / "a", [("manual", "done", ""), ("step", "stop", "")], mode="step", trusted=True)
+    finished = {e["task_id"]: (e["status"], e.get("reason")) for e in events if e["type"] == "task.finished"}
+    assert finished["1.1.2"] == ("not_confirmed", "step not confirmed")
+    (tmp_path / "b").mkdir()
+    events, _, _ = stepped(tmp_path / "b", [("manual", "done", ""), ("step", "skip", ""), ("step", "skip", "later")],
+                           mode="step", trusted=True)
+    finished = {e["task_id"]: (e["status"], e.get("reason")) for e in events if e["type"] == "task.finished"}
+    assert finished["1.1.2"] == finished["1.1.4"] == ("skipped", "step skipped"), "skipping a step skips its commands"
+    assert finished["1.2.1"] == ("skipped", "later")
+    (tmp_path / "c").mkdir()
+    events, _, outcome = stepped(tmp_path / "c", [("manual", "done", ""), ("step", "abort", "")],
+                                 mode="step", trusted=True)
+    assert outcome == "operator aborted at step 1.1"
+    assert not [e for e in events if e["type"] == "command.started"]
+
+
+def test_manual_checks_record_the_question_and_every_answer(tmp_path: Path) -> None:
+    for name, action, reason, status in (("done", "done", "", "manual"), ("skip", "skip", "not needed", "skipped"),
+                                         ("stop", "stop", "", "not_confirmed")):
+        root = tmp_path / name
+        root.mkdir()
+        events, _, _ = stepped(root, [("manual", action, reason), ("command", "stop", ""), ("command", "stop", ""),
+                                      ("command", "stop", "")])
+        asked = next(e for e in events if e["type"] == "confirm.asked")
+        assert (asked["task_id"], asked["prompt"], asked["risk"], asked["kind"]) == (
+            "1.1.1", "Look at the dashboard", "low", "manual")
+        answered = next(e for e in events if e["type"] == "confirm.answered")
+        assert (answered["answer"], answered["reason"]) == (action, reason)
+        first = next(e for e in events if e["type"] == "task.finished")
+        assert first["status"] == status
+        assert first.get("reason") == (reason or ("not confirmed" if status == "not_confirmed" else None))
+    root = tmp_path / "abort"
+    root.mkdir()
+    _, _, outcome = stepped(root, [("manual", "abort", "")])
+    assert outcome == "operator aborted at task 1.1.1"
+    root = tmp_path / "noop"
+    root.mkdir()
+    events, operator, _ = stepped(root, [], mode="noop")
+    first = next(e for e in events if e["type"] == "task.finished")
+    assert (first["status"], first["reason"]) == ("planned", "manual check: Look at the dashboard")
+    assert operator.asked == []
+
+
+@pytest.mark.parametrize(("values", "word"), [({"ENVIRONMENT": "prod"}, "prod"), ({"ENV": "stage-2"}, "stage-2"),
+                                              ({"STAGE": "blue"}, "blue"), ({"CLUSTER": "eu-1"}, "eu-1"),
+                                              ({"ENVIRONMENT": "", "CLUSTER": "c"}, "c"), ({}, "yes")])
+def test_the_typed_word_is_the_environments_name_or_yes(tmp_path: Path, values: dict[str, str], word: str) -> None:
+    book = parse_markdown(BOOK, str(tmp_path / "book.md"))
+    session = Session(book, Transcript.create(tmp_path / "t.jsonl"), RandomOperator([]), values=values)  # type: ignore[arg-type]
+    assert session.typed_word() == word
+    session.transcript.close()
+
+
+def test_a_trusted_run_may_change_to_auto_and_the_notice_names_the_runbook(tmp_path: Path) -> None:
+    book = parse_markdown(BOOK, str(tmp_path / "deploy.md"))
+    trusted = Session(book, Transcript.create(tmp_path / "a.jsonl"), RandomOperator([]), trusted=True)  # type: ignore[arg-type]
+    trusted.start()
+    assert trusted.change_mode("auto") is None and trusted.mode == "auto"
+    trusted.transcript.close()
+    untrusted = Session(book, Transcript.create(tmp_path / "b.jsonl"), RandomOperator([]))  # type: ignore[arg-type]
+    untrusted.start()
+    notice = untrusted.change_mode("step")
+    assert notice is not None and f"runbook-tui trust {tmp_path / 'deploy.md'}" in notice
+    untrusted.transcript.close()
+
+
+def test_run_finished_counts_statuses_and_lists_failures_and_what_was_left(tmp_path: Path) -> None:
+    events, _, _ = stepped(tmp_path, [("manual", "done", ""), ("command", "stop", "no")])
+    (finished,) = [e for e in events if e["type"] == "run.finished"]
+    assert finished["result"] == "failed"
+    assert finished["counts"] == {"manual": 1, "not_confirmed": 1}
+    assert finished["failed"] == ["1.1.2"] and finished["left"] == ["1.1.3", "1.1.4", "1.2.1"]
+    (tmp_path / "ok").mkdir()
+    events, _, _ = stepped(tmp_path / "ok", [("manual", "done", ""), ("command", "run", ""), ("command", "run", ""),
+                                             ("command", "run", "")])
+    (finished,) = [e for e in events if e["type"] == "run.finished"]
+    assert (finished["result"], finished["failed"], finished["left"]) == ("success", [], [])
+    assert finished["counts"] == {"manual": 1, "done": 3, "skipped": 1}

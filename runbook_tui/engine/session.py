@@ -320,6 +320,8 @@ class Session:
     def run_all(self) -> str:
         """Walk every unfinished task in order; stop at the first failure the operator does not pass."""
         for section, step, task in list(self.pending_tasks()):
+            if task.id in self.state.finished:  # settled meanwhile (a skipped step skips its commands)
+                continue
             self.check_connected()
             outcome = self.run_task(task, step, section)
             if outcome.status in ("failed", "not_confirmed") and not (task.optional or step.optional):
@@ -391,7 +393,10 @@ class Session:
                     reason=self.redactor.redact(answer.reason))
         if answer.action == "abort":
             raise RunAborted("operator aborted at step " + step.id)
-        if answer.action == "skip":
+        if answer.action == "skip":  # the whole step: every command it listed
+            for other in requests:
+                if other.task is not task:
+                    self.skip(other.task, step, answer.reason or "step skipped")
             return self.skip(task, step, answer.reason or "step skipped")
         if answer.action != "run":
             return self._finish(task, step, TaskOutcome("not_confirmed", reason=answer.reason or "step not confirmed"))
