@@ -210,7 +210,7 @@ class MarkdownParser:
             return None
         if not isinstance(node, yaml.MappingNode):
             raise RunbookError("front matter must be a mapping of settings (key: value)", self.path, first_line, 1)
-        YamlSource(self.path, first_line - 1).check_expansion(node)
+        YamlSource(self.path, first_line - 1).check_expansion(node, front)
         self._front_matter_quirks(front, node, first_line)
         return parse_settings(node, self.path, allow_unknown=True, line_offset=first_line - 1)
 

@@ -60,7 +60,7 @@ def parse_yaml(text: str, path: str) -> Runbook:
     root = src.compose(text)
     if root is None:
         raise RunbookError("empty document: a YAML runbook needs at least a title", path)
-    src.check_expansion(root)
+    src.check_expansion(root, text)
     if not isinstance(root, yaml.MappingNode):
         raise src.error(f"a YAML runbook is a mapping (title: ..., sections: ...), got {describe(root)}", root)
     settings = parse_settings(root, path, allow_unknown=False, extra_keys=("sections",))
