@@ -4,6 +4,7 @@ in the TUI; a password prompt (echo off) is masked and its answer is never recor
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,26 +59,27 @@ def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+async def run_until_asked(pilot: Any, task_id: str) -> CommandInput:
+    """Confirm the task's command and wait for its question."""
+    await select(pilot, task_id)
+    await pilot.press("enter")
+    await until_screen(pilot, ConfirmCommand)
+    await pilot.press("y")
+    return await until_screen(pilot, CommandInput)
+
+
 async def test_the_tui_asks_for_the_line_and_masks_a_password(here: Path) -> None:
     book = write(here, BOOK)
     transcript = here / "t.jsonl"
     app = make_app(load_runbook(book), mode="paranoid", variables={}, transcript=str(transcript), theme=None)
     async with app.run_test(size=(120, 40)) as pilot:
         await until_event(pilot, transcript, "run.started")
-        await select(pilot, "1.1.1")
-        await pilot.press("enter")
-        await until_screen(pilot, ConfirmCommand)
-        await pilot.press("y")
-        question = await until_screen(pilot, CommandInput)
+        question = await run_until_asked(pilot, "1.1.1")
         assert not question.masked and "name:" in question.shown
         await type_text(pilot, "ann")
         await pilot.press("enter")
         await until_status(pilot, "1.1.1", "done")
-        await select(pilot, "1.1.2")
-        await pilot.press("enter")
-        await until_screen(pilot, ConfirmCommand)
-        await pilot.press("y")
-        secret = await until_screen(pilot, CommandInput)
+        secret = await run_until_asked(pilot, "1.1.2")
         assert secret.masked and secret.query_one("#answer").password
         await type_text(pilot, PASSWORD)
         await pilot.press("enter")
@@ -94,11 +96,7 @@ async def test_escape_at_the_question_stops_the_command(here: Path) -> None:
     app = make_app(load_runbook(book), mode="paranoid", variables={}, transcript=str(transcript), theme=None)
     async with app.run_test(size=(120, 40)) as pilot:
         await until_event(pilot, transcript, "run.started")
-        await select(pilot, "1.1.1")
-        await pilot.press("enter")
-        await until_screen(pilot, ConfirmCommand)
-        await pilot.press("y")
-        await until_screen(pilot, CommandInput)
+        await run_until_asked(pilot, "1.1.1")
         await pilot.press("escape")
         await until_status(pilot, "1.1.1", "failed")
     assert events(transcript, "input.declined")
