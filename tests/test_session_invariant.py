@@ -253,10 +253,12 @@ class Scripted(RandomOperator):
         return self._take("command")
 
     def confirm_step(self, step: Step, commands: list[Confirmation]) -> Answer:
+        assert all(c.step is step for c in commands), "each command is shown with its step"
         self.asked.append(("step", step.id, [c.task.id for c in commands]))
         return self._take("step")
 
     def confirm_manual(self, task: Task, step: Step) -> Answer:
+        assert task in step.tasks
         self.asked.append(("manual", task.id))
         return self._take("manual")
 
@@ -320,7 +322,8 @@ def test_a_step_declined_skipped_or_aborted_says_so(tmp_path: Path) -> None:
 
 
 def test_manual_checks_record_the_question_and_every_answer(tmp_path: Path) -> None:
-    for name, action, reason, status in (("done", "done", "", "manual"), ("skip", "skip", "not needed", "skipped"),
+    for name, action, reason, status in (("done", "done", "", "manual"), ("run", "run", "", "manual"),
+                                         ("skip", "skip", "not needed", "skipped"),
                                          ("stop", "stop", "", "not_confirmed")):
         root = tmp_path / name
         root.mkdir()
@@ -381,3 +384,28 @@ def test_run_finished_counts_statuses_and_lists_failures_and_what_was_left(tmp_p
     (finished,) = [e for e in events if e["type"] == "run.finished"]
     assert (finished["result"], finished["failed"], finished["left"]) == ("success", [], [])
     assert finished["counts"] == {"manual": 1, "done": 3, "skipped": 1}
+
+
+def test_a_run_ends_once_and_lists_failed_tasks(tmp_path: Path) -> None:
+    book = parse_markdown("# F\n## Steps\n- `sh -c 'exit 3'`\n", str(tmp_path / "book.md"))
+    session = Session(book, Transcript.create(tmp_path / "t.jsonl"), RandomOperator(["run"]))  # type: ignore[arg-type]
+    session.start()
+    session.run_all()
+    session.note("paged the DBA", "1.1.1")
+    assert session.finish() == "failed"
+    session.finish()
+    session.aborted("again")
+    session.transcript.close()
+    events = list(read_events(tmp_path / "t.jsonl"))
+    ends = [e for e in events if e["type"] in ("run.finished", "run.aborted")]
+    assert len(ends) == 1 and ends[0]["failed"] == ["1.1.1"]
+    (note,) = [e for e in events if e["type"] == "note"]
+    assert (note["text"], note["task_id"]) == ("paged the DBA", "1.1.1")
+    aborted = Session(book, Transcript.create(tmp_path / "a.jsonl"), RandomOperator([]))  # type: ignore[arg-type]
+    aborted.start()
+    aborted.aborted("stopped")
+    aborted.aborted("twice")
+    aborted.finish()
+    aborted.transcript.close()
+    assert [e["type"] for e in read_events(tmp_path / "a.jsonl")][-1:] == ["run.aborted"]
+    assert sum(e["type"] in ("run.finished", "run.aborted") for e in read_events(tmp_path / "a.jsonl")) == 1
