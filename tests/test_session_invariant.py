@@ -409,3 +409,61 @@ def test_a_run_ends_once_and_lists_failed_tasks(tmp_path: Path) -> None:
     aborted.transcript.close()
     assert [e["type"] for e in read_events(tmp_path / "a.jsonl")][-1:] == ["run.aborted"]
     assert sum(e["type"] in ("run.finished", "run.aborted") for e in read_events(tmp_path / "a.jsonl")) == 1
+
+
+def one_task_session(tmp_path: Path, line: str, answers: list[str], **kwargs: Any) -> tuple[Session, Path]:
+    book = parse_markdown("# One\n## Steps\n1. **Do**\n" + textwrap.indent(line, "   ") + "\n", str(tmp_path / "book.md"))
+    path = tmp_path / "t.jsonl"
+    session = Session(book, Transcript.create(path), RandomOperator(answers), **kwargs)  # type: ignore[arg-type]
+    session.start()
+    return session, path
+
+
+def test_noop_records_exactly_what_would_run(tmp_path: Path) -> None:
+    session, path = one_task_session(tmp_path, "```sh {container=web}\necho hi\n```", [], mode="noop",
+                                     values={"ENVIRONMENT": "staging"})
+    session.run_all()
+    session.transcript.close()
+    (planned,) = [e for e in read_events(path) if e["type"] == "command.planned"]
+    assert (planned["task_id"], planned["step_id"], planned["command"], planned["run_command"]) == (
+        "1.1.1", "1.1", "echo hi", "echo hi")
+    assert planned["container"] == "web" and planned["shell"] == "sh" and planned["cwd"]
+    assert planned["env"] == {"ENVIRONMENT": "staging"} and planned["risk"] == "low"
+
+
+def test_retries_run_the_approved_command_again_and_say_so(tmp_path: Path) -> None:
+    session, path = one_task_session(tmp_path, "- `sh -c 'exit 5'` <!-- runbook: retries=2 -->", ["run"])
+    session.run_all()
+    session.transcript.close()
+    events = list(read_events(path))
+    assert [e["attempt"] for e in events if e["type"] == "command.started"] == [1, 2, 3]
+    allowed = [e for e in events if e["type"] == "policy.allowed"]
+    assert [(e["attempt"], e["run_command"], e["reason"]) for e in allowed] == [
+        (n, "sh -c 'exit 5'", "automatic attempt (retries=2) of the approved command") for n in (2, 3)]
+    (tmp_path / "ok").mkdir()
+    once, path2 = one_task_session(tmp_path / "ok", "- `true --x` <!-- runbook: retries=3 -->", ["run"])
+    once.run_all()
+    once.transcript.close()
+    assert sum(e["type"] == "command.started" for e in read_events(path2)) == 1, "a passing command runs once"
+
+
+def test_wait_until_polls_at_its_interval_until_its_timeout(tmp_path: Path) -> None:
+    session, path = one_task_session(tmp_path, "- `sh -c 'exit 1'` <!-- runbook: wait_until=1s interval=0.4s -->",
+                                     ["run"])
+    session.run_all()
+    session.transcript.close()
+    events = list(read_events(path))
+    attempts = [e for e in events if e["type"] == "command.started"]
+    assert 2 <= len(attempts) <= 4, "one try per interval within the timeout"
+    assert all(e["reason"] == "automatic attempt (wait_until) of the approved command"
+               for e in events if e["type"] == "policy.allowed")
+
+
+def test_an_edited_run_runs_the_edit(tmp_path: Path) -> None:
+    session, path = one_task_session(tmp_path, "- `echo original --x`", ["run"])
+    section = session.runbook.sections[0]
+    step = section.steps[0]
+    session.run_task(step.tasks[0], step, section, edited="echo edited --x")
+    session.transcript.close()
+    (started,) = [e for e in read_events(path) if e["type"] == "command.started"]
+    assert started["run_command"] == "echo edited --x" and started["edited"] is True
