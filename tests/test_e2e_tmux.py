@@ -281,3 +281,32 @@ def test_the_log_pane_shows_colours_and_finds_line_one_of_200000_lines(tmux: Tmu
 
     tmux("send-keys", "-t", "e2e", "q")
     assert wait_for_file(exit_file) == "0"
+
+
+def test_a_full_screen_program_gets_the_terminal_and_gives_it_back(tmux: Tmux, tmp_path: Path) -> None:
+    """`less` is not marked interactive: when it switches to the alternate screen the app hands
+    it the real terminal, `q` quits it, and the app is back with the task done and recorded."""
+    pages = tmp_path / "pages.txt"
+    pages.write_text("".join(f"page-line-{n}\n" for n in range(200)))
+    book = tmp_path / "less.md"
+    book.write_text(f"# Pager\n\n## Steps\n\n1. Read\n   - `less {pages}`\n", encoding="utf-8")
+    transcript = tmp_path / "t.jsonl"
+    exit_file = tmp_path / "exit-code"
+    app = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "runbook_tui", str(book),
+                                                "--transcript", str(transcript)))
+    config = shlex.quote(str(tmp_path / "config"))
+    shell = (f"cd {shlex.quote(str(tmp_path))} && XDG_CONFIG_HOME={config} {app}; "
+             f"echo $? > {shlex.quote(str(exit_file))}")
+    tmux("new-session", "-d", "-x", "120", "-y", "40", "-s", "e2e", shell)
+    tmux.wait_for("0/1 tasks")
+    tmux.press_until("Enter", lambda: tmux.wait_for("Run task 1.1.1?", timeout=5))
+    tmux("send-keys", "-t", "e2e", "y")
+    screen = tmux.wait_for("page-line-0")
+    assert "0/1 tasks" not in screen, "the pager has the whole terminal"
+    tmux("send-keys", "-t", "e2e", "q")
+    tmux.wait_for("1/1 tasks")
+    tmux("send-keys", "-t", "e2e", "q")
+    assert wait_for_file(exit_file) == "0"
+    assert "page-line-0" in "".join(e["text"] for e in events(transcript, "output")), "still recorded"
+    (finished,) = events(transcript, "task.finished")
+    assert finished["status"] == "done"

@@ -76,7 +76,8 @@ class Run:
     # ---- opening -----------------------------------------------------------------------------
     @classmethod
     def open(cls, book: Runbook, settings: RunSettings, prompter_for: PrompterFactory, *,
-             observer: Observer | None = None, terminal: Terminal | None = None) -> Run:
+             observer: Observer | None = None, terminal: Terminal | None = None,
+             take_over: Callable[[Any], Any] | None = None) -> Run:
         """A new run: its trust decided now, then the front end's prompter for that trust (which
         may refuse with RunProblem: no one to ask), the run lock, then its transcript."""
         from runbook_tui.integrations.git import repo_facts
@@ -95,7 +96,7 @@ class Run:
         session = Session(book, transcript, prompter, observer=observer, mode=settings.mode,
                           values=settings.values, git_facts=repo_facts(book.path), terminal=terminal,
                           trusted=trust.trusted, task_timeout=settings.task_timeout,
-                          host_keys=settings.host_keys)
+                          host_keys=settings.host_keys, take_over=take_over)
         session.concurrent_run = holder
         return cls(session, lock, trust, signing=config.signing)
 

@@ -187,6 +187,7 @@ class Session:
         trusted: bool = False,
         task_timeout: float | None = None,
         host_keys: str = "strict",
+        take_over: Callable[[PtyProcess], Any] | None = None,
     ) -> None:
         self.runbook = runbook
         self.transcript = transcript
@@ -195,6 +196,9 @@ class Session:
         self.trusted = trusted
         self.task_timeout = task_timeout  # for tasks without their own `timeout` (headless runs)
         self.host_keys = host_keys  # SSH: "strict", or "accept-new" (the operator said so; recorded)
+        # Hands the operator's terminal to a running full-screen program (the front end's, if it
+        # has a terminal to give); None: such a program is answered line by line, or stopped.
+        self.take_over = take_over
         self.mode, self.mode_notice = effective_mode(mode, trusted, runbook.path)
         self.values: dict[str, str] = {v.name: v.default for v in runbook.variables if v.default is not None}
         self.values.update(values or {})
@@ -794,6 +798,12 @@ class InputWatch:
             return self.fired or self.declined
         self._next = now + INPUT_POLL
         state = self._proc.terminal_state()
+        if state.alternate_screen and self._session.take_over is not None:
+            # A full-screen program (less, vi, top): the operator's own terminal, until it leaves
+            # its screen or ends; its output is still recorded meanwhile.
+            self._session.take_over(self._proc)
+            self._since = None
+            return False
         if not state.waiting_for_input:
             self._since = None
             return False

@@ -131,6 +131,19 @@ class RunbookApp(App[int]):
         """Textual's own quit key (ctrl+q) ends the run the same careful way as q."""
         self.action_quit_run()
 
+    def hand_over(self, proc: Any) -> Any:
+        """Run's worker thread: a running program went full screen; give it the real terminal
+        (the app suspended) until it leaves its screen or ends, then come back."""
+        from runbook_tui.engine.interactive import take_over
+
+        def suspended() -> Any:
+            if self._driver is None or not self._driver.can_suspend:
+                return None  # no real terminal to give (a test's headless driver)
+            with self.suspend():
+                return take_over(proc)
+
+        return self.call_from_thread(suspended)
+
     def run_on_terminal(self, argv: list[str], *, on_output: Any, cwd: str, env: Any) -> Any:
         """Run's worker thread: suspend the app and give the program the real terminal."""
         from runbook_tui.engine.interactive import run_on_terminal
@@ -156,7 +169,7 @@ def make_app(runbook: Runbook, *, mode: str, variables: dict[str, str], transcri
     observer = _ScreenObserver(app)
     settings = RunSettings(mode=mode, values=variables, transcript=transcript)  # type: ignore[arg-type]
     app.current_run = Run.open(runbook, settings, lambda book, trust: ScreenPrompter(app), observer=observer,
-                       terminal=app.run_on_terminal)
+                               terminal=app.run_on_terminal, take_over=app.hand_over)
     return app
 
 
