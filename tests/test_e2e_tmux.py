@@ -195,8 +195,12 @@ def test_switching_to_a_related_runbook_starts_its_own_run(tmux: Tmux, tmp_path:
     tmux.press_until("o", lambda: tmux.wait_for("related runbook, read-only", timeout=5))
     tmux.press_until("r", lambda: tmux.wait_for("and run Roll back?", timeout=5))
     tmux("send-keys", "-t", "e2e", "y")
-    tmux.wait_for("Roll back")
-    tmux.wait_for("echo rolled-back")
+    # The related screen shows "Roll back" too: wait for the new app's own screen (no read-only title).
+    deadline = time.monotonic() + 30
+    while not ("Roll back" in (screen := tmux.screen()) and "read-only" not in screen
+               and "echo rolled-back" in screen and "0/1 tasks" in screen):
+        assert time.monotonic() < deadline, f"the rollback run never came up; the screen:\n{screen}"
+        time.sleep(0.1)
     tmux.press_until("q", lambda: wait_for_file(exit_file, timeout=5))  # the new app may still be starting
     assert wait_for_file(exit_file) == "1", "the rollback run was left with a task not done"
 
