@@ -9,6 +9,8 @@ import pytest
 from rich.console import Console
 from textual.widgets import Static
 
+from runbook_tui.audit.transcript import verify
+from runbook_tui.engine.session import RunEnded
 from runbook_tui.parse import load_runbook
 from runbook_tui.tui.app import make_app
 from tests.tui_helpers import notifications, select, until, until_event
@@ -89,4 +91,17 @@ async def test_the_run_ends_when_its_last_task_ends_and_the_export_says_so(here:
         await until(pilot, lambda: any("transcript is sealed" in m for m in notifications(app)), what="the notice")
         await pilot.press("r")
         await until(pilot, lambda: any("has ended" in m for m in notifications(app)), what="no more tasks")
+        for attempt in ("a", "s", "e"):  # a note, a skip, an edit: nothing more goes on the record
+            await pilot.press(attempt)
+        app.run_screen.set_mode("noop")
+        app.run_screen.jump("1.1")
+        app.run_screen.forget_value("x")
+        await pilot.pause(0.3)
+        assert len(app.screen_stack) == 1, "no dialog opened for a sealed run"
         assert "- **Result:** success" in export(here / "t.jsonl", "md")
+    result = verify(here / "t.jsonl")
+    assert result.sealed, "the transcript still ends with its seal"
+    run = app.current_run
+    assert run is not None
+    with pytest.raises(RunEnded):
+        run.note("after the end")

@@ -320,17 +320,21 @@ class Run:
         next run uses): recorded here. The exit code of this run."""
         target = new_transcript_path(runbook.title)
         self.next_run = (runbook, target)
-        self.session.record("runbook.switched", path=str(Path(runbook.path).resolve()), sha256=runbook.sha256,
-                            title=runbook.title, transcript=str(target))
+        if not self.session.ended:  # a finished run's transcript stays sealed
+            self.session.record("runbook.switched", path=str(Path(runbook.path).resolve()),
+                                sha256=runbook.sha256, title=runbook.title, transcript=str(target))
         return self.end(f"operator switched to the related runbook {runbook.title}")
 
     def consult(self, runbook: Runbook) -> None:
-        """The operator opened a related runbook to read (recorded: a reviewer sees it was consulted)."""
-        self.session.record("runbook.opened", path=str(Path(runbook.path).resolve()), sha256=runbook.sha256,
-                            title=runbook.title)
+        """The operator opened a related runbook to read (recorded while the run goes on: a
+        reviewer sees it was consulted; after the run ended, reading it records nothing)."""
+        if not self.session.ended:
+            self.session.record("runbook.opened", path=str(Path(runbook.path).resolve()),
+                                sha256=runbook.sha256, title=runbook.title)
 
     def stop_consulting(self, runbook: Runbook) -> None:
-        self.session.record("runbook.closed", path=str(Path(runbook.path).resolve()))
+        if not self.session.ended:
+            self.session.record("runbook.closed", path=str(Path(runbook.path).resolve()))
 
     def close(self) -> None:
         """Release the lock, close the transcript and sign it (idempotent; `signature` says how it

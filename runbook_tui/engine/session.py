@@ -50,6 +50,10 @@ class RunAborted(Exception):
     """The operator (or a signal) stopped the run; the transcript ends with run.aborted."""
 
 
+class RunEnded(Exception):
+    """The run's transcript is sealed (run.finished or run.aborted): nothing more is recorded."""
+
+
 class MissingValue(Exception):
     """A variable, placeholder or secret has no value and no one can be asked for it."""
 
@@ -213,7 +217,8 @@ class Session:
         self.terminal = terminal
         self._docker: Any = None  # a Docker client, made for the first container task
         self._ssh: Any = None  # an SshPool, made for the first task with hosts=
-        self.ended = False  # run.finished or run.aborted has been written
+        self.ended = False  # run.finished or run.aborted is being or has been written
+        self._sealed = False  # ...and is on disk: from then on nothing is appended
         self.command_running = False  # a signal then stops the command; between commands it stops the run
         self.concurrent_run: dict[str, Any] | None = None  # another run of this runbook, from the lock
         self.disconnected = threading.Event()  # the operator's terminal is gone (SIGHUP)
@@ -232,7 +237,11 @@ class Session:
         """Append an event durably, then tell the observer. TranscriptError stops everything.
 
         Every event is one the transcript's vocabulary (audit/events.py) knows, with its fields.
+        Nothing is appended after the seal (a note, a jump or a mode change once the run ended
+        would make a finished transcript unsealed again): RunEnded says so.
         """
+        if self._sealed:
+            raise RunEnded("this run has ended and its transcript is sealed; start a new run to do more")
         check_event(type, fields)
         event = self.transcript.append(type, **fields)
         if self.observer is not None:
@@ -305,6 +314,7 @@ class Session:
             self.ended = True
             left = [task.id for _, _, task in self.pending_tasks()]
             self.record("run.finished", result=result, counts=counts, failed=failed, left=left)
+            self._sealed = True
         return result
 
     def aborted(self, reason: str, left: list[str] | None = None) -> None:
@@ -312,6 +322,7 @@ class Session:
         if not self.ended:
             self.ended = True
             self.record("run.aborted", reason=self.redactor.redact(reason), left=left or [])
+            self._sealed = True
 
     # ---- the guided sequence -------------------------------------------------------------
     def pending_tasks(self) -> Iterator[tuple[Section, Step, Task]]:

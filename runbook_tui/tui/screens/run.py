@@ -165,9 +165,14 @@ class RunScreen(Screen[None]):
     @work(thread=True, group="run-call", exit_on_error=False)
     def _call(self, method: str, *args: Any) -> None:
         """A recorded action of the run's (skip, note, jump, mode), once run.started is on disk."""
+        from runbook_tui.engine.session import RunEnded
+
         assert self.run is not None
         self._started.wait()
-        getattr(self.run, method)(*args)
+        try:
+            getattr(self.run, method)(*args)
+        except RunEnded as exc:
+            self.app.call_from_thread(self.notify, f"Not recorded: {exc}.", severity="warning")
 
     @work(thread=True, group="follow", exit_on_error=False)
     def _follow(self) -> None:
@@ -366,6 +371,8 @@ class RunScreen(Screen[None]):
         self.app.push_screen(EditCommand(task.command), edited)
 
     def action_note(self) -> None:
+        if self._ended():
+            return
         item = self.selected
         task_id = item.task.id if item and item.task else None
 
@@ -436,17 +443,17 @@ class RunScreen(Screen[None]):
 
     def set_mode(self, mode: Mode) -> None:
         """From the command palette: the run decides (and records) what mode it may use."""
-        if self.run is not None and mode in MODES:
+        if self.run is not None and mode in MODES and not self._ended():
             self._call("change_mode", mode)
 
     def forget_value(self, name: str) -> None:
-        if self.run is not None:
+        if self.run is not None and not self._ended():
             self._call("forget_value", name)
             self.notify(f"{name} will be asked for again by the next task that needs it.")
 
     def jump(self, element_id: str) -> None:
         self.query_one(StepTree).select_id(element_id)
-        if self.run is not None:
+        if self.run is not None and not self.run.session.ended:  # after the end, moving is only reading
             self._call("jump", element_id)
 
     # ---- ending --------------------------------------------------------------------------------
