@@ -80,36 +80,22 @@ class Run:
              take_over: Callable[[Any], Any] | None = None) -> Run:
         """A new run: its trust decided now, then the front end's prompter for that trust (which
         may refuse with RunProblem: no one to ask), the run lock, then its transcript."""
-        from runbook_tui.integrations.git import repo_facts
-
-        config = load_config()
-        trust = trust_status(book)
-        prompter = prompter_for(book, trust)
         path = Path(settings.transcript or new_transcript_path(book.title))
-        lock, holder = _lock(book, path)
-        try:
-            transcript = Transcript.create(path, checkpoints=Checkpointer.from_settings(config.checkpoints))
-        except TranscriptError as exc:
-            lock.release()
-            raise RunProblem(f"{exc}; nothing was run") from None
+        run = cls._begin(book, path, Transcript.create, settings, prompter_for, observer=observer,
+                         terminal=terminal, take_over=take_over)
         remember(path)
-        session = Session(book, transcript, prompter, observer=observer, mode=settings.mode,
-                          values=settings.values, git_facts=repo_facts(book.path), terminal=terminal,
-                          trusted=trust.trusted, task_timeout=settings.task_timeout,
-                          host_keys=settings.host_keys, take_over=take_over)
-        session.concurrent_run = holder
-        return cls(session, lock, trust, signing=config.signing)
+        return run
 
     @classmethod
     def resume(cls, path: str, settings: RunSettings, prompter_for: PrompterFactory, *,
-               observer: Observer | None = None, terminal: Terminal | None = None) -> Run:
+               observer: Observer | None = None, terminal: Terminal | None = None,
+               take_over: Callable[[Any], Any] | None = None) -> Run:
         """Continue an interrupted run on its own chain.
 
         Only *what was done* comes from the transcript. Mode, trust and values come from now: a
         transcript is a file anyone with write access can forge, and it must not be able to
         switch confirmations off or smuggle values into commands.
         """
-        from runbook_tui.integrations.git import repo_facts
         from runbook_tui.parse import load_runbook
 
         history = RunHistory.load(path)
@@ -119,26 +105,37 @@ class Run:
         if alive:
             raise RunProblem(alive)
         book = load_runbook(history.runbook_path)
-        config = load_config()
-        trust = trust_status(book)
-        prompter = prompter_for(book, trust)
-        lock, holder = _lock(book, Path(path))
-        try:
-            transcript = Transcript.open_append(path, checkpoints=Checkpointer.from_settings(config.checkpoints))
-        except TranscriptError as exc:
-            lock.release()
-            raise RunProblem(str(exc)) from None
-        session = Session(book, transcript, prompter, observer=observer, mode=settings.mode, values=settings.values,
-                          git_facts=repo_facts(book.path), state=history.state_for(book), terminal=terminal,
-                          trusted=trust.trusted, task_timeout=settings.task_timeout,
-                          host_keys=settings.host_keys)
-        session.concurrent_run = holder
-        run = cls(session, lock, trust, resumed_from=history, signing=config.signing)
+        run = cls._begin(book, Path(path), Transcript.open_append, settings, prompter_for, history=history,
+                         observer=observer, terminal=terminal, take_over=take_over)
         if book.sha256 != history.runbook_sha256:
             run.notices.append(f"{history.runbook_path} changed since the run started (sha256 "
                                f"{history.runbook_sha256[:12]} then, {book.sha256[:12]} now); tasks whose text "
                                "changed will run again")
         return run
+
+    @classmethod
+    def _begin(cls, book: Runbook, path: Path, transcript_at: Callable[..., Transcript], settings: RunSettings,
+               prompter_for: PrompterFactory, *, history: RunHistory | None = None,
+               observer: Observer | None, terminal: Terminal | None, take_over: Callable[[Any], Any] | None) -> Run:
+        """Trust, the prompter for it, the lock, the transcript (`create` or `open_append`), the session."""
+        from runbook_tui.integrations.git import repo_facts
+
+        config = load_config()
+        trust = trust_status(book)
+        prompter = prompter_for(book, trust)
+        lock, holder = _lock(book, path)
+        try:
+            transcript = transcript_at(path, checkpoints=Checkpointer.from_settings(config.checkpoints))
+        except TranscriptError as exc:
+            lock.release()
+            raise RunProblem(f"{exc}; nothing was run") from None
+        session = Session(book, transcript, prompter, observer=observer, mode=settings.mode,
+                          values=settings.values, git_facts=repo_facts(book.path),
+                          state=history.state_for(book) if history is not None else None, terminal=terminal,
+                          trusted=trust.trusted, task_timeout=settings.task_timeout,
+                          host_keys=settings.host_keys, take_over=take_over)
+        session.concurrent_run = holder
+        return cls(session, lock, trust, resumed_from=history, signing=config.signing)
 
     # ---- properties front ends show ------------------------------------------------------------
     @property
