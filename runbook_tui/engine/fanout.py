@@ -87,10 +87,11 @@ class Fanout:
                           hosts=batch.hosts, after=f"batch {batch.number} of {batch.number + len(rest)}{after}")
         session.record("confirm.asked", task_id=self.task.id, batch=batch.number, **session._redacted(request.shown()))
         answer = session.prompter.confirm(request)
-        approved = answer.action == "run" and answer.command is None  # a batch runs the command as shown
-        session.record("confirm.answered", task_id=self.task.id, answer=answer.action if approved or
-                       answer.action != "run" else "stop", reason=session.redactor.redact(answer.reason),
-                       typed=answer.typed, edited=False,
+        # A batch runs the command as shown: an edit at this question declines the batch.
+        action = "stop" if answer.action == "run" and answer.command is not None else answer.action
+        approved = action == "run"
+        session.record("confirm.answered", task_id=self.task.id, answer=action,
+                       reason=session.redactor.redact(answer.reason), typed=answer.typed, edited=False,
                        approved=session.redactor.redact(self.command) if approved else None, **where)
         if answer.action == "abort":
             from runbook_tui.engine.session import RunAborted
