@@ -390,6 +390,28 @@ async def test_variable_is_asked_for_and_passed_as_environment(seed_run: Callabl
     assert "migrated-by-alice" in output_of(run.transcript, "5.1.2")
 
 
+async def test_the_values_form_leaves_the_output_in_view(seed_run: Callable[..., Run]) -> None:
+    """The value asked for is often in the output just printed: the form must not cover it."""
+    run = seed_run()
+    async with run_test(run.app, SIZE) as pilot:
+        await ready(pilot, run)
+        await select(pilot, "4.3.1")
+        await pilot.press("enter")
+        await until_screen(pilot, ConfirmCommand)
+        await pilot.press("y")
+        await until_status(pilot, "4.3.1", "done")
+        await select(pilot, "5.1.2")
+        await pilot.press("enter")
+        form = await until_screen(pilot, ValuesForm)
+        await pilot.pause()
+        pane = run.app.run_screen.query_one("#output", OutputPane)
+        box = form.query_one("#dialog-box")
+        assert box.region.height > 0 and pane.region.height > 3
+        assert not box.region.overlaps(pane.region), (box.region, pane.region)
+        assert form.query_one("#value-0").region.height > 0, "the field itself is on screen"
+        await pilot.press("escape")
+
+
 async def test_cancelling_the_variable_form_runs_nothing(seed_run: Callable[..., Run]) -> None:
     run = seed_run()
     async with run_test(run.app, SIZE) as pilot:

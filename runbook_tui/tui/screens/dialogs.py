@@ -295,6 +295,13 @@ class Choose(ModalScreen[int | None]):
         self.dismiss(None)
 
 
+# The values form never shrinks below this many rows (title, one prompt, its field, the hint and the
+# border) to keep the output in view: on a very small terminal it may then cover the output's top.
+VALUES_FORM_MIN_ROWS = 10
+# Rows of the form that are not fields: border 2, padding 2, title and its margin 2, the hint 1.
+VALUES_FORM_CHROME = 7
+
+
 class ValuesForm(ModalScreen[dict[str, str] | None]):
     """Everything the next task needs, asked at once: variables, placeholders, secrets (masked)."""
 
@@ -304,17 +311,25 @@ class ValuesForm(ModalScreen[dict[str, str] | None]):
     ]
 
     def __init__(self, questions: list[Question], title: str = "This task needs values") -> None:
-        super().__init__(classes="dialog")
+        super().__init__(classes="dialog values-form")
         self.questions = questions
         self.title_text = title
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog-box"):
             yield Label(self.title_text, id="dialog-title")
-            for number, question in enumerate(self.questions):
-                yield Label(question.prompt + (" (hidden)" if question.secret else ""))
-                yield Input(password=question.secret, id=f"value-{number}", placeholder=question.name)
+            with VerticalScroll(id="dialog-body", can_focus=False):  # focus goes to the first field
+                for number, question in enumerate(self.questions):
+                    yield Label(question.prompt + (" (hidden)" if question.secret else ""))
+                    yield Input(password=question.secret, id=f"value-{number}", placeholder=question.name)
             yield Static("enter moves on; enter on the last field (or ctrl+s) uses the values", classes="hint")
+
+    def on_mount(self) -> None:
+        """Sit above the output tabs: the value asked for is often in the output just printed."""
+        tabs = self.app.screen_stack[0].query("#tabs")
+        if tabs:
+            rows = max(tabs.first().region.y, VALUES_FORM_MIN_ROWS)
+            self.query_one("#dialog-body").styles.max_height = rows - VALUES_FORM_CHROME
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         inputs = list(self.query(Input))
