@@ -381,7 +381,8 @@ def _open(opener: Callable[[], Run]) -> Run | int:
     try:
         for notice in run.notices:
             _say(f"notice: {notice}")
-        run.read_secrets(ask=sys.stdin.isatty())
+        for notice in run.read_secrets(ask=sys.stdin.isatty()):
+            _say(f"notice: {notice}")
     except (RunProblem, SecretError, MissingValue) as exc:
         run.close()
         return _fail(str(exc))

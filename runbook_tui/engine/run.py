@@ -38,6 +38,18 @@ class RunProblem(Exception):
     """The run cannot open (bad transcript, missing secret with no one to ask): nothing ran."""
 
 
+@dataclass(frozen=True)
+class RunNotice:
+    """Something the operator should know before the run: a line for the screen, and the whole
+    story (what is wrong, what to do) for whoever asks; a plain terminal prints both."""
+
+    summary: str
+    details: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.summary} ({self.details})" if self.details else self.summary
+
+
 @dataclass
 class RunSettings:
     """What the operator asked for on the command line (or the TUI's start)."""
@@ -59,11 +71,12 @@ class Run:
         self._signing = signing
         self.signature: SignResult | None = None  # how the sealed transcript was signed, once closed
         self.resumed_from = resumed_from
-        self.notices: list[str] = []
+        self.notices: list[RunNotice] = []
         if session.mode_notice:
-            self.notices += [session.mode_notice, trust.reason]
+            self.notices.append(RunNotice(session.mode_notice, trust.reason))
         if session.concurrent_run is not None:
-            self.notices.append(f"another run of this runbook is in progress: {describe_holder(session.concurrent_run)}")
+            self.notices.append(RunNotice("another run of this runbook is in progress",
+                                          describe_holder(session.concurrent_run)))
         self.next_run: tuple[Runbook, Path] | None = None  # a related runbook the operator switched to
         self._lock = lock
         self._closed = False
@@ -108,9 +121,9 @@ class Run:
         run = cls._begin(book, Path(path), Transcript.open_append, settings, prompter_for, history=history,
                          observer=observer, terminal=terminal, take_over=take_over)
         if book.sha256 != history.runbook_sha256:
-            run.notices.append(f"{history.runbook_path} changed since the run started (sha256 "
-                               f"{history.runbook_sha256[:12]} then, {book.sha256[:12]} now); tasks whose text "
-                               "changed will run again")
+            run.notices.append(RunNotice(f"{history.runbook_path} changed since the run started; tasks whose text "
+                                         "changed will run again", f"sha256 {history.runbook_sha256[:12]} then, "
+                                         f"{book.sha256[:12]} now"))
         return run
 
     @classmethod
@@ -163,35 +176,46 @@ class Run:
         return found if isinstance(found, Task) else None
 
     # ---- before run.started --------------------------------------------------------------------
-    def read_secrets(self, *, ask: bool) -> list[str]:
+    def read_secrets(self, *, ask: bool) -> list[RunNotice]:
         """Read every secret the runbook declares, before anything is shown or run, so that every
         view redacts from its first line. Asks for one that is not stored (and offers to store
-        it) when `ask`; returns notices for secrets no one gave."""
+        it, unless the keyring just failed) when `ask`; returns notices: one per keyring problem,
+        naming the secrets it concerns, and one per secret no one gave."""
         from runbook_tui.integrations.secrets import SecretError, read_secret, store_secret
 
         if self.mode == "noop":
             return []
-        notices = []
+        notices: list[RunNotice] = []
+        failures: dict[str, tuple[SecretError, list[str]]] = {}  # the same keyring problem, told once
+        given: dict[str, str] = {}  # by reference: one secret under two names is asked for once
         for secret in self.runbook.secrets:
+            if secret.ref in given:
+                self.session.add_secret(secret.name, given[secret.ref])
+                continue
             try:
                 value = read_secret(secret)
+                keyring_works = True
             except SecretError as exc:
                 if not ask:
                     raise RunProblem(str(exc)) from None
-                notices.append(str(exc))
-                value = None
+                failures.setdefault(str(exc), (exc, []))[1].append(secret.name)
+                value, keyring_works = None, False
             if value is None:
                 value = self._ask_secret(secret, ask)
                 if value is None:
-                    notices.append(f"{secret.name} was not given; commands that use it will not get it")
+                    notices.append(RunNotice(f"{secret.name} was not given; commands that use it will not get it"))
                     continue
-                if secret.ref.startswith("keyring:") and self.session.prompter.offer_to_store(secret.name):
+                if keyring_works and secret.ref.startswith("keyring:") and \
+                        self.session.prompter.offer_to_store(secret.name):
                     try:
                         store_secret(secret.ref, value)
                     except SecretError as exc:
-                        notices.append(str(exc))
+                        notices.append(RunNotice(f"{secret.name} was not stored: {exc.summary}", str(exc)))
+            given[secret.ref] = value
             self.session.add_secret(secret.name, value)
-        return notices
+        told = [RunNotice(f"{exc.summary}: {', '.join(names)} must be typed in every run", str(exc))
+                for exc, names in failures.values()]
+        return told + notices
 
     def _ask_secret(self, secret: Secret, ask: bool) -> str | None:
         if not ask:

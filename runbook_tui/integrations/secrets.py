@@ -30,7 +30,14 @@ _FIX = ("run inside a desktop session with an unlocked keyring, or start a Secre
 
 
 class SecretError(Exception):
-    """A secret cannot be read (missing, locked or absent backend); the message says what to do."""
+    """A secret cannot be read (missing, locked or absent backend); the message says what to do.
+
+    `summary` is the same problem in a few words, for a screen that shows one line and the
+    message on request."""
+
+    def __init__(self, message: str, summary: str | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary or message
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,8 @@ def _usable_backend() -> None:
 
     backend = keyring.get_keyring()
     if _refused(backend):
-        raise SecretError(f"no usable OS keyring: found {backend_name()} ({_why_no_secret_service(backend)}); {_FIX}")
+        raise SecretError(f"no usable OS keyring: found {backend_name()} ({_why_no_secret_service(backend)}); {_FIX}",
+                          "no usable OS keyring here")
 
 
 def _guarded(action: str, call: Callable[[], T], value: str | None = None) -> T:
@@ -118,12 +126,15 @@ def _guarded(action: str, call: Callable[[], T], value: str | None = None) -> T:
     except keyring.errors.KeyringLocked:
         message = (f"the keyring ({backend_name()}) is locked, so it cannot {action}; unlock it "
                    "(log in to the desktop session, or run gnome-keyring-daemon --unlock) and try again")
+        summary = "the keyring is locked"
     except keyring.errors.KeyringError as exc:  # its own messages describe the backend, not values
         detail = str(exc) if not value or value not in str(exc) else "details withheld"
         message = f"cannot {action} with {backend_name()}: {type(exc).__name__}: {detail}"
+        summary = f"the keyring failed ({type(exc).__name__})"
     except Exception as exc:  # noqa: BLE001 - D-Bus, decoding...: the type only, never the text
         message = f"cannot {action} with {backend_name()}: {type(exc).__name__}"
-    raise SecretError(message)
+        summary = f"the keyring failed ({type(exc).__name__})"
+    raise SecretError(message, summary)
 
 
 def read_secret(secret: Secret) -> str | None:

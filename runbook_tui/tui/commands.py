@@ -19,7 +19,9 @@ class RunbookCommands(Provider):
     def _entries(self) -> list[tuple[str, str, object]]:
         app: RunbookApp = self.app  # type: ignore[assignment]
         screen = app.run_screen
-        entries: list[tuple[str, str, object]] = [("Help: the keys of this screen", "Also ? or F1", app.action_keys_help)]
+        entries: list[tuple[str, str, object]] = [("Help: the keys of this screen", "Also ? or F1", app.action_keys_help),
+                                                  ("Messages: every notice of this run in full", "Also m",
+                                                   screen.action_messages)]
         for step in app.runbook.steps():
             entries.append((f"Jump to {step.id} {step.title}", "Select this step", partial(screen.jump, step.id)))
         for index, related in enumerate(app.runbook.related):

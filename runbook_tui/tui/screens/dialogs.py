@@ -351,24 +351,33 @@ class ValuesForm(ModalScreen[dict[str, str] | None]):
         self.dismiss(None)
 
 
-class KeysHelp(ModalScreen[None]):
-    """The keys that work on the screen underneath, with what each does (`?`, F1, or the palette)."""
+class Reading(ModalScreen[None]):
+    """Text to read, scrollable, closed with escape: the keys of a screen, the run's messages."""
 
-    BINDINGS = [Binding("escape,q,question_mark,f1", "dismiss", "Close", id="help.close", tooltip="Close")]
+    BINDINGS = [Binding("escape,q", "dismiss", "Close", id="reading.close", tooltip="Close")]
 
-    def __init__(self, title: str, keys: list[tuple[str, str]]) -> None:
+    def __init__(self, title: str, body: Text) -> None:
         super().__init__(classes="dialog")
         self.title_text = title
-        self.keys = keys
+        self.body = body
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog-box"):
             yield Label(Text(self.title_text, style="bold"), id="dialog-title")
             with VerticalScroll(id="dialog-body"):
-                width = max((len(key) for key, _ in self.keys), default=0)
-                yield Static(Text("\n".join(f"{key.ljust(width)}  {what}" for key, what in self.keys)),
-                             id="help-keys")
+                yield Static(self.body, id="reading-body")
             yield Label(Text("escape: close", style="dim"))
 
     async def action_dismiss(self, result: None = None) -> None:
         self.dismiss(None)
+
+
+class KeysHelp(Reading):
+    """The keys that work on the screen underneath, with what each does (`?`, F1, or the palette)."""
+
+    BINDINGS = [Binding("escape,q,question_mark,f1", "dismiss", "Close", id="help.close", tooltip="Close")]
+
+    def __init__(self, title: str, keys: list[tuple[str, str]]) -> None:
+        width = max((len(key) for key, _ in keys), default=0)
+        super().__init__(title, Text("\n".join(f"{key.ljust(width)}  {what}" for key, what in keys)))
+        self.keys = keys

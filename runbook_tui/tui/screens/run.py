@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -26,7 +27,7 @@ from runbook_tui.audit.redact import Redactor
 from runbook_tui.audit.transcript import follow
 from runbook_tui.engine.policy import task_risk
 from runbook_tui.model import MODES, Mode, Runbook, Task
-from runbook_tui.tui.screens.dialogs import Choose, EditCommand, TextPrompt, YesNo
+from runbook_tui.tui.screens.dialogs import Choose, EditCommand, Reading, TextPrompt, YesNo
 from runbook_tui.tui.screens.related import RelatedScreen
 from runbook_tui.tui.widgets.container_watch import ContainerStatus, ContainerWatch, tab_id
 from runbook_tui.tui.widgets.output_pane import OutputPane
@@ -35,7 +36,7 @@ from runbook_tui.tui.widgets.step_tree import SETTLED_STATUSES, Item, StepTree
 from runbook_tui.tui.widgets.step_view import StepView
 
 if TYPE_CHECKING:
-    from runbook_tui.engine.run import Run
+    from runbook_tui.engine.run import Run, RunNotice
 
 
 
@@ -49,6 +50,8 @@ class RunScreen(Screen[None]):
         Binding("a", "note", "Note", id="run.note", tooltip="Add a note to the transcript"),
         Binding("o", "related", "Related", id="run.related", tooltip="Open a related runbook"),
         Binding("x", "export", "Export", id="run.export", tooltip="Export the transcript as Markdown"),
+        Binding("m", "messages", "Messages", show=False, id="run.messages",
+                tooltip="Every notice of this run in full (keyring, trust, another run...)"),
         Binding("ctrl+c", "interrupt", "Interrupt", id="task.interrupt", priority=True,
                 tooltip="Interrupt the running command"),
         Binding("]", "next_tab", "Next tab", show=False, id="tabs.next", tooltip="Next output or container tab"),
@@ -71,6 +74,7 @@ class RunScreen(Screen[None]):
         self._started = threading.Event()  # run.started is recorded
         self._running_since = 0.0  # when the running command started (for the task card)
         self._stop_following = threading.Event()
+        self.messages: list[RunNotice] = []  # every notice shown, in full behind `m`
 
     # ---- layout ----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -115,8 +119,22 @@ class RunScreen(Screen[None]):
         else:
             pane.use_transcript(self.run.transcript_path, self.run.output_since)
             for notice in self.run.notices:
-                self.notify(notice, severity="warning", timeout=15)
+                self.tell(notice)
             self._start()
+
+    def tell(self, notice: RunNotice) -> None:
+        """One line on screen; the whole notice stays behind `m` (a toast goes away)."""
+        self.messages.append(notice)
+        self.notify(notice.summary + (" (m: details)" if notice.details else ""), severity="warning", timeout=15)
+
+    def action_messages(self) -> None:
+        body = Text()
+        for notice in self.messages:
+            body.append(notice.summary + "\n", style="bold")
+            if notice.details:
+                body.append(notice.details + "\n")
+            body.append("\n")
+        self.app.push_screen(Reading("Messages of this run", body if self.messages else Text("No messages.")))
 
     def _watch_containers(self) -> None:
         """Container log tabs, redacted from their first line (so only once secrets are read)."""
@@ -140,8 +158,8 @@ class RunScreen(Screen[None]):
     def _start(self) -> None:
         """Read secrets (asking for missing ones), record run.started; tasks wait for it."""
         assert self.run is not None
-        for problem in self.run.read_secrets(ask=True):
-            self.app.call_from_thread(self.notify, problem, severity="warning", timeout=15)
+        for notice in self.run.read_secrets(ask=True):
+            self.app.call_from_thread(self.tell, notice)
         self.run.start()
         self._started.set()
         self.app.call_from_thread(self._watch_containers)

@@ -1,0 +1,95 @@
+"""What the run tells the operator before it starts: one line each on screen, the whole story on `m`.
+
+The keyring here is keyring's own `fail` backend (what keyring picks on a machine with no Secret
+Service), so the problem is the real one an operator without a desktop session meets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import keyring
+import pytest
+from keyring.backends import fail
+
+from runbook_tui.audit.transcript import read_events
+from runbook_tui.parse import load_runbook
+from runbook_tui.tui.app import make_app
+from runbook_tui.tui.screens.dialogs import Reading, ValuesForm, YesNo
+from tests.tui_helpers import notifications, type_text, until, until_event, until_screen
+
+BOOK = """---
+secrets:
+  DB_PASSWORD: "keyring:rbt-notices/db"
+  API_TOKEN: "keyring:rbt-notices/api"
+  DB_PASSWORD_AGAIN: "keyring:rbt-notices/db"
+---
+# Notices
+
+## Steps
+
+1. Use them
+   - `echo "$DB_PASSWORD $API_TOKEN"` <!-- runbook: secrets=DB_PASSWORD,API_TOKEN -->
+"""
+
+
+@pytest.fixture
+def no_keyring() -> Iterator[None]:
+    before = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    try:
+        yield
+    finally:
+        keyring.set_keyring(before)
+
+
+async def test_a_missing_keyring_is_one_line_with_the_details_on_m(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   no_keyring: None) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "book.md").write_text(BOOK)
+    transcript = tmp_path / "t.jsonl"
+    app = make_app(load_runbook(tmp_path / "book.md"), mode="paranoid", variables={}, transcript=str(transcript),
+                   theme=None)
+    asked: list[str] = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        for value in ("pw-1", "tok-2"):  # DB_PASSWORD_AGAIN is the same secret: not asked again
+            form = await until_screen(pilot, ValuesForm)
+            asked += [q.name for q in form.questions]
+            await type_text(pilot, value)
+            await pilot.press("enter")
+            await pilot.pause()
+            assert not isinstance(app.screen, YesNo), "offered to store a secret in a keyring that cannot be used"
+        await until_event(pilot, transcript, "run.started")
+        await until(pilot, lambda: any("keyring" in m for m in notifications(app)), what="the keyring notice")
+        about_keyring = [m for m in notifications(app) if "keyring" in m]
+        assert about_keyring == ["no usable OS keyring here: DB_PASSWORD, API_TOKEN must be typed in every run "
+                                 "(m: details)"], about_keyring
+        assert all("\n" not in m for m in notifications(app))
+        await pilot.press("m")
+        shown = await until_screen(pilot, Reading)
+        text = shown.body.plain
+        assert "keyring.backends.fail.Keyring" in text and "gnome-keyring-daemon" in text, text
+        assert "pw-1" not in text and "tok-2" not in text
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, Reading), what="the messages closed")
+        await pilot.press("q")
+        await pilot.pause()
+    assert asked == ["DB_PASSWORD", "API_TOKEN"]
+    started = next(e for e in read_events(transcript) if e["type"] == "run.started")
+    assert sorted(started["secrets"]) == ["API_TOKEN", "DB_PASSWORD", "DB_PASSWORD_AGAIN"]
+    assert "pw-1" not in transcript.read_text() and "tok-2" not in transcript.read_text()
+
+
+async def test_messages_on_a_run_without_notices_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "book.md").write_text("# Quiet\n\n## Steps\n\n1. One\n   - `echo hi`\n")
+    transcript = tmp_path / "t.jsonl"
+    app = make_app(load_runbook(tmp_path / "book.md"), mode="paranoid", variables={}, transcript=str(transcript),
+                   theme=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until_event(pilot, transcript, "run.started")
+        await pilot.press("m")
+        shown = await until_screen(pilot, Reading)
+        assert shown.body.plain == "No messages."
+        await pilot.press("escape")
