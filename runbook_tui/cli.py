@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -83,13 +83,21 @@ def open_command(runbook: str | None, mode: str, variables: tuple[str, ...], tra
     """Open RUNBOOK in the terminal app."""
     path = Path(runbook) if runbook else bundled_path("runbooks", "demo.md")
     book = load_runbook(path)
-    from runbook_tui.engine.run import RunProblem
     from runbook_tui.tui.app import make_app
 
     values = parse_vars(variables)
+    _run_apps(lambda: make_app(book, mode=mode, variables=values, transcript=transcript, theme=theme), mode, theme)
+
+
+def _run_apps(make: Callable[[], Any], mode: str, theme: str | None) -> NoReturn:
+    """Run the app built by `make`; then, if the operator switched to a related runbook, its own
+    run in the transcript announced, and so on. Exits with the last run's code."""
+    from runbook_tui.engine.run import RunProblem
+    from runbook_tui.tui.app import make_app
+
     while True:
         try:
-            app = make_app(book, mode=mode, variables=values, transcript=transcript, theme=theme)
+            app = make()
         except RunProblem as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_BAD_INPUT)
@@ -105,9 +113,8 @@ def open_command(runbook: str | None, mode: str, variables: tuple[str, ...], tra
             click.echo(app.current_run.signature.reason, err=True)
         if app.next_run is None:
             sys.exit(code or EXIT_OK)
-        # the operator switched to a related runbook: its own run, in the transcript announced
-        (book, next_transcript), values = app.next_run, {}
-        transcript = str(next_transcript)
+        book, next_transcript = app.next_run
+        make = functools.partial(make_app, book, mode=mode, variables={}, transcript=str(next_transcript), theme=theme)
 
 
 def parse_task_timeout(text: str) -> float | None:
@@ -373,10 +380,20 @@ def run(path: str, mode: str, yes: bool, confirm_high_risk: bool, variables: tup
               help="Give a variable or placeholder a value (values are never taken from the transcript).")
 @click.option("--task-timeout", default="1h", show_default=True, metavar="DURATION",
               help="Stop a task that has no timeout of its own after this long (0: never). Recorded.")
+@click.option("--headless", is_flag=True, help="Plain output even on a terminal (the default without one, or "
+                                               "with --yes).")
 @user_errors
 def resume(transcript: str, yes: bool, confirm_high_risk: bool, interrupted: str, mode: str,
-           variables: tuple[str, ...], task_timeout: str) -> None:
-    """Continue an interrupted run, appending to its transcript."""
+           variables: tuple[str, ...], task_timeout: str, headless: bool) -> None:
+    """Continue an interrupted run, appending to its transcript: in the terminal app on a
+    terminal, with what already ran marked; plain output otherwise."""
+    if not (headless or yes) and sys.stdin.isatty() and sys.stdout.isatty():
+        from runbook_tui.tui.app import make_resume_app
+
+        values = parse_vars(variables)
+        _run_apps(lambda: make_resume_app(transcript, mode=mode, variables=values, theme=None,
+                                          task_timeout=parse_task_timeout(task_timeout), interrupted=interrupted),
+                  mode, None)
     from runbook_tui.headless import resume_headless
 
     sys.exit(resume_headless(transcript, mode=mode, yes=yes, confirm_high_risk=confirm_high_risk,

@@ -314,3 +314,29 @@ def test_a_full_screen_program_gets_the_terminal_and_gives_it_back(tmux: Tmux, t
     assert "page-line-0" in "".join(e["text"] for e in events(transcript, "output")), "still recorded"
     (finished,) = events(transcript, "task.finished")
     assert finished["status"] == "done"
+
+
+def test_resume_on_a_terminal_opens_the_app_on_the_interrupted_run(tmux: Tmux, tmp_path: Path) -> None:
+    from tests.test_tui_resume import interrupted_run
+
+    transcript = interrupted_run(tmp_path)
+    exit_file = tmp_path / "exit-code"
+    app = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "runbook_tui", "resume", str(transcript)))
+    config = shlex.quote(str(tmp_path / "config"))
+    shell = (f"cd {shlex.quote(str(tmp_path))} && XDG_CONFIG_HOME={config} {app}; "
+             f"echo $? > {shlex.quote(str(exit_file))}")
+    tmux("new-session", "-d", "-x", "120", "-y", "40", "-s", "e2e", shell)
+
+    screen = tmux.wait_for("was running when the run stopped")
+    assert "1/3 tasks" in screen, screen
+    tmux("send-keys", "-t", "e2e", "Down", "Enter")  # skip the interrupted task
+    tmux.wait_for("2/3 tasks")
+    tmux.press_until("Enter", lambda: tmux.wait_for("Run task 1.3.1?", timeout=5))
+    tmux("send-keys", "-t", "e2e", "y")
+    tmux.wait_for("3/3 tasks")
+    tmux("send-keys", "-t", "e2e", "q")
+    assert wait_for_file(exit_file) == "0"
+    kinds = events(transcript)
+    since = [e["type"] for e in kinds].index("run.resumed")
+    assert [e["task_id"] for e in kinds[since:] if e["type"] == "command.started"] == ["1.3.1"]
+    assert kinds[-1]["type"] == "run.finished"

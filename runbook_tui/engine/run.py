@@ -302,6 +302,10 @@ class Run:
     def pending(self) -> list[str]:
         return [task.id for _, _, task in self.session.pending_tasks()]
 
+    def settled(self) -> dict[str, str]:
+        """Task id -> status of every task settled so far (a resumed run: those of the run it continues)."""
+        return {task_id: outcome.status for task_id, outcome in self.session.state.finished.items()}
+
     def all_settled(self) -> bool:
         return not self.pending()
 

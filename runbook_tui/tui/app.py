@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from textual.app import App
@@ -26,6 +27,7 @@ class RunbookApp(App[int]):
     """One runbook on screen: a run of it, or a transcript to follow, read-only."""
 
     CSS_PATH = "app.tcss"
+    runbook: Runbook  # given when built, or by the run being opened (a resumed run's engine reads it)
     TITLE = "runbook-tui"
     COMMANDS = App.COMMANDS | {RunbookCommands}
     BINDINGS = [
@@ -35,7 +37,7 @@ class RunbookApp(App[int]):
 
     def __init__(
         self,
-        runbook: Runbook,
+        runbook: Runbook | None = None,
         *,
         git: dict[str, Any] | None = None,
         follow_path: str | None = None,
@@ -46,8 +48,10 @@ class RunbookApp(App[int]):
         super().__init__()
         if keymap:
             self.set_keymap(keymap)
-        self.runbook = runbook
+        if runbook is not None:
+            self.runbook = runbook
         self.current_run: Run | None = None  # set by make_app before the app runs
+        self.interrupted = "ask"  # resume: what to do with the task that was running (rerun, skip, done)
         self.git = git or {}
         self.follow_path = follow_path
         self.requested_theme = theme
@@ -55,7 +59,7 @@ class RunbookApp(App[int]):
 
     def get_default_screen(self) -> RunScreen:
         return RunScreen(self.runbook, self.current_run, git=self.git, follow_path=self.follow_path,
-                         redactor=self._redactor)
+                         redactor=self._redactor, interrupted=self.interrupted)
 
     @property
     def run_screen(self) -> RunScreen:
@@ -159,17 +163,39 @@ def make_app(runbook: Runbook, *, mode: str, variables: dict[str, str], transcri
              theme: str | None) -> RunbookApp:
     """Build the app and open its run; raises RunProblem (or RunbookError for a bad settings
     file) before anything is on screen."""
-    from runbook_tui.config import load_config
     from runbook_tui.engine.run import RunSettings
+
+    settings = RunSettings(mode=mode, values=variables, transcript=transcript)  # type: ignore[arg-type]
+    return _app_for(lambda prompter_for, **front: Run.open(runbook, settings, prompter_for, **front), theme)
+
+
+def make_resume_app(transcript: str, *, mode: str, variables: dict[str, str], theme: str | None,
+                    task_timeout: float | None, interrupted: str = "ask") -> RunbookApp:
+    """Build the app on an interrupted run: the same checks as headless `resume` (the same
+    `Run.resume`), with what already ran marked on screen."""
+    from runbook_tui.engine.run import RunSettings
+
+    settings = RunSettings(mode=mode, values=variables, task_timeout=task_timeout)  # type: ignore[arg-type]
+    app = _app_for(lambda prompter_for, **front: Run.resume(transcript, settings, prompter_for, **front), theme)
+    app.interrupted = interrupted
+    return app
+
+
+def _app_for(open_run: Callable[..., Run], theme: str | None) -> RunbookApp:
+    """The app, then its run: the run's prompter, observer and terminal are the app's."""
+    from runbook_tui.config import load_config
     from runbook_tui.integrations.git import repo_facts
     from runbook_tui.tui.prompter import ScreenPrompter
 
     config = load_config()
-    app = RunbookApp(runbook, git=repo_facts(runbook.path), theme=theme or config.theme, keymap=config.keymap)
-    observer = _ScreenObserver(app)
-    settings = RunSettings(mode=mode, values=variables, transcript=transcript)  # type: ignore[arg-type]
-    app.current_run = Run.open(runbook, settings, lambda book, trust: ScreenPrompter(app), observer=observer,
-                               terminal=app.run_on_terminal, take_over=app.hand_over)
+    app = RunbookApp(theme=theme or config.theme, keymap=config.keymap)
+
+    def prompter_for(book: Runbook, trust: Any) -> ScreenPrompter:
+        app.runbook, app.git = book, repo_facts(book.path)
+        return ScreenPrompter(app)
+
+    app.current_run = open_run(prompter_for, observer=_ScreenObserver(app), terminal=app.run_on_terminal,
+                               take_over=app.hand_over)
     return app
 
 

@@ -28,7 +28,7 @@ class ScreenPrompter:
     def __init__(self, app: App[Any]) -> None:
         self.app = app
 
-    def _ask(self, screen: Screen[T]) -> T:
+    def ask(self, screen: Screen[T]) -> T:
         """Show `screen` and block this (worker) thread until it is dismissed."""
         done = threading.Event()
         result: list[T] = []
@@ -47,10 +47,10 @@ class ScreenPrompter:
         return result[0]
 
     def confirm(self, request: Confirmation) -> Answer:
-        return self._ask(ConfirmCommand(request))
+        return self.ask(ConfirmCommand(request))
 
     def confirm_step(self, step: Step, commands: list[Confirmation]) -> Answer:
-        yes = self._ask(ConfirmStep(f"Run step {step.id} {step.title}? ({len(commands)} command(s))", commands))
+        yes = self.ask(ConfirmStep(f"Run step {step.id} {step.title}? ({len(commands)} command(s))", commands))
         return Answer("run") if yes else Answer("stop", reason="step not confirmed")
 
     def confirm_manual(self, task: Task, step: Step) -> Answer:
@@ -58,16 +58,16 @@ class ScreenPrompter:
         return Answer("done")
 
     def ask_values(self, questions: list[Question]) -> dict[str, str]:
-        values = self._ask(ValuesForm(questions))
+        values = self.ask(ValuesForm(questions))
         if values is None:
             raise MissingValue("no value given for " + ", ".join(q.prompt for q in questions))
         return values
 
     def offer_to_store(self, secret_name: str) -> bool:
-        return bool(self._ask(YesNo(f"Store {secret_name} in the keyring?")))
+        return bool(self.ask(YesNo(f"Store {secret_name} in the keyring?")))
 
     def ask_input(self, task: Task, shown: str, masked: bool) -> str | None:
-        return self._ask(CommandInput(task, shown, masked))
+        return self.ask(CommandInput(task, shown, masked))
 
     def after_failure(self, task: Task, verdict: Verdict, attempt: int) -> Answer:
         # The guide stops on the failed task; the operator retries (r) or skips (s) from there.

@@ -60,8 +60,11 @@ class RunScreen(Screen[None]):
     ]
 
     def __init__(self, runbook: Runbook, run: Run | None, *, git: dict[str, Any], follow_path: str | None = None,
-                 redactor: Redactor | None = None) -> None:
+                 redactor: Redactor | None = None, interrupted: str = "ask") -> None:
+        """`interrupted`: resume's answer for the task that was running when the run stopped
+        (rerun, skip, done), or "ask"."""
         super().__init__()
+        self.interrupted = interrupted
         self.runbook = runbook
         self.run = run
         self.git = git
@@ -103,8 +106,14 @@ class RunScreen(Screen[None]):
         self.set_interval(1.0, self._tick)
         header = self.query_one(RunHeader)
         header.mode = "watch (read-only)" if self.run is None else self.run.mode
-        self.query_one(StepTree).focus()
-        first = next((t for t in self.runbook.tasks()), None)
+        tree = self.query_one(StepTree)
+        tree.focus()
+        settled = self.run.settled() if self.run is not None else {}
+        for task in self.runbook.tasks():
+            if task.id in settled:  # a resumed run: what the interrupted one finished
+                tree.set_status(task, settled[task.id])
+        header.done = sum(1 for status in settled.values() if status in SETTLED_STATUSES)
+        first = next((t for t in self.runbook.tasks() if t.id not in settled), None)
         if first is not None:
             self.call_after_refresh(self.query_one(StepTree).select_id, first.id)
         else:
@@ -161,8 +170,28 @@ class RunScreen(Screen[None]):
         for notice in self.run.read_secrets(ask=True):
             self.app.call_from_thread(self.tell, notice)
         self.run.start()
+        self._settle_interrupted()
         self._started.set()
         self.app.call_from_thread(self._watch_containers)
+
+    def _settle_interrupted(self) -> None:
+        """Resume: the operator decides what became of the task that was running when the run
+        stopped (the engine has already refused if its command still lives)."""
+        from runbook_tui.tui.prompter import ScreenPrompter
+
+        assert self.run is not None
+        task = self.run.interrupted_task
+        if task is None:
+            return
+        choices = ["rerun", "skip", "done"]
+        picked = choices.index(self.interrupted) if self.interrupted in choices else ScreenPrompter(self.app).ask(Choose(
+            f"Task {task.id} was running when the run stopped. Its command is no longer running: run it "
+            "again, skip it, or mark it done (you checked it finished)?",
+            ["Run it again when its turn comes", "Skip it (recorded)", "Mark it done (recorded)"]))
+        choice = choices[picked] if picked is not None else "rerun"
+        self.run.settle_interrupted(choice)
+        if choice == "rerun":
+            self.app.call_from_thread(self.query_one(StepTree).select_id, task.id)
 
     @work(thread=True, exclusive=True, group="session", exit_on_error=False)
     def _run_task(self, task: Task, edited: str | None = None) -> None:
