@@ -37,6 +37,7 @@ class Printer:
         self._dirty = False  # command output was written since our last line
         self._last_command: tuple[str, str] | None = None
         self._gone = False
+        self._handed_over = False  # a full-screen program has the terminal and draws on it itself
 
     def _write(self, text: str) -> None:
         """Write, unless the terminal went away (SIGHUP): the transcript still has everything."""
@@ -55,11 +56,25 @@ class Printer:
         self._dirty = False
 
     def output(self, task_id: str, text: str) -> None:
+        if self._handed_over:
+            return  # the relay copies it to the terminal, raw; the transcript records it as always
         safe = self._filter.feed(text).replace("\r\n", "\n")
         if safe:
             self._write(safe)
             self._at_line_start = safe.endswith("\n")
             self._dirty = True
+
+    def hand_over(self, proc: Any) -> Any:
+        """A running program went full screen: it gets the operator's terminal (raw relay) until it
+        leaves its screen or ends, and nothing of ours is printed over it meanwhile."""
+        from runbook_tui.engine.interactive import take_over
+
+        self._handed_over = True
+        try:
+            return take_over(proc)
+        finally:
+            self._handed_over = False
+            self._filter = TerminalFilter(colors=self.colors)  # the escapes it was in the middle of are gone
 
     def event(self, event: dict[str, Any]) -> None:
         kind = event["type"]
@@ -397,18 +412,22 @@ def run_headless(book: Runbook, *, mode: str, values: dict[str, str], yes: bool,
         return _fail(problem)
     settings = RunSettings(mode=mode, values=values, transcript=transcript_path,  # type: ignore[arg-type]
                            task_timeout=task_timeout, host_keys=host_keys)
-    run = _open(lambda: Run.open(book, settings, _prompter_for(yes, confirm_high_risk, mode), observer=Printer(),
-                                 terminal=_terminal()))
+    printer = Printer()
+    run = _open(lambda: Run.open(book, settings, _prompter_for(yes, confirm_high_risk, mode), observer=printer,
+                                 **_terminal(printer)))
     if isinstance(run, int):
         return run
     return _drive(run, lambda: None)
 
 
-def _terminal() -> Any:
-    """The operator's terminal for interactive tasks, when there is one."""
+def _terminal(printer: Printer) -> dict[str, Any]:
+    """The operator's terminal, when there is one: interactive tasks run on it, and a program that
+    goes full screen (less, vi, top) is handed it, as in the app."""
     from runbook_tui.engine.interactive import run_on_terminal
 
-    return run_on_terminal if sys.stdin.isatty() and sys.stdout.isatty() else None
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return {"terminal": None, "take_over": None}
+    return {"terminal": run_on_terminal, "take_over": printer.hand_over}
 
 
 def resume_headless(path: str, *, mode: str, yes: bool, confirm_high_risk: bool, interrupted: str,
@@ -417,8 +436,9 @@ def resume_headless(path: str, *, mode: str, yes: bool, confirm_high_risk: bool,
 
     Mode and values are today's (from this command line), not the transcript's."""
     settings = RunSettings(mode=mode, values=values, task_timeout=task_timeout)  # type: ignore[arg-type]
-    run = _open(lambda: Run.resume(path, settings, _prompter_for(yes, confirm_high_risk, mode), observer=Printer(),
-                                   terminal=_terminal()))
+    printer = Printer()
+    run = _open(lambda: Run.resume(path, settings, _prompter_for(yes, confirm_high_risk, mode), observer=printer,
+                                   **_terminal(printer)))
     if isinstance(run, int):
         return run
     if run.resumed_from is not None and run.resumed_from.settled:

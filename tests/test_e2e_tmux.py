@@ -316,17 +316,46 @@ def test_a_full_screen_program_gets_the_terminal_and_gives_it_back(tmux: Tmux, t
     assert finished["status"] == "done"
 
 
-def test_resume_on_a_terminal_opens_the_app_on_the_interrupted_run(tmux: Tmux, tmp_path: Path) -> None:
-    from tests.test_tui_resume import interrupted_run
-
-    transcript = interrupted_run(tmp_path)
+def launch(tmux: Tmux, tmp_path: Path, *args: str) -> Path:
+    """`runbook-tui ARGS` in the tmux session, with no user settings; the file its exit code goes to."""
     exit_file = tmp_path / "exit-code"
-    app = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "runbook_tui", "resume", str(transcript)))
+    app = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "runbook_tui", *args))
     config = shlex.quote(str(tmp_path / "config"))
     shell = (f"cd {shlex.quote(str(tmp_path))} && XDG_CONFIG_HOME={config} {app}; "
              f"echo $? > {shlex.quote(str(exit_file))}")
     tmux("new-session", "-d", "-x", "120", "-y", "40", "-s", "e2e", shell)
+    return exit_file
 
+
+def test_headless_run_hands_a_full_screen_program_the_terminal(tmux: Tmux, tmp_path: Path) -> None:
+    """`run` on a terminal, like the app: `less` gets the real terminal (its own keys work, nothing
+    of ours is printed over its screen) and gives it back on `q`; the run goes on."""
+    pages = tmp_path / "pages.txt"
+    pages.write_text("".join(f"page-line-{n:04d}\n" for n in range(200)))
+    book = tmp_path / "less.md"
+    book.write_text(f"# Pager\n\n## Steps\n\n1. Read\n   - `less {pages}`\n2. After\n   - `echo after-less`\n")
+    transcript = tmp_path / "t.jsonl"
+    exit_file = launch(tmux, tmp_path, "run", str(book), "--transcript", str(transcript))
+    tmux.wait_for("Run it?")
+    tmux("send-keys", "-t", "e2e", "y", "Enter")
+    tmux.wait_for("page-line-0000")
+    tmux.press_until("G", lambda: tmux.wait_for("(END)", timeout=3))  # less's own key: the end of the file
+    bottom = [line for line in tmux.screen().splitlines() if line.strip()][-4:]
+    assert bottom == ["page-line-0197", "page-line-0198", "page-line-0199", "(END)"], bottom
+    tmux("send-keys", "-t", "e2e", "q")
+    screen = tmux.wait_for("echo after-less")
+    assert "✓ 1.1.1 done" in screen, screen
+    tmux("send-keys", "-t", "e2e", "y", "Enter")
+    assert wait_for_file(exit_file) == "0"
+    assert "page-line-0199" in "".join(e["text"] for e in events(transcript, "output")), "recorded all along"
+    assert not events(transcript, "input.sent"), "the keys went to less, not through a question"
+
+
+def test_resume_on_a_terminal_opens_the_app_on_the_interrupted_run(tmux: Tmux, tmp_path: Path) -> None:
+    from tests.test_tui_resume import interrupted_run
+
+    transcript = interrupted_run(tmp_path)
+    exit_file = launch(tmux, tmp_path, "resume", str(transcript))
     screen = tmux.wait_for("was running when the run stopped")
     assert "1/3 tasks" in screen, screen
     tmux("send-keys", "-t", "e2e", "Down", "Enter")  # skip the interrupted task
