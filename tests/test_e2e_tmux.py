@@ -369,3 +369,40 @@ def test_resume_on_a_terminal_opens_the_app_on_the_interrupted_run(tmux: Tmux, t
     since = [e["type"] for e in kinds].index("run.resumed")
     assert [e["task_id"] for e in kinds[since:] if e["type"] == "command.started"] == ["1.3.1"]
     assert kinds[-1]["type"] == "run.finished"
+
+
+def test_input_and_a_masked_password_are_typed_from_the_app(tmux: Tmux, tmp_path: Path) -> None:
+    """In a real terminal: `read -p` answered from the app's question, then a `sudo -S`-style
+    echo-off prompt, whose answer appears nowhere: not on screen, transcript or any export."""
+    password = "Tm9-" + uuid.uuid4().hex[:10]
+    book = tmp_path / "ask.md"
+    book.write_text("# Ask\n\n## Steps\n\n1. Ask\n"
+                    "   - `read -r -p 'name: ' who; echo \"hello $who\"`\n"
+                    "   - `read -r -s -p '[sudo] password: ' pw; echo; echo \"got ${#pw} characters\"`\n")
+    transcript = tmp_path / "t.jsonl"
+    exit_file = launch(tmux, tmp_path, str(book), "--transcript", str(transcript))
+    tmux.wait_for("0/2 tasks")
+    tmux.press_until("Enter", lambda: tmux.wait_for("Run task 1.1.1?", timeout=5))
+    tmux("send-keys", "-t", "e2e", "y")
+    screen = tmux.wait_for("Task 1.1.1 waits for input")
+    assert "name:" in screen
+    tmux("send-keys", "-t", "e2e", "-l", "ann")
+    tmux("send-keys", "-t", "e2e", "Enter")
+    tmux.wait_for("hello ann")
+    tmux.press_until("Enter", lambda: tmux.wait_for("Run task 1.1.2?", timeout=5))
+    tmux("send-keys", "-t", "e2e", "y")
+    tmux.wait_for("waits for hidden input")
+    tmux("send-keys", "-t", "e2e", "-l", password)
+    assert password not in tmux.screen(), "typed masked"
+    tmux("send-keys", "-t", "e2e", "Enter")
+    tmux.wait_for("got 14 characters")
+    tmux.wait_for("2/2 tasks")
+    tmux("send-keys", "-t", "e2e", "q")
+    assert wait_for_file(exit_file) == "0"
+    assert [(e["masked"], e["text"]) for e in events(transcript, "input.sent")] == [(False, "ann"), (True, None)]
+    exports = [subprocess.run([sys.executable, "-m", "runbook_tui", "transcript", "export", str(transcript),
+                               "--format", fmt], check=True, capture_output=True, text=True, timeout=60).stdout
+               for fmt in ("md", "json", "cast")]
+    assert "hello ann" in exports[0]
+    for text in (transcript.read_text(), *exports):
+        assert password not in text

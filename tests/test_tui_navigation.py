@@ -94,3 +94,35 @@ async def test_help_lists_the_keys_of_the_screen_in_front_and_escape_closes_it(a
         related = await until_screen(pilot, KeysHelp)
         labels = dict(related.keys).values()
         assert "Close this runbook" in labels and "Skip the selected task (asks why)" not in labels
+
+
+async def test_the_pane_draws_the_new_tasks_lines_not_the_last_ones(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in tmux: after the guide showed task 1's output as a stand-in for task 2, task 2's run
+    was titled right but drawn with task 1's lines (rendered lines were cached by line number)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "two.md").write_text("# Two\n\n## Steps\n\n1. Both\n   - `echo first-output`\n"
+                                     "   - `echo second-output`\n")
+    transcript = tmp_path / "t.jsonl"
+    app = make_app(load_runbook(tmp_path / "two.md"), mode="paranoid", variables={}, transcript=str(transcript),
+                   theme=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        view = app.run_screen.query_one("#log")
+
+        def drawn() -> str:
+            return "\n".join(view.render_line(y).text for y in range(view.size.height))
+
+        await until_event(pilot, transcript, "run.started")
+        await until(pilot, lambda: cursor_id(pilot) == "1.1.1", what="the guide on the first task")
+        await pilot.press("enter")
+        await until_screen(pilot, ConfirmCommand)
+        await pilot.press("y")
+        await until_status(pilot, "1.1.1", "done")
+        await until(pilot, lambda: cursor_id(pilot) == "1.1.2", what="the guide on the second task")
+        await until(pilot, lambda: "first-output" in drawn(), what="task 1's output, standing in")
+        await pilot.press("enter")
+        await until_screen(pilot, ConfirmCommand)
+        await pilot.press("y")
+        await until_status(pilot, "1.1.2", "done")
+        await until(pilot, lambda: "second-output" in drawn(), what=lambda: f"task 2's output drawn:\n{drawn()}")
+        assert "first-output" not in drawn()

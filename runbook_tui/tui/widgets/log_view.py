@@ -107,6 +107,7 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
         self.cursor = self.anchor = self.current_match = None
         self._disk.clear()
         self._asked.clear()
+        self._strips.clear()  # rendered by line number: another task's line 3 is not this one's
         self.follow = True
         self.grew()
 
