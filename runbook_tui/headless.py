@@ -183,7 +183,8 @@ class TerminalPrompter:
 
     def ask_values(self, questions: list[Question]) -> dict[str, str]:
         _reset_terminal()
-        return {q.name: click.prompt(f"  value for {visible(q.prompt)}", hide_input=q.secret) for q in questions}
+        return {q.name: click.prompt(f"  value for {visible(q.prompt)}", hide_input=q.secret, default=q.default)
+                for q in questions}
 
     def offer_to_store(self, secret_name: str) -> bool:
         return False  # headless runs never write to the keyring; `secrets set` does that on purpose

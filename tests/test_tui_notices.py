@@ -17,7 +17,7 @@ from runbook_tui.audit.transcript import read_events
 from runbook_tui.parse import load_runbook
 from runbook_tui.tui.app import make_app
 from runbook_tui.tui.screens.dialogs import Reading, ValuesForm, YesNo
-from tests.tui_helpers import notifications, type_text, until, until_event, until_screen
+from tests.tui_helpers import cursor_id, notifications, run_test, type_text, until, until_event, until_screen
 
 BOOK = """---
 secrets:
@@ -52,7 +52,7 @@ async def test_a_missing_keyring_is_one_line_with_the_details_on_m(tmp_path: Pat
     app = make_app(load_runbook(tmp_path / "book.md"), mode="paranoid", variables={}, transcript=str(transcript),
                    theme=None)
     asked: list[str] = []
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with run_test(app) as pilot:
         for value in ("pw-1", "tok-2"):  # DB_PASSWORD_AGAIN is the same secret: not asked again
             form = await until_screen(pilot, ValuesForm)
             asked += [q.name for q in form.questions]
@@ -87,9 +87,56 @@ async def test_messages_on_a_run_without_notices_says_so(tmp_path: Path, monkeyp
     transcript = tmp_path / "t.jsonl"
     app = make_app(load_runbook(tmp_path / "book.md"), mode="paranoid", variables={}, transcript=str(transcript),
                    theme=None)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with run_test(app) as pilot:
         await until_event(pilot, transcript, "run.started")
         await pilot.press("m")
         shown = await until_screen(pilot, Reading)
         assert shown.body.plain == "No messages."
         await pilot.press("escape")
+
+
+PROMPTED = """---
+variables:
+  RELEASE_TAG:
+    prompt: "The git tag to deploy, e.g. v2.14.3 [bold red]not markup[/]"
+  ENVIRONMENT:
+    default: staging
+    prompt: Where it goes
+---
+# Prompted
+
+## Steps
+
+1. Deploy
+   - `echo deploying $RELEASE_TAG to $ENVIRONMENT`
+"""
+
+
+async def test_the_values_form_shows_the_runbooks_prompt_and_offers_its_default(tmp_path: Path,
+                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from runbook_tui.tui.screens.dialogs import ConfirmCommand
+    from tests.tui_helpers import until_status
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "book.md").write_text(PROMPTED)
+    transcript = tmp_path / "t.jsonl"
+    app = make_app(load_runbook(tmp_path / "book.md"), mode="paranoid", variables={}, transcript=str(transcript),
+                   theme=None)
+    async with run_test(app) as pilot:
+        await until_event(pilot, transcript, "run.started")
+        app.run_screen.forget_value("ENVIRONMENT")  # "Answer again": its default is offered
+        await until(pilot, lambda: cursor_id(pilot) == "1.1.1", what="the guide on the task")
+        await pilot.press("enter")
+        form = await until_screen(pilot, ValuesForm)
+        labels = [str(label.render()) for label in form.query("Label")]
+        assert "$RELEASE_TAG: The git tag to deploy, e.g. v2.14.3 [bold red]not markup[/]" in labels, labels
+        assert "$ENVIRONMENT: Where it goes" in labels
+        assert [field.value for field in form.query("Input")] == ["", "staging"]
+        await type_text(pilot, "v2.14.3")
+        await pilot.press("enter", "enter")
+        confirm = await until_screen(pilot, ConfirmCommand)
+        assert ("RELEASE_TAG", "v2.14.3") in confirm.request.env and ("ENVIRONMENT", "staging") in confirm.request.env
+        await pilot.press("y")
+        await until_status(pilot, "1.1.1", "done")
+    output = "".join(e["text"] for e in read_events(transcript) if e["type"] == "output")
+    assert "deploying v2.14.3 to staging" in output

@@ -31,7 +31,7 @@ from runbook_tui.engine.policy import (Decision, Risk, confirmation_needed, effe
                                        task_risk)
 from runbook_tui.engine.runner import PtyProcess
 from runbook_tui.process import ExitStatus, Process, shell_argv, supervise
-from runbook_tui.model import Mode, Runbook, Section, Step, Task
+from runbook_tui.model import Mode, Runbook, Secret, Section, Step, Task
 from runbook_tui.parse.hazards import evaluated_placeholders
 from runbook_tui.parse.shellwords import placeholder_label
 
@@ -75,6 +75,7 @@ class Question:
     name: str
     prompt: str
     secret: bool = False
+    default: str | None = None  # offered, when the runbook has one (a value answered again)
 
 
 @dataclass(frozen=True)
@@ -476,9 +477,7 @@ class Session:
         declared = {secret.name: secret for secret in self.runbook.secrets}
         # A declared secret no one gave at the start is asked for as a secret (masked, redacted,
         # never recorded), not as a plain variable whose value would go into values.given.
-        questions = [Question(name, f"secret {name} ({declared[name].ref})" if name in declared else f"${name}",
-                              secret=name in declared)
-                     for name in task.variables
+        questions = [self._question(name, declared) for name in task.variables
                      if not (name in self.values or name in self.secrets or name in own or name in os.environ)]
         questions += [Question(placeholder_label(token), token) for token in task.placeholders
                       if placeholder_label(token) not in self.values]
@@ -495,6 +494,17 @@ class Session:
         fills = {token: self.values[placeholder_label(token)] for token in task.placeholders
                  if placeholder_label(token) in self.values}
         return fill_placeholders(task.command or "", fills)
+
+    def _question(self, name: str, declared: Mapping[str, Secret]) -> Question:
+        """How a missing value is asked for: a declared secret masked; a variable with the
+        runbook's own prompt text and default."""
+        if name in declared:
+            return Question(name, f"secret {name} ({declared[name].ref})", secret=True)
+        variable = next((v for v in self.runbook.variables if v.name == name), None)
+        if variable is None:
+            return Question(name, f"${name}")
+        prompt = f"${name}: {variable.prompt}" if variable.prompt else f"${name}"
+        return Question(name, prompt, default=variable.default)
 
     def environment(self, task: Task) -> dict[str, str]:
         """What the runbook adds to this task's environment (secrets only where it uses them)."""

@@ -320,8 +320,9 @@ class ValuesForm(ModalScreen[dict[str, str] | None]):
             yield Label(self.title_text, id="dialog-title")
             with VerticalScroll(id="dialog-body", can_focus=False):  # focus goes to the first field
                 for number, question in enumerate(self.questions):
-                    yield Label(question.prompt + (" (hidden)" if question.secret else ""))
-                    yield Input(password=question.secret, id=f"value-{number}", placeholder=question.name)
+                    yield Label(Text(visible(question.prompt) + (" (hidden)" if question.secret else "")))
+                    yield Input(question.default or "", password=question.secret, id=f"value-{number}",
+                                placeholder=question.name)
             yield Static("enter moves on; enter on the last field (or ctrl+s) uses the values", classes="hint")
 
     def on_mount(self) -> None:
