@@ -355,9 +355,11 @@ def convert(path: str, target: str, output: str | None) -> None:
               help="Stop a task that has no timeout of its own after this long (0: never). Recorded.")
 @click.option("--accept-new-host-keys", is_flag=True,
               help="SSH: trust a host's key the first time it is seen (recorded); a changed key still fails.")
+@click.option("--group-output", is_flag=True,
+              help="Hosts: print each host's output as one block when it ends, instead of line by line.")
 @user_errors
 def run(path: str, mode: str, yes: bool, confirm_high_risk: bool, variables: tuple[str, ...],
-        transcript_path: str | None, task_timeout: str, accept_new_host_keys: bool) -> None:
+        transcript_path: str | None, task_timeout: str, accept_new_host_keys: bool, group_output: bool) -> None:
     """Run a runbook headless, with plain output (for scripts and CI)."""
     from runbook_tui.headless import run_headless
 
@@ -365,7 +367,7 @@ def run(path: str, mode: str, yes: bool, confirm_high_risk: bool, variables: tup
     sys.exit(run_headless(book, mode=mode, values=parse_vars(variables), yes=yes,
                           confirm_high_risk=confirm_high_risk, transcript_path=transcript_path,
                           task_timeout=parse_task_timeout(task_timeout),
-                          host_keys="accept-new" if accept_new_host_keys else "strict"))
+                          host_keys="accept-new" if accept_new_host_keys else "strict", group_output=group_output))
 
 
 @main.command()
@@ -382,12 +384,15 @@ def run(path: str, mode: str, yes: bool, confirm_high_risk: bool, variables: tup
               help="Stop a task that has no timeout of its own after this long (0: never). Recorded.")
 @click.option("--headless", is_flag=True, help="Plain output even on a terminal (the default without one, or "
                                                "with --yes).")
+@click.option("--group-output", is_flag=True,
+              help="Hosts: print each host's output as one block when it ends, instead of line by line "
+                   "(plain output).")
 @user_errors
 def resume(transcript: str, yes: bool, confirm_high_risk: bool, interrupted: str, mode: str,
-           variables: tuple[str, ...], task_timeout: str, headless: bool) -> None:
+           variables: tuple[str, ...], task_timeout: str, headless: bool, group_output: bool) -> None:
     """Continue an interrupted run, appending to its transcript: in the terminal app on a
     terminal, with what already ran marked; plain output otherwise."""
-    if not (headless or yes) and sys.stdin.isatty() and sys.stdout.isatty():
+    if not (headless or yes or group_output) and sys.stdin.isatty() and sys.stdout.isatty():
         from runbook_tui.tui.app import make_resume_app
 
         values = parse_vars(variables)
@@ -398,7 +403,7 @@ def resume(transcript: str, yes: bool, confirm_high_risk: bool, interrupted: str
 
     sys.exit(resume_headless(transcript, mode=mode, yes=yes, confirm_high_risk=confirm_high_risk,
                              interrupted=interrupted, values=parse_vars(variables),
-                             task_timeout=parse_task_timeout(task_timeout)))
+                             task_timeout=parse_task_timeout(task_timeout), group_output=group_output))
 
 
 @main.command()

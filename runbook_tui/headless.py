@@ -21,16 +21,26 @@ from runbook_tui.engine.checks import Verdict
 from runbook_tui.engine.run import Run, RunProblem, RunSettings
 from runbook_tui.engine.session import Answer, Confirmation, MissingValue, Question
 from runbook_tui.engine.trust import TrustStatus
+from runbook_tui.hostlines import HostBlock, HostPrefixer
 from runbook_tui.model import Runbook, Step, Task
 
 STATUS_MARKS = {"done": "✓", "manual": "✓", "skipped": "↷", "failed": "✗", "not_confirmed": "✗", "planned": "·"}
 
 
 class Printer:
-    """Observer: one line per thing that happened, command output in between, escapes made safe."""
+    """Observer: one line per thing that happened, command output in between, escapes made safe.
 
-    def __init__(self, out: TextIO | None = None) -> None:
+    A fan-out's output is printed line by line, each line labelled with its host; with
+    `group_output`, each host's output is held back (its last lines: `hostlines.HostBlock`) and
+    printed as one block under a header line when that host ends.
+    """
+
+    def __init__(self, out: TextIO | None = None, *, group_output: bool = False) -> None:
         self.out = out or sys.stdout
+        self.group_output = group_output
+        self._prefixer = HostPrefixer()
+        self._blocks: dict[tuple[str, str], HostBlock] = {}  # (task, host) -> output held back
+        self._hosts: dict[tuple[str, str], str] = {}  # (task, host) -> who and where, from command.started
         self.colors = self.out.isatty()
         self._filter = TerminalFilter(colors=self.colors)
         self._at_line_start = True
@@ -55,9 +65,14 @@ class Printer:
         self._at_line_start = True
         self._dirty = False
 
-    def output(self, task_id: str, text: str) -> None:
+    def output(self, task_id: str, text: str, host: str | None = None) -> None:
         if self._handed_over:
             return  # the relay copies it to the terminal, raw; the transcript records it as always
+        if host is not None:
+            if self.group_output:
+                self._blocks.setdefault((task_id, host), HostBlock()).add(text)
+                return
+            text = self._prefixer.feed(host, text)
         safe = self._filter.feed(text).replace("\r\n", "\n")
         if safe:
             self._write(safe)
@@ -85,11 +100,19 @@ class Printer:
             self._line(f"\n▶ {event['step_id']} {visible(event['title'])}")
         elif kind == "command.started" and event.get("host"):
             who = f"{event.get('user') or '?'}@{event.get('address') or event['host']}"
-            self._line(f"→ {visible(event['host'])} ({visible(who)}, host key {event.get('fingerprint') or '?'})")
+            where = f"{visible(who)}, host key {event.get('fingerprint') or '?'}"
+            if self.group_output:
+                self._hosts[(event["task_id"], event["host"])] = where
+            else:
+                self._line(f"→ {visible(event['host'])} ({where})")
         elif kind == "command.finished" and event.get("host"):
             ended = f"exit {event['exit_code']}" if event.get("exit_code") is not None else (
                 f"signal {event['signal']}" if event.get("signal") else visible(event.get("reason") or "no status"))
-            self._line(f"{'✓' if event.get('state') == 'ok' else '✗'} {visible(event['host'])} {ended}")
+            mark = "✓" if event.get("state") == "ok" else "✗"
+            if self.group_output:
+                self._block(event, f"{mark} {visible(event['host'])}: {ended} in {event.get('duration', 0):g}s")
+            else:
+                self._line(f"{mark} {visible(event['host'])} {ended}")
         elif kind == "host.skipped":
             self._line(f"↷ {visible(event['host'])} skipped: {visible(event['reason'])}")
         elif kind == "host.failed":
@@ -137,6 +160,19 @@ class Printer:
         elif kind == "mode.changed":
             refused = f" (refused: {visible(event['refused'])})" if event.get("refused") else ""
             self._line(f"mode: {event['mode']}{refused}")
+
+
+    def _block(self, event: dict[str, Any], header: str) -> None:
+        """`--group-output`: a host ended; its header line, then its output as one block."""
+        key = (event["task_id"], event["host"])
+        where = self._hosts.pop(key, None)
+        block = self._blocks.pop(key, None)
+        self._line(f"── {header}" + (f" ({where})" if where else "") + " ──")
+        if block is not None:
+            self.output(event["task_id"], block.text())
+            tail = self._filter.flush()
+            if tail:
+                self.output(event["task_id"], tail)
 
 
 class TerminalPrompter:
@@ -406,14 +442,15 @@ def _open(opener: Callable[[], Run]) -> Run | int:
 
 
 def run_headless(book: Runbook, *, mode: str, values: dict[str, str], yes: bool, confirm_high_risk: bool,
-                 transcript_path: str | None, task_timeout: float | None, host_keys: str = "strict") -> int:
+                 transcript_path: str | None, task_timeout: float | None, host_keys: str = "strict",
+                 group_output: bool = False) -> int:
     """`runbook-tui run`: the whole runbook, in order, recorded; returns the exit code."""
     problem = _unanswerable(book, values, mode)
     if problem:
         return _fail(problem)
     settings = RunSettings(mode=mode, values=values, transcript=transcript_path,  # type: ignore[arg-type]
                            task_timeout=task_timeout, host_keys=host_keys)
-    printer = Printer()
+    printer = Printer(group_output=group_output)
     run = _open(lambda: Run.open(book, settings, _prompter_for(yes, confirm_high_risk, mode), observer=printer,
                                  **_terminal(printer)))
     if isinstance(run, int):
@@ -432,12 +469,12 @@ def _terminal(printer: Printer) -> dict[str, Any]:
 
 
 def resume_headless(path: str, *, mode: str, yes: bool, confirm_high_risk: bool, interrupted: str,
-                    values: dict[str, str], task_timeout: float | None) -> int:
+                    values: dict[str, str], task_timeout: float | None, group_output: bool = False) -> int:
     """`runbook-tui resume`: reopen the runbook of a run, skip what finished, continue the chain.
 
     Mode and values are today's (from this command line), not the transcript's."""
     settings = RunSettings(mode=mode, values=values, task_timeout=task_timeout)  # type: ignore[arg-type]
-    printer = Printer()
+    printer = Printer(group_output=group_output)
     run = _open(lambda: Run.resume(path, settings, _prompter_for(yes, confirm_high_risk, mode), observer=printer,
                                    **_terminal(printer)))
     if isinstance(run, int):

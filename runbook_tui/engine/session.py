@@ -141,7 +141,9 @@ class Observer(Protocol):
 
     def event(self, event: dict[str, Any]) -> None: ...
 
-    def output(self, task_id: str, text: str) -> None: ...
+    def output(self, task_id: str, text: str, host: str | None = None) -> None:
+        """Live output of a task (of one of its hosts, for a fan-out), redacted, as it arrives."""
+        ...
 
 
 @dataclass
@@ -869,8 +871,7 @@ class OutputStream:
     def __init__(self, session: Session, task_id: str, *, live: bool = True, host: str | None = None) -> None:
         self.session = session
         self.task_id = task_id
-        self.host = host  # one stream per host of a fan-out: its events name it, its live lines say it
-        self._line_start = True
+        self.host = host  # one stream per host of a fan-out: its events and its live output name it
         self.stream_id = f"{task_id}:{host or ''}:{uuid.uuid4().hex[:8]}"
         self.tail = OutputTail()
         self.error: TranscriptError | None = None
@@ -879,7 +880,8 @@ class OutputStream:
         self._flushed = threading.Condition()
         self._bounded = live
         # an interactive program already shows its output on the operator's terminal
-        self._live: Callable[[str, str], None] | None = session.observer.output if session.observer and live else None
+        self._live: Callable[[str, str, str | None], None] | None = (
+            session.observer.output if session.observer and live else None)
 
     def feed(self, text: str) -> None:
         safe = self.session.redactor.feed(self.stream_id, text)
@@ -895,15 +897,7 @@ class OutputStream:
             self._size += len(safe)
         self.tail.add(safe)
         if self._live is not None:
-            self._live(self.task_id, self._prefixed(safe) if self.host else safe)
-
-    def _prefixed(self, text: str) -> str:
-        """Each line of a host's output as `host | line` (like `pssh -i`), across chunks."""
-        out = []
-        for piece in text.splitlines(keepends=True):
-            out.append(f"{self.host} | {piece}" if self._line_start else piece)
-            self._line_start = piece.endswith("\n")
-        return "".join(out)
+            self._live(self.task_id, safe, self.host)
 
     def flush(self) -> None:
         with self._flushed:

@@ -208,8 +208,8 @@ class _ScreenObserver:
     def event(self, event: dict[str, Any]) -> None:
         self.app.run_screen.event(event)
 
-    def output(self, task_id: str, text: str) -> None:
-        self.app.run_screen.output(task_id, text)
+    def output(self, task_id: str, text: str, host: str | None = None) -> None:
+        self.app.run_screen.output(task_id, text, host)
 
 
 def make_watch_app(path: str, theme: str | None) -> RunbookApp:

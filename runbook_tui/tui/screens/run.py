@@ -241,11 +241,11 @@ class RunScreen(Screen[None]):
         else:
             self.app.call_from_thread(self.apply_event, event)
 
-    def output(self, task_id: str, text: str) -> None:
-        """Observer: live output (called on the PTY reader thread)."""
+    def output(self, task_id: str, text: str, host: str | None = None) -> None:
+        """Observer: live output (called on the PTY reader thread, or the SSH pool's for a host)."""
         if self._output_pane is None:  # no DOM query per chunk on the reader thread
             self._output_pane = self.query_one("#output", OutputPane)
-        self._output_pane.feed(task_id, text)
+        self._output_pane.feed(task_id, text, host)
 
     def apply_event(self, event: dict[str, Any]) -> None:
         kind = event["type"]

@@ -29,9 +29,10 @@ from textual.message import Message
 from textual.widgets import Input, Static
 
 from runbook_tui.audit.terminal import without_styles
+from runbook_tui.hostlines import HostPrefixer
 from runbook_tui.tui.widgets.log_view import LogView
 from runbook_tui.tui.widgets.task_log import MAX_LINE, MAX_LINES, LogSnapshot, TaskLog
-from runbook_tui.tui.widgets.transcript_lines import TranscriptLines
+from runbook_tui.tui.widgets.transcript_lines import TranscriptLines, host_log_id
 
 __all__ = ["MAX_LINE", "MAX_LINES", "OutputPane"]
 
@@ -84,6 +85,7 @@ class OutputPane(Vertical):
         self._drained_at = 0.0
         self._source: TranscriptLines | None = None
         self._query = ""
+        self._prefixer = HostPrefixer()  # fed on one thread: the SSH pool's loop
 
     def compose(self) -> ComposeResult:
         yield LogView(id="log")
@@ -110,9 +112,14 @@ class OutputPane(Vertical):
             self.view.show(self.shown, self._logs.get(self.shown or ""))
 
     # ---- feeding ---------------------------------------------------------------------------------
-    def feed(self, task_id: str, text: str) -> None:
-        """Any thread: queue output for the next drain."""
-        self._queue.append((task_id, text, False))
+    def feed(self, task_id: str, text: str, host: str | None = None) -> None:
+        """Any thread: queue output for the next drain. A host's output goes to its task's log,
+        each line labelled with the host, and to the host's own log (`host_log_id`)."""
+        if host is None:
+            self._queue.append((task_id, text, False))
+            return
+        self._queue.append((task_id, self._prefixer.feed(host, text), False))
+        self._queue.append((host_log_id(task_id, host), text, False))
 
     def mark(self, task_id: str, text: str) -> None:
         """A line of our own in a task's output (attempt separators, exit status); not on disk."""

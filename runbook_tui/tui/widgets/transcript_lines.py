@@ -32,6 +32,18 @@ CHECKPOINT_LINES = 2000  # a read starts at most about this many lines before th
 SCAN_BLOCK = 1 << 20  # bytes read at a time while indexing
 SEARCH_WINDOW = 100_000  # lines scanned forward per step of a backward search
 _OUTPUT = b'"type":"output"'  # canonical JSON: a key is never escaped, a value with quotes always is
+_HOST = "\x1f"  # between a task id and a host in a host's log id: neither can contain it
+
+
+def host_log_id(task_id: str, host: str) -> str:
+    """The id of one host's output of a fan-out task, next to the task's own (all its hosts)."""
+    return f"{task_id}{_HOST}{host}"
+
+
+def split_log_id(log_id: str) -> tuple[str, str | None]:
+    """(task id, host or None) of a log id."""
+    task_id, _, host = log_id.partition(_HOST)
+    return task_id, host or None
 
 
 @dataclass
@@ -110,11 +122,13 @@ class TranscriptLines:
             task_id, text = event["task_id"], event["text"]
         except (ValueError, KeyError, TypeError):
             return  # not an output event we can read; `verify` is the place to report it
-        index = self._tasks.setdefault(task_id, _TaskIndex())
-        if not index.offsets or index.lines - index.before[-1] >= CHECKPOINT_LINES:
-            index.offsets.append(offset)
-            index.before.append(index.lines)
-        index.lines += index.filter.feed(text).count("\n")
+        # A host's output counts in its task's lines and in the host's own.
+        for log_id in (task_id, host_log_id(task_id, event["host"])) if event.get("host") else (task_id,):
+            index = self._tasks.setdefault(log_id, _TaskIndex())
+            if not index.offsets or index.lines - index.before[-1] >= CHECKPOINT_LINES:
+                index.offsets.append(offset)
+                index.before.append(index.lines)
+            index.lines += index.filter.feed(text).count("\n")
 
     # ---- reading -----------------------------------------------------------------------------
     def _blocks(self, task_id: str, first: int) -> Iterator[tuple[int, str, str]]:
@@ -128,7 +142,8 @@ class TranscriptLines:
             # the checkpoint whose event holds the newline ending line first-1 (or line 0's start)
             which = max(0, bisect_right(index.before, first - 1) - 1) if first else 0
             offset, number = index.offsets[which], index.before[which]
-        marker = b'"task_id":' + json.dumps(task_id, ensure_ascii=False).encode()
+        task, host = split_log_id(task_id)
+        marker = b'"task_id":' + json.dumps(task, ensure_ascii=False).encode()
         skip = first - number  # newlines before line `first` in the events from the checkpoint on
         flow = TerminalFilter()
         carry = ""
@@ -140,7 +155,7 @@ class TranscriptLines:
                 if _OUTPUT not in line or marker not in line:
                     continue
                 event = json.loads(line)
-                if event.get("task_id") != task_id:
+                if event.get("task_id") != task or (host is not None and event.get("host") != host):
                     continue
                 text = carry + flow.feed(event["text"])
                 start = 0
