@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -49,6 +49,8 @@ POLL = 0.02
 _SIZE = re.compile(r"(\d+)(%?)\Z")
 
 HostState = Literal["ok", "failed", "skipped"]
+# Why a host of a resumed fan-out is not run again (its host.skipped event says so).
+FINISHED_BEFORE = "finished ok in the interrupted run; not run again"
 
 
 class BatchSizeError(ValueError):
@@ -104,15 +106,18 @@ def plan_batches(hosts: Sequence[str], serial: Sequence[str] | None = None) -> t
     return tuple(batches)
 
 
-def describe_batches(batches: Sequence[Batch], *, max_hosts: int = 8) -> list[str]:
-    """One line per batch for `plan`, noop and the confirmation: `batch 2/3 (5 hosts): a, b, ...`."""
+def describe_batches(batches: Sequence[Batch], *, max_hosts: int = 8, total: int | None = None) -> list[str]:
+    """One line per batch for `plan`, noop and the confirmation: `batch 2/3 (5 hosts): a, b, ...`.
+
+    `total`: how many batches the plan has, when `batches` is only the rest of it.
+    """
     lines = []
     for batch in batches:
         names = list(batch.hosts[:max_hosts])
         if len(batch.hosts) > max_hosts:
             names.append(f"... {len(batch.hosts) - max_hosts} more")
         count = f"{len(batch.hosts)} host{'s' if len(batch.hosts) != 1 else ''}"
-        lines.append(f"batch {batch.number}/{len(batches)} ({count}): {', '.join(names)}")
+        lines.append(f"batch {batch.number}/{total or len(batches)} ({count}): {', '.join(names)}")
     return lines
 
 
@@ -125,6 +130,7 @@ class HostResult:
     state: HostState
     status: ExitStatus | None = None
     reason: str | None = None  # why it failed without an exit code, or why it was skipped
+    finished_before: bool = False  # ok in an earlier run of this task (a resumed run): not run again
 
     @property
     def exit_code(self) -> int | None:
@@ -176,19 +182,32 @@ class FanoutCallbacks:
 def run_on_hosts(hosts: Sequence[str], start: RemoteStart, *, serial: Sequence[str] | None = None,
                  max_fail: int = 0, parallel: int | None = None, timeout: float | None = None,
                  grace: float = 2.0, should_abort: Callable[[], bool] | None = None,
-                 callbacks: FanoutCallbacks | None = None) -> list[HostResult]:
+                 callbacks: FanoutCallbacks | None = None, done: Collection[str] = ()) -> list[HostResult]:
     """Run a command on ``hosts`` in batches; one :class:`HostResult` per host, in host order.
 
     Within a batch at most ``parallel`` hosts run at once (default: the whole batch). A host
     fails on a non-zero exit, a signal, a timeout or a target error. After a batch, when more
     than ``max_fail`` hosts have failed so far, the remaining batches are skipped. ``timeout``
     is per host; ``should_abort()`` (polled) aborts every running host and skips the rest.
+
+    ``done``: hosts where the command already finished ok (the interrupted run a resume goes
+    on). The batches are still planned over every host, so a canary that passed is not
+    replaced by a new one; ``done`` hosts are reported ok (``finished_before``) without
+    running, each batch covers only its other hosts, and a batch left empty is not run.
     """
     cb = callbacks or FanoutCallbacks()
     if parallel is not None and parallel < 1:
         raise ValueError("parallel must be at least 1")
-    batches = plan_batches(hosts, serial)
     results: dict[str, HostResult] = {}
+    batches = []
+    for planned in plan_batches(hosts, serial):
+        for host in planned.hosts:
+            if host in done:
+                results[host] = _report(HostResult(host, planned.number, "ok", reason=FINISHED_BEFORE,
+                                                   finished_before=True), cb)
+        remaining = tuple(host for host in planned.hosts if host not in done)
+        if remaining:
+            batches.append(Batch(planned.number, remaining))
     failed = 0
     stop_reason: str | None = None
     for index, batch in enumerate(batches):
@@ -212,7 +231,10 @@ def run_on_hosts(hosts: Sequence[str], start: RemoteStart, *, serial: Sequence[s
 
 
 def _skip(host: str, batch: Batch, reason: str, cb: FanoutCallbacks) -> HostResult:
-    result = HostResult(host, batch.number, "skipped", reason=reason)
+    return _report(HostResult(host, batch.number, "skipped", reason=reason), cb)
+
+
+def _report(result: HostResult, cb: FanoutCallbacks) -> HostResult:
     if cb.finished is not None:
         cb.finished(result)
     return result

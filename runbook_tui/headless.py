@@ -482,6 +482,9 @@ def resume_headless(path: str, *, mode: str, yes: bool, confirm_high_risk: bool,
     if run.resumed_from is not None and run.resumed_from.settled:
         done = ", ".join(f"{tid} {status}" for tid, (status, _) in run.resumed_from.settled.items())
         _say(f"already done in this run: {done}")
+    for tid, hosts in run.session.state.hosts_done.items():
+        _say(f"task {tid} finished ok in the interrupted run on {', '.join(sorted(hosts))}: "
+             "unless its command differs now, it runs again only on its other hosts")
     task = run.interrupted_task
     if task is not None and interrupted == "ask" and not sys.stdin.isatty():
         run.close()

@@ -34,6 +34,8 @@ REQUIRED: Mapping[str, frozenset[str]] = {
     "command.spawned": frozenset({"task_id", "attempt", "host", "pid", "pgid", "sid", "start_time", "cgroup", "tag"}),
     "output": frozenset({"task_id", "text"}),
     "batch.finished": frozenset({"task_id", "batch", "hosts"}),
+    # A host whose batch was not run; or, with finished_before=true, one where a resumed run
+    # does not run the command again because it finished ok before the interruption.
     "host.skipped": frozenset({"task_id", "host", "reason"}),
     "host.failed": frozenset({"task_id", "host", "reason"}),  # it could not even start there
     "command.finished": frozenset({"task_id", "exit_code", "signal", "duration", "attempt"}),
@@ -221,11 +223,14 @@ def _fold_task(run: RunRecord, steps: dict[str, str], event: Mapping[str, Any]) 
         task.command, task.run_command = event.get("command"), event.get("run_command")
         task.confirmed_by = task.confirmed_by or "operator"
         task.hosts[str(event["host"])] = {key: event.get(key) for key in
-                                          ("address", "user", "fingerprint")} | {"state": "running"}
+                                          ("address", "user", "fingerprint", "run_command")} | {"state": "running"}
     elif kind == "command.finished" and event.get("host"):
         task.hosts.setdefault(str(event["host"]), {}).update(
             state=event.get("state"), exit_code=event.get("exit_code"), duration=event.get("duration"),
             reason=event.get("reason"))
+    elif kind == "host.skipped" and event.get("finished_before"):
+        # Not run again on resume: the host keeps the end it had (ok), and says why it did not run.
+        task.hosts.setdefault(str(event["host"]), {"state": "ok"}).update(reason=event.get("reason"))
     elif kind in ("host.skipped", "host.failed"):
         state = "skipped" if kind == "host.skipped" else "failed"
         task.hosts[str(event["host"])] = {"state": state, "reason": event.get("reason")}

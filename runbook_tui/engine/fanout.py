@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from runbook_tui.batches import Batch, FanoutCallbacks, HostResult, describe_batches, run_on_hosts
+from runbook_tui.batches import Batch, FanoutCallbacks, HostResult, describe_batches, plan_batches, run_on_hosts
 
 if TYPE_CHECKING:
     from runbook_tui.engine.session import OutputStream, Session, TaskOutcome
@@ -34,6 +34,12 @@ class Fanout:
         self.command, self.edited = command, edited
         self.hosts = runbook_inventory(session.runbook).resolve(task.options.hosts or ())
         self.attempt = session.state.attempts.get(task.id, 0) + 1
+        self.batch_count = len(plan_batches([host.name for host in self.hosts], task.options.serial))
+        # A resumed run: the hosts where this very command (as recorded, redacted) finished ok
+        # before the interruption are not run again. Only the first attempt after the resume.
+        ran = session.state.hosts_done.pop(task.id, {})
+        shown = session.redactor.redact(command)
+        self.done = frozenset(host for host, ran_command in ran.items() if ran_command == shown)
         self.streams: dict[str, OutputStream] = {}
         self._lock = threading.Lock()  # streams are made on the SSH pool's thread, flushed on ours
 
@@ -51,7 +57,7 @@ class Fanout:
                 [host.name for host in self.hosts], start, serial=self.task.options.serial,
                 max_fail=self.task.options.max_fail or 0, parallel=self.task.options.parallel,
                 timeout=self.task.options.timeout or session.task_timeout, grace=session.grace,
-                should_abort=session._stop_requested,
+                should_abort=session._stop_requested, done=self.done,
                 callbacks=FanoutCallbacks(started=self._started, output=self._output, finished=self._finished,
                                           before_batch=self._before_batch, batch_finished=self._batch_finished,
                                           tick=self._flush))
@@ -75,7 +81,7 @@ class Fanout:
         session = self.session
         session.check_connected()
         decision = session._decide(self.task, self.command, self.edited)
-        after = "; then " + "; ".join(describe_batches(rest)) if rest else "; the last batch"
+        after = "; then " + "; ".join(describe_batches(rest, total=self.batch_count)) if rest else "; the last batch"
         where = {"hosts": list(batch.hosts), "batch": batch.number}
         if not decision.ask:
             session.record("policy.allowed", task_id=self.task.id, run_command=session.redactor.redact(self.command),
@@ -84,7 +90,7 @@ class Fanout:
             return True
         request = replace(session._confirmation(self.task, self.step, self.command, attempt=self.attempt,
                                                 reason=decision.reason),
-                          hosts=batch.hosts, after=f"batch {batch.number} of {batch.number + len(rest)}{after}")
+                          hosts=batch.hosts, after=f"batch {batch.number} of {self.batch_count}{after}")
         session.record("confirm.asked", task_id=self.task.id, batch=batch.number, **session._redacted(request.shown()))
         answer = session.prompter.confirm(request)
         # A batch runs the command as shown: an edit at this question declines the batch.
@@ -120,6 +126,10 @@ class Fanout:
     def _finished(self, result: HostResult) -> None:
         with self._lock:
             stream = self.streams.pop(result.host, None)
+        if result.finished_before:
+            self.session.record("host.skipped", task_id=self.task.id, host=result.host, reason=result.reason or "",
+                                finished_before=True)
+            return
         if stream is None:  # never started: unreachable, a bad host key; or its batch was not run
             kind = "host.skipped" if result.state == "skipped" else "host.failed"
             self.session.record(kind, task_id=self.task.id, host=result.host, reason=result.reason or "")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runbook_tui.audit.events import RunRecord, fold
+from runbook_tui.audit.events import SETTLED, RunRecord, fold
 from runbook_tui.audit.transcript import TranscriptError, default_transcript_dir, read_events, verify
 from runbook_tui.engine.containment import ProcessIdentity, how_to_stop, live_members, release
 from runbook_tui.engine.session import RunState, TaskOutcome
@@ -31,6 +31,9 @@ class RunHistory:
     settled: dict[str, tuple[str, str]] = field(default_factory=dict)  # task id -> (status, fingerprint)
     interrupted: str | None = None
     interrupted_process: dict[str, Any] = field(default_factory=dict)  # its command.spawned event
+    # Unsettled fan-out tasks: (the task's fingerprint, host -> the command (redacted) that
+    # finished ok there).
+    hosts_ok: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
     problem: str | None = None
 
     @classmethod
@@ -60,7 +63,10 @@ class RunHistory:
             started=run.started or "", result="interrupted" if run.result == "incomplete" else run.result,
             settled={tid: (task.status, task.fingerprint) for tid, task in run.settled().items()},
             interrupted=interrupted.id if interrupted else None,
-            interrupted_process=interrupted.process if interrupted else {})
+            interrupted_process=interrupted.process if interrupted else {},
+            hosts_ok={tid: (task.fingerprint, ok) for tid, task in run.tasks.items() if task.status not in SETTLED
+                      and (ok := {host: str(facts.get("run_command") or "") for host, facts in task.hosts.items()
+                                  if facts.get("state") == "ok"})})
 
     def interrupted_still_running(self) -> str | None:
         """Why resuming now would start a second copy of the interrupted command, if it would.
@@ -92,6 +98,11 @@ class RunHistory:
             settled = self.settled.get(task.id)
             if settled and _same(task, settled[1]):
                 state.finished[task.id] = TaskOutcome(settled[0])  # type: ignore[arg-type]
+            fingerprint, hosts = self.hosts_ok.get(task.id, ("", {}))
+            # Without a task.finished (the app was killed) there is no fingerprint: the runbook
+            # as a whole must then be the same.
+            if hosts and (task.fingerprint == fingerprint if fingerprint else runbook.sha256 == self.runbook_sha256):
+                state.hosts_done[task.id] = hosts
         return state
 
 

@@ -170,6 +170,9 @@ class RunState:
     confirmed_steps: set[str] = field(default_factory=set)
     approved: dict[str, str] = field(default_factory=dict)  # task id -> command approved with its step
     attempts: dict[str, int] = field(default_factory=dict)  # task id -> the last attempt's number
+    # A fan-out task the interrupted run left unfinished: host -> the command (redacted) that
+    # finished ok there. Its next run leaves those hosts alone (engine/fanout.py).
+    hosts_done: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 class Session:
@@ -277,7 +280,8 @@ class Session:
         self.record("run.resumed", run_id=self.run_id, mode=self.mode, trusted=self.trusted,
                     operator=operator_facts(self.git_facts),
                     runbook={"path": os.path.abspath(self.runbook.path), "sha256": self.runbook.sha256},
-                    interrupted_task=interrupted, finished=sorted(self.state.finished))
+                    interrupted_task=interrupted, finished=sorted(self.state.finished),
+                    hosts_done={tid: sorted(hosts) for tid, hosts in self.state.hosts_done.items()})
 
     def note(self, text: str, task_id: str | None = None) -> None:
         self.record("note", text=self.redactor.redact(text), task_id=task_id)
@@ -545,7 +549,10 @@ class Session:
         if task.options.hosts:
             from runbook_tui.engine.fanout import Fanout
 
-            return self._finish(task, step, Fanout(self, task, step, command, edited).run())
+            outcome = self._finish(task, step, Fanout(self, task, step, command, edited).run())
+            if self.abort_event.is_set():  # interrupted: the run ends here, resumable, not finished
+                raise RunAborted(f"interrupted during task {task.id}")
+            return outcome
         attempt = self.state.attempts.get(task.id, 0) + 1  # a retry (r) goes on counting
         while True:
             decision = self._decide(task, command, edited)
