@@ -128,11 +128,12 @@ class Fanout:
             stream = self.streams.pop(result.host, None)
         if result.finished_before:
             self.session.record("host.skipped", task_id=self.task.id, host=result.host, reason=result.reason or "",
-                                finished_before=True)
+                                attempt=self.attempt, finished_before=True)
             return
         if stream is None:  # never started: unreachable, a bad host key; or its batch was not run
             kind = "host.skipped" if result.state == "skipped" else "host.failed"
-            self.session.record(kind, task_id=self.task.id, host=result.host, reason=result.reason or "")
+            self.session.record(kind, task_id=self.task.id, host=result.host, reason=result.reason or "",
+                                attempt=self.attempt)
             return
         stream.close()
         status = result.status

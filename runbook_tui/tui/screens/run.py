@@ -30,10 +30,12 @@ from runbook_tui.model import MODES, Mode, Runbook, Task
 from runbook_tui.tui.screens.dialogs import Choose, EditCommand, Reading, TextPrompt, YesNo
 from runbook_tui.tui.screens.related import RelatedScreen
 from runbook_tui.tui.widgets.container_watch import ContainerStatus, ContainerWatch, tab_id
+from runbook_tui.tui.widgets.host_list import HostList
 from runbook_tui.tui.widgets.output_pane import OutputPane
 from runbook_tui.tui.widgets.run_header import RunHeader
 from runbook_tui.tui.widgets.step_tree import SETTLED_STATUSES, Item, StepTree
 from runbook_tui.tui.widgets.step_view import StepView
+from runbook_tui.tui.widgets.transcript_lines import host_log_id, split_log_id
 
 if TYPE_CHECKING:
     from runbook_tui.engine.run import Run, RunNotice
@@ -88,6 +90,7 @@ class RunScreen(Screen[None]):
             yield StepTree(self.runbook, risk_of=self._risk_of, id="tree")
             with Vertical(id="right"):
                 yield StepView(id="view")
+                yield HostList(self.runbook, id="hosts")
                 with TabbedContent(id="tabs"):
                     with TabPane("Output", id="output-tab"):
                         yield OutputPane(id="output")
@@ -252,6 +255,9 @@ class RunScreen(Screen[None]):
         tree = self.query_one(StepTree)
         pane = self.query_one("#output", OutputPane)
         task = self.runbook.find(event.get("task_id", "")) if event.get("task_id") else None
+        self.query_one(HostList).apply(event)
+        # A host's own lines (its command, its end) go to that host's output, next to the task's.
+        log = host_log_id(task.id, event["host"]) if isinstance(task, Task) and event.get("host") else None
         if kind == "command.started" and isinstance(task, Task):
             self.query_one("#tabs", TabbedContent).active = "output-tab"  # a container tab gives way
             tree.set_status(task, "running")
@@ -259,19 +265,21 @@ class RunScreen(Screen[None]):
             self._running_since = time.monotonic()
             self._refresh_view()
             attempt = f" (attempt {event['attempt']})" if event.get("attempt", 1) > 1 else ""
-            pane.mark(task.id, f"$ {event['run_command']}{attempt}")
-            if pane.shown != task.id:
+            pane.mark(log or task.id, f"$ {event['run_command']}{attempt}")
+            if split_log_id(pane.shown or "")[0] != task.id:  # a host of it the operator chose stays
                 pane.show(task.id)
         elif kind == "output" and self.read_only:
-            pane.feed(event["task_id"], event["text"])
+            pane.feed(event["task_id"], event["text"], event.get("host"))
         elif kind == "command.finished" and isinstance(task, Task):
-            pane.set_live(None)
+            if log is None:  # a fan-out is live until its task finishes
+                pane.set_live(None)
             ended = f"exit {event['exit_code']}" if event["exit_code"] is not None else f"signal {event['signal']}"
-            pane.mark(task.id, f"[{ended}{', timed out' if event.get('timed_out') else ''}, {event['duration']}s]")
+            pane.mark(log or task.id, f"[{ended}{', timed out' if event.get('timed_out') else ''}, {event['duration']}s]")
         elif kind == "command.planned" and isinstance(task, Task):
             pane.mark(task.id, f"would run in {event['cwd']}:\n{event['run_command']}")
             pane.show(task.id)
         elif kind == "task.finished" and isinstance(task, Task):
+            pane.set_live(None)
             tree.set_status(task, event["status"])
             self.query_one(RunHeader).done = sum(1 for s in tree.status.values() if s in SETTLED_STATUSES)
             self._refresh_view()
@@ -313,9 +321,14 @@ class RunScreen(Screen[None]):
 
     def on_step_tree_selected(self, message: StepTree.Selected) -> None:
         self._refresh_view(message.item)
+        self.query_one(HostList).show_task(message.item.task)
         pane = self.query_one("#output", OutputPane)
         if message.item.task is not None and pane.shown != message.item.task.id:
             pane.show(message.item.task.id)
+
+    def on_host_list_selected(self, message: HostList.Selected) -> None:
+        """A host of the selected task: the pane shows its own output (the title says which)."""
+        self.query_one("#output", OutputPane).show(host_log_id(message.task_id, message.host))
 
     def _refresh_view(self, item: Item | None = None) -> None:
         item = item or self.selected

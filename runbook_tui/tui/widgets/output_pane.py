@@ -32,7 +32,7 @@ from runbook_tui.audit.terminal import without_styles
 from runbook_tui.hostlines import HostPrefixer
 from runbook_tui.tui.widgets.log_view import LogView
 from runbook_tui.tui.widgets.task_log import MAX_LINE, MAX_LINES, LogSnapshot, TaskLog
-from runbook_tui.tui.widgets.transcript_lines import TranscriptLines, host_log_id
+from runbook_tui.tui.widgets.transcript_lines import TranscriptLines, host_log_id, split_log_id
 
 __all__ = ["MAX_LINE", "MAX_LINES", "OutputPane"]
 
@@ -172,6 +172,8 @@ class OutputPane(Vertical):
         the guide moving on does not hide what just happened.
         """
         self.drain(now=True)
+        if task_id is not None and split_log_id(task_id)[1] is not None:
+            self._logs.setdefault(task_id, TaskLog())  # a host's own output: its own, even if empty yet
         self._stand_in = task_id not in self._logs and self._last is not None
         if self._stand_in:
             task_id = self._last
@@ -191,8 +193,9 @@ class OutputPane(Vertical):
             self.border_title = ""
             return
         view = self.view
-        title = f"output of task {self.shown}"
-        if self.shown == self._live:
+        task_id, host = split_log_id(self.shown)
+        title = f"output of task {task_id}" + (f" on {host}" if host else "")
+        if task_id == self._live:
             title += " · live"
         if self._stand_in:
             title += " (the selected task has not run)"
