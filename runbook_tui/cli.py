@@ -384,26 +384,32 @@ def run(path: str, mode: str, yes: bool, confirm_high_risk: bool, variables: tup
               help="Stop a task that has no timeout of its own after this long (0: never). Recorded.")
 @click.option("--headless", is_flag=True, help="Plain output even on a terminal (the default without one, or "
                                                "with --yes).")
+@click.option("--accept-new-host-keys", is_flag=True,
+              help="SSH: trust a host's key the first time it is seen (recorded); a changed key still fails.")
 @click.option("--group-output", is_flag=True,
               help="Hosts: print each host's output as one block when it ends, instead of line by line "
                    "(plain output).")
 @user_errors
 def resume(transcript: str, yes: bool, confirm_high_risk: bool, interrupted: str, mode: str,
-           variables: tuple[str, ...], task_timeout: str, headless: bool, group_output: bool) -> None:
+           variables: tuple[str, ...], task_timeout: str, headless: bool, accept_new_host_keys: bool,
+           group_output: bool) -> None:
     """Continue an interrupted run, appending to its transcript: in the terminal app on a
     terminal, with what already ran marked; plain output otherwise."""
+    host_keys = "accept-new" if accept_new_host_keys else "strict"
     if not (headless or yes or group_output) and sys.stdin.isatty() and sys.stdout.isatty():
         from runbook_tui.tui.app import make_resume_app
 
         values = parse_vars(variables)
         _run_apps(lambda: make_resume_app(transcript, mode=mode, variables=values, theme=None,
-                                          task_timeout=parse_task_timeout(task_timeout), interrupted=interrupted),
+                                          task_timeout=parse_task_timeout(task_timeout), interrupted=interrupted,
+                                          host_keys=host_keys),
                   mode, None)
     from runbook_tui.headless import resume_headless
 
     sys.exit(resume_headless(transcript, mode=mode, yes=yes, confirm_high_risk=confirm_high_risk,
                              interrupted=interrupted, values=parse_vars(variables),
-                             task_timeout=parse_task_timeout(task_timeout), group_output=group_output))
+                             task_timeout=parse_task_timeout(task_timeout), group_output=group_output,
+                             host_keys=host_keys))
 
 
 @main.command()

@@ -469,11 +469,13 @@ def _terminal(printer: Printer) -> dict[str, Any]:
 
 
 def resume_headless(path: str, *, mode: str, yes: bool, confirm_high_risk: bool, interrupted: str,
-                    values: dict[str, str], task_timeout: float | None, group_output: bool = False) -> int:
+                    values: dict[str, str], task_timeout: float | None, group_output: bool = False,
+                    host_keys: str = "strict") -> int:
     """`runbook-tui resume`: reopen the runbook of a run, skip what finished, continue the chain.
 
     Mode and values are today's (from this command line), not the transcript's."""
-    settings = RunSettings(mode=mode, values=values, task_timeout=task_timeout)  # type: ignore[arg-type]
+    settings = RunSettings(mode=mode, values=values, task_timeout=task_timeout,  # type: ignore[arg-type]
+                           host_keys=host_keys)
     printer = Printer(group_output=group_output)
     run = _open(lambda: Run.resume(path, settings, _prompter_for(yes, confirm_high_risk, mode), observer=printer,
                                    **_terminal(printer)))

@@ -88,3 +88,34 @@ def test_a_host_block_holds_a_bounded_tail_whatever_the_output() -> None:
     assert kept[0] == f"… {200_000 - GROUP_LINES} earlier lines in the transcript"
     assert kept[1:-1] == [str(n) for n in range(200_000 - GROUP_LINES, 200_000)]
     assert kept[-1] == "partial-end", "the unfinished last line is shown too"
+
+
+def test_grouped_output_of_twenty_hosts_printing_seq_200000_holds_only_their_tails() -> None:
+    """What `--group-output` holds while hosts run stays flat, whatever they print: 20 hosts ×
+    `seq 200000` (27 MB) fed through the headless printer, interleaved as they arrive."""
+    import io
+    import tracemalloc
+
+    from runbook_tui.headless import Printer
+
+    out = io.StringIO()
+    printer = Printer(out, group_output=True)
+    hosts = [f"web-{n:02d}" for n in range(1, 21)]
+    step = 10_000
+    tracemalloc.start()
+    try:
+        for start in range(1, 200_001, step):
+            chunk = "".join(f"{n}\n" for n in range(start, start + step))
+            for host in hosts:
+                printer.output("1.1.1", chunk, host)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    fed = 20 * sum(len(f"{n}\n") for n in range(1, 200_001))
+    assert fed > 25_000_000 and peak < 3_000_000, f"held {peak} bytes of {fed} fed"
+    assert out.getvalue() == "", "nothing is printed before a host ends"
+    for host in hosts:
+        printer.event({"type": "command.finished", "task_id": "1.1.1", "host": host, "exit_code": 0,
+                       "state": "ok", "duration": 1.0})
+    shown = out.getvalue().splitlines()
+    assert shown.count("… 199500 earlier lines in the transcript") == 20 and shown.count("200000") == 20

@@ -170,12 +170,13 @@ def make_app(runbook: Runbook, *, mode: str, variables: dict[str, str], transcri
 
 
 def make_resume_app(transcript: str, *, mode: str, variables: dict[str, str], theme: str | None,
-                    task_timeout: float | None, interrupted: str = "ask") -> RunbookApp:
+                    task_timeout: float | None, interrupted: str = "ask", host_keys: str = "strict") -> RunbookApp:
     """Build the app on an interrupted run: the same checks as headless `resume` (the same
     `Run.resume`), with what already ran marked on screen."""
     from runbook_tui.engine.run import RunSettings
 
-    settings = RunSettings(mode=mode, values=variables, task_timeout=task_timeout)  # type: ignore[arg-type]
+    settings = RunSettings(mode=mode, values=variables, task_timeout=task_timeout,  # type: ignore[arg-type]
+                           host_keys=host_keys)
     app = _app_for(lambda prompter_for, **front: Run.resume(transcript, settings, prompter_for, **front), theme)
     app.interrupted = interrupted
     return app
