@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from runbook_tui.audit.events import fold
 from runbook_tui.audit.export import export
 from runbook_tui.audit.transcript import read_events
@@ -24,8 +26,11 @@ def after_resume(path: Path, kind: str) -> list[dict]:
     return [e for e in seen[start:] if e["type"] == kind]
 
 
-def test_resume_runs_an_interrupted_fanout_only_where_it_did_not_finish_ok(fleet_home: SshFleet,
-                                                                          tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
+def test_resume_runs_an_interrupted_fanout_only_where_it_did_not_finish_ok(fleet_home: SshFleet, tmp_path: Path,
+                                                                          stop: signal.Signals) -> None:
+    """Ctrl+C: the run ends with run.aborted, h3's end recorded. Killed: the transcript just
+    stops (no task.finished, so no task fingerprint: the runbook's own hash must match)."""
     h1, h2, h3, h4 = fleet_home.names(4)
     flag = tmp_path / "go"
     # Batches: [h1] (the canary), then [h2, h3, h4]. Until `go` exists, h3 waits and h4 fails.
@@ -48,12 +53,15 @@ def test_resume_runs_an_interrupted_fanout_only_where_it_did_not_finish_ok(fleet
             break
         time.sleep(0.1)
     assert {e["host"] for e in events(transcript, "command.started")} == {h1, h2, h3, h4}
-    proc.send_signal(signal.SIGINT)  # Ctrl+C while h3 still waits
+    proc.send_signal(stop)  # while h3 still waits
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 1, out + err
-    assert events(transcript)[-1]["type"] == "run.aborted", "interrupted, not finished: resumable"
     first = {e["host"]: e["state"] for e in events(transcript, "command.finished")}
-    assert first == {h1: "ok", h2: "ok", h3: "failed", h4: "failed"}
+    if stop == signal.SIGINT:
+        assert proc.returncode == 1, out + err
+        assert events(transcript)[-1]["type"] == "run.aborted", "interrupted, not finished: resumable"
+        assert first == {h1: "ok", h2: "ok", h3: "failed", h4: "failed"}
+    else:
+        assert not events(transcript, "task.finished") and first == {h1: "ok", h2: "ok", h4: "failed"}
 
     flag.touch()
     resumed = cli("resume", str(transcript), "--yes", "--interrupted", "rerun", cwd=tmp_path)
