@@ -161,7 +161,6 @@ class Printer:
             refused = f" (refused: {visible(event['refused'])})" if event.get("refused") else ""
             self._line(f"mode: {event['mode']}{refused}")
 
-
     def _block(self, event: dict[str, Any], header: str) -> None:
         """`--group-output`: a host ended; its header line, then its output as one block."""
         key = (event["task_id"], event["host"])
