@@ -69,3 +69,30 @@ def test_plan_lines_name_each_batch_and_its_hosts() -> None:
         "batch 2/3 (5 hosts): web-02, web-03, web-04, ... 2 more",
         "batch 3/3 (14 hosts): web-07, web-08, web-09, ... 11 more",
     ]
+
+
+def test_hosts_done_before_are_reported_ok_and_each_batch_asks_only_for_the_rest() -> None:
+    """A resumed fan-out (`done`): the plan is the original one; a batch left empty is not asked
+    for, the others only for their remaining hosts; the commands are real local processes."""
+    from runbook_tui.batches import Batch, FanoutCallbacks, run_on_hosts
+    from runbook_tui.engine.runner import PtyProcess
+
+    hosts = ["a", "b", "c", "d", "e"]  # serial 1,2,100%: [a], [b, c], [d, e]
+    started: list[str] = []
+    asked: list[tuple[Batch, list[Batch]]] = []
+
+    def start(host, on_output, on_started):  # type: ignore[no-untyped-def]
+        started.append(host)
+        return PtyProcess.spawn(["echo", host], on_output=on_output)
+
+    def before_batch(batch: Batch, rest) -> bool:  # type: ignore[no-untyped-def]
+        asked.append((batch, list(rest)))
+        return True
+
+    results = run_on_hosts(hosts, start, serial=("1", "2", "100%"), done={"a", "b"},
+                           callbacks=FanoutCallbacks(before_batch=before_batch))
+    assert sorted(started) == ["c", "d", "e"]
+    assert asked == [(Batch(2, ("c",)), [Batch(3, ("d", "e"))]), (Batch(3, ("d", "e")), [])]
+    assert [(r.host, r.state, r.finished_before) for r in results] == [
+        ("a", "ok", True), ("b", "ok", True), ("c", "ok", False), ("d", "ok", False), ("e", "ok", False)]
+    assert [r.batch for r in results] == [1, 2, 2, 3, 3]
