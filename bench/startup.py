@@ -3,20 +3,16 @@ in a real terminal (tmux, on a private `-L` socket whose server is the only one 
 
 from __future__ import annotations
 
-import itertools
 import math
-import os
-import shlex
-import signal
 import subprocess
 import time
 
 from bench.common import REPO, CaseResult, Context, Table, Target, fmt_ratio, python
 from bench.measure import median, ours_exe, rotate, run_timed
+from bench.tmux import EXIT_GRACE, Server
 
-FRAME_TIMEOUT = 30.0
-_SERVERS = itertools.count()  # a fresh tmux server (socket) per measurement
-EXIT_GRACE = 3.0
+FRAME_TIMEOUT = 30.0  # a first frame this late means the app is stuck, not slow
+FRAME_POLL = 0.005  # capture-pane every 5 ms: the first frame's time is known to within that
 BARE_APP = (
     "from textual.app import App\n"
     "from textual.widgets import Static\n"
@@ -34,57 +30,18 @@ def _ms(seconds: float) -> str:
 def first_frame(ctx: Context, command: list[str], title: str, tag: str) -> tuple[float, bool]:
     """Seconds from starting a tmux session running `command` until `title` is on its screen, and
     whether the program exited within EXIT_GRACE seconds of losing its terminal (tmux kill-server
-    sends it SIGHUP); one that did not is killed here, by the pane's process id."""
-    socket = f"rbt-bench-{os.getpid()}-{tag}-{next(_SERVERS)}"
-
-    def tmux(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["tmux", "-L", socket, "-f", "/dev/null", *args], capture_output=True, text=True,
-                              env=ctx.env, cwd=ctx.work, timeout=30, check=False)
-
+    sends it SIGHUP); one that did not is killed, by the pane's process id."""
+    server = Server(ctx, tag)
     pane = 0
     try:
         start = time.perf_counter()
-        started = tmux("new-session", "-d", "-s", "bench", "-x", "120", "-y", "40", shlex.join(command))
-        if started.returncode != 0:
-            raise RuntimeError(f"tmux new-session failed: {started.stderr.strip()}")
-        while True:
-            screen = tmux("capture-pane", "-p", "-t", "bench").stdout
-            if title in screen:
-                seconds = time.perf_counter() - start
-                break
-            if time.perf_counter() - start > FRAME_TIMEOUT:
-                raise RuntimeError(f"{title!r} not on screen after {FRAME_TIMEOUT}s; screen:\n{screen}")
-            time.sleep(0.005)
-        pane = int(tmux("list-panes", "-t", "bench", "-F", "#{pane_pid}").stdout.split()[0])
+        server.start(command)
+        server.wait_for([title], FRAME_TIMEOUT, FRAME_POLL)
+        seconds = time.perf_counter() - start
+        pane = server.pane_pid()
     finally:
-        tmux("kill-server")
-    return seconds, _exited(pane)
-
-
-def _exited(pid: int) -> bool:
-    """Wait for the pane's program to exit; kill its process group (its own session) if it does not."""
-    deadline = time.monotonic() + EXIT_GRACE
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.05)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return True
-    return False
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie: with tmux gone the program is reaped by whatever adopts it, and
-    that can take seconds (in this sandbox PID 1 is not an init), so `kill(pid, 0)` would still
-    succeed on a program that has long exited."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as file:
-            state = file.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return state not in ("Z", "X")
+        exited = server.kill(pane)
+    return seconds, exited
 
 
 def case_startup(ctx: Context) -> CaseResult:
