@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -37,24 +38,28 @@ def vm_hwm_kb() -> int:
 
 
 class TranscriptTail:
-    """Reads only what was appended since the last look, for an event type."""
+    """The event types a growing transcript has held so far, reading only what was appended
+    since the last look (a flood's transcript is read once, in pieces)."""
+
+    TYPE = re.compile(rb'"type":"([a-z_.]+)"')  # escaped inside an output's text, so never matched there
+    CARRY = 64  # bytes kept from the previous read: longer than any `"type":"..."` split across two reads
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.offset = 0
         self.carry = b""
+        self.kinds: set[str] = set()
 
     def seen(self, kind: str) -> bool:
-        if not self.path.exists():
-            return False
+        if kind in self.kinds or not self.path.exists() or self.path.stat().st_size <= self.offset:
+            return kind in self.kinds  # a stat per poll while nothing was appended
         with open(self.path, "rb") as file:
             file.seek(self.offset)
             data = file.read()
         self.offset += len(data)
-        needle = b'"type":"%s"' % kind.encode()
-        found = needle in self.carry + data
-        self.carry = (self.carry + data)[-len(needle):]
-        return found
+        self.kinds.update(match.decode() for match in self.TYPE.findall(self.carry + data))
+        self.carry = (self.carry + data)[-self.CARRY:]
+        return kind in self.kinds
 
 
 async def until(predicate: Any, timeout: float, what: str) -> None:
