@@ -9,6 +9,7 @@ from bench.log_pane import case_log_pane
 from bench.scale import case_scale
 from bench.startup import case_startup
 from bench.throughput import case_flood, case_headless, case_memory, case_tui
+from bench.tui_terminal import case_terminal
 
 CASES: dict[str, tuple[str, Callable[[Context], CaseResult]]] = {
     "1": ("headless", case_headless),
@@ -18,6 +19,7 @@ CASES: dict[str, tuple[str, Callable[[Context], CaseResult]]] = {
     "5": ("startup", case_startup),
     "6": ("scale", case_scale),
     "7": ("logpane", case_log_pane),
+    "8": ("terminal", case_terminal),
 }
 
 
