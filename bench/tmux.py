@@ -46,8 +46,10 @@ class Server:
         self.conf.write_text(f"set -g default-terminal {pane_term()}\nset -g status off\n", encoding="utf-8")
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        # COLUMNS and LINES (pytest sets them) would override the pane's size in Textual and curses
+        env = {key: value for key, value in self.ctx.env.items() if key not in ("COLUMNS", "LINES")}
         return subprocess.run(["tmux", "-L", self.socket, "-f", str(self.conf), *args], capture_output=True,
-                              text=True, env=self.ctx.env, cwd=self.ctx.work, timeout=CALL_TIMEOUT, check=False)
+                              text=True, env=env, cwd=self.ctx.work, timeout=CALL_TIMEOUT, check=False)
 
     def start(self, command: Sequence[str]) -> None:
         started = self("new-session", "-d", "-s", self.SESSION, "-x", str(WIDTH), "-y", str(HEIGHT),
