@@ -20,7 +20,8 @@ import pytest
 from tests.paths import REPO
 
 TOOLS = ("script", "asciinema", "tmux")
-CASES = {"1", "2", "3", "4", "5", "6", "7"}
+CASES = {"1", "2", "3", "4", "5", "6", "7", "8"}
+TERMINAL = ("tmux", "asciinema")  # case 8 runs only with both
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,9 @@ def test_every_case_produced_numbers_and_complete_output(quick_results: dict) ->
     assert set(cases) == CASES
     for key, case in cases.items():
         assert case["complete"] and not case["problems"], f"case {key}: {case['problems']}"
+        if key == "8" and set(TERMINAL) & set(quick_results["missing"]):
+            assert not case["numbers"] and case["targets"][0]["value"] is None, "skipped, not measured"
+            continue
         assert case["numbers"], f"case {key} produced no numbers"
         bad = {name: value for name, value in case["numbers"].items() if not _number(value)}
         assert not bad, f"case {key}: not numbers: {bad}"
@@ -71,6 +75,35 @@ def test_ours_and_the_baselines_were_measured(quick_results: dict) -> None:
     assert ("first_frame_s" in startup) == ("tmux" not in missing)
     scale = quick_results["cases"]["6"]["numbers"]
     assert _number(scale["verify_mb_s"]) and any(name.startswith("yaml.") for name in scale)
+
+
+def test_the_terminal_case_compares_ours_in_tmux_with_the_baselines(quick_results: dict) -> None:
+    if set(TERMINAL) & set(quick_results["missing"]):
+        pytest.skip(f"case 8 needs {' and '.join(TERMINAL)} (RUNBOOK_TUI_REQUIRE_TMUX=1 makes this a failure)")
+    case = quick_results["cases"]["8"]
+    numbers = case["numbers"]
+    [table] = case["tables"]
+    tools = [row[0] for row in table["rows"]]
+    assert tools[:2] == ["ours (TUI)", "asciinema"] and ("script" in tools) == ("script" not in quick_results["missing"])
+    for key in ("ours_s", "ours.seq1_s", "asciinema_s", "asciinema.seq1_s", "ratio.asciinema"):
+        assert _number(numbers[key]) and numbers[key] > 0, key
+    lag = table["columns"].index("pane shows the last line after")
+    assert all(row[lag] != "n/a" for row in table["rows"]), "every pane showed the tool's last line"
+    [target] = case["targets"]
+    assert target["value"] == numbers["ratio.asciinema"] and target["limit"] == 1.5
+
+
+def test_a_screen_line_is_found_only_as_a_whole_output_line() -> None:
+    from bench.tui_terminal import shows_line
+
+    pane = ("  └ ✓ $ seq 2000          ▕\n"
+            " 0/1 tasks · 00:01\n"
+            "                          ▕1999\n"
+            "                          ▕2000        ▌ Run success\n")
+    assert shows_line(pane, "2000") and shows_line(pane, "1999")
+    assert not shows_line(pane, "1"), "not the 1 of `0/1 tasks`"
+    assert shows_line("1999\n2000\n$ ", "2000"), "a plain terminal's line at column 0"
+    assert not shows_line("$ seq 2000\n", "2000"), "the command line is not the output"
 
 
 def test_the_markdown_report_has_the_machine_and_every_target(quick_results: dict) -> None:
