@@ -82,3 +82,25 @@ async def test_the_host_list_shows_each_hosts_end_and_the_chosen_hosts_output(
             shown = ["".join(segment.text for segment in pane.view.render_line(y)) for y in range(pane.view.size.height)]
             assert any(f"hello from {port}" in line for line in shown), shown
             assert not any(f"hello from {other_port}" in line for line in shown), "the screen shows that host only"
+
+
+async def test_each_batchs_confirmation_names_its_hosts_and_what_comes_after(
+        fleet_home: SshFleet, fleet_book: Path, tmp_path: Path) -> None:
+    from runbook_tui.tui.screens.dialogs import ConfirmCommand
+    from tests.tui_helpers import until_screen
+
+    transcript = tmp_path / "t.jsonl"
+    app = make_app(load_runbook(fleet_book), mode="paranoid", variables={}, transcript=str(transcript), theme=None)
+    h1, h2, h3, h4 = fleet_home.names(4)
+    async with run_test(app, SIZE) as pilot:
+        await until_event(pilot, transcript, "run.started")
+        task_id = load_runbook(fleet_book).commands().__next__().id
+        await select(pilot, task_id)
+        await pilot.press("enter")
+        dialog = await until_screen(pilot, ConfirmCommand)
+        details = str(dialog.query_one(".dialog-details").render())
+        assert f"on 1 host: {h1} (batch 1 of 3; then batch 2/3 (1 host): {h2}; batch 3/3 (2 hosts): {h3}, {h4})" \
+            in details, details
+        await pilot.press("n")
+        await until_event(pilot, transcript, "task.finished", timeout=30)
+    assert not events(transcript, "command.started"), "declined: nothing ran on any host"

@@ -111,6 +111,9 @@ def command_details(request: Confirmation) -> ComposeResult:
     yield Static(Syntax(visible(request.command), "bash", word_wrap=True, background_color="default"),
                  classes="dialog-command")
     details = [f"cwd: {request.cwd}", f"shell: {request.shell}"]
+    if request.hosts:  # a fan-out batch: this answer covers these hosts, and says what follows
+        details.append(f"on {len(request.hosts)} host{'s' if len(request.hosts) != 1 else ''}: "
+                       f"{', '.join(request.hosts)} ({request.after})")
     if request.container:
         details.append(f"container: {request.container}")
     if request.env:
