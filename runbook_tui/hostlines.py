@@ -21,18 +21,26 @@ GROUP_LINE_CHARS = 2000
 
 
 class HostPrefixer:
-    """Each line of each host's output as `host | line`, across chunks (a chunk may end mid-line)."""
+    """Each line of many hosts' output, in one stream, as `host | line`.
+
+    A chunk may end mid-line: when another host's output comes next, the line is ended there,
+    and the rest of the first host's line, when it comes, starts a labelled line of its own, so
+    two hosts never share a line.
+    """
 
     def __init__(self) -> None:
-        self._line_start: dict[str, bool] = {}
+        self._at_start = True
+        self._last: str | None = None
 
     def feed(self, host: str, text: str) -> str:
         out = []
-        at_start = self._line_start.get(host, True)
+        if host != self._last and not self._at_start:
+            out.append("\n")
+            self._at_start = True
+        self._last = host
         for piece in text.splitlines(keepends=True):
-            out.append(f"{host} | {piece}" if at_start else piece)
-            at_start = piece.endswith("\n")
-        self._line_start[host] = at_start
+            out.append(f"{host} | {piece}" if self._at_start else piece)
+            self._at_start = piece.endswith("\n")
         return "".join(out)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from runbook_tui.hostlines import GROUP_LINES, HostBlock
+from runbook_tui.hostlines import GROUP_LINES, HostBlock, HostPrefixer
 from tests.ssh_fleet import SshFleet
 from tests.test_fanout import book, cli, events
 
@@ -119,3 +119,13 @@ def test_grouped_output_of_twenty_hosts_printing_seq_200000_holds_only_their_tai
                        "state": "ok", "duration": 1.0})
     shown = out.getvalue().splitlines()
     assert shown.count("… 199500 earlier lines in the transcript") == 20 and shown.count("200000") == 20
+
+
+def test_interleaved_hosts_never_share_a_line() -> None:
+    """Chunks end anywhere: a line one host left open is ended when another host speaks."""
+    prefixer = HostPrefixer()
+    shown = "".join(prefixer.feed(host, text) for host, text in [
+        ("web-1", "downloading 4"), ("web-2", "ready\nsecond"), ("web-1", "0%\n"), ("web-2", " line\n"),
+        ("web-2", "third\n")])
+    assert shown.splitlines() == ["web-1 | downloading 4", "web-2 | ready", "web-2 | second",
+                                  "web-1 | 0%", "web-2 |  line", "web-2 | third"]
