@@ -33,14 +33,15 @@ TICK = "i=0; while true; do echo {word} $i; i=$((i+1)); sleep 0.2; done"
 BOGUS = "unix:///tmp/rbt-no-such-engine.sock"
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str | Callable[[], str] = "condition") -> Any:
+    """`what` may be a callable, to describe the state at the moment it timed out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
 
 
 class Recorder:
@@ -175,10 +176,12 @@ def test_log_follower_reads_a_tty_container_line_by_line(engine: DockerEngine) -
 
 
 def test_log_follower_reattaches_when_the_container_is_recreated(engine: DockerEngine, thread_errors: list) -> None:
-    labels = {COMPOSE_SERVICE_LABEL: "web", "com.docker.compose.project": "shop"}
+    service = engine.unique("web")  # no other test's (or compose run's) "web" on this engine can be chosen
+    labels = {COMPOSE_SERVICE_LABEL: service, "com.docker.compose.project": "shop"}
     old = engine.run(TICK.format(word="old"), name=engine.unique("shop-web-1"), labels=labels)
     rec = Recorder()
-    follower = LogFollower("web", client=engine.client, on_line=rec.line, on_status=rec.status, tail=100, poll=0.2)
+    follower = LogFollower(service, client=engine.client, on_line=rec.line, on_status=rec.status, tail=100,
+                           poll=0.2)
     new = None
     try:
         follower.start()
@@ -188,7 +191,7 @@ def test_log_follower_reattaches_when_the_container_is_recreated(engine: DockerE
         old.remove()
         new = engine.run(TICK.format(word="new"), name=engine.unique("shop-web-1"), labels=labels)
         reattached = f"re-attached to {new.name} ({new.id[:12]})"
-        wait_for(lambda: reattached in rec.statuses(), what=reattached)
+        wait_for(lambda: reattached in rec.statuses(), what=lambda: f"{reattached}; the statuses: {rec.statuses()}")
         wait_for(lambda: "new 2" in rec.lines(), what="the new container's lines")
         assert rec.index("status", reattached) < rec.index("line", "new 0")
         assert follower.running and follower.container_id == new.id[:12]
