@@ -1,0 +1,282 @@
+"""What the session writes down, read back field by field from a real transcript.
+
+Pinned by mutation testing of engine/session.py (RELIABILITY.md, "Mutation testing"): each test
+here fails on mutants that survived the session, policy and invariant tests, because no test
+read back the field they changed or took the path they were on (a forgotten value, a jump, a
+resumed chain, an interactive task, a command waiting for input, the fan-out's noop plan and
+its per-host output lines). In-process and fast, commands on a real PTY, so that the mutation
+run can afford them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import textwrap
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from runbook_tui import __version__
+from runbook_tui.audit.transcript import Transcript, read_events, verify
+from runbook_tui.engine.runner import PtyProcess
+from runbook_tui.engine.session import (MissingValue, OutputStream, RunState, Session, TaskOutcome,
+                                        operator_facts)
+from runbook_tui.model import Task
+from runbook_tui.parse.markdown import parse_markdown
+from runbook_tui.process import ExitStatus
+from tests.test_session_invariant import RandomOperator
+
+
+def events(path: Path, kind: str | None = None) -> list[dict[str, Any]]:
+    return [e for e in read_events(path) if kind is None or e["type"] == kind]
+
+
+def make(tmp_path: Path, text: str, operator: Any = None, **kwargs: Any) -> tuple[Session, Path]:
+    book = parse_markdown(textwrap.dedent(text).lstrip("\n"), str(tmp_path / "book.md"))
+    (tmp_path / "book.md").write_text(textwrap.dedent(text).lstrip("\n"))
+    path = tmp_path / "t.jsonl"
+    session = Session(book, Transcript.create(path), operator or RandomOperator([]), **kwargs)
+    session.start()
+    return session, path
+
+
+TWO = """
+    # Two
+    ## Steps
+    1. **Greet**
+       - `echo "hi $WHO" --x`
+       - Look at the dashboard
+    """
+
+
+def test_a_forgotten_value_is_recorded_once_and_asked_again(tmp_path: Path) -> None:
+    session, path = make(tmp_path, TWO, values={"WHO": "ann"})
+    session.forget_value("WHO")
+    session.forget_value("WHO")  # gone already: nothing more to record
+    session.forget_value("NEVER_GIVEN")
+    assert "WHO" not in session.values
+    step = session.runbook.sections[0].steps[0]
+    assert session.resolve(step.tasks[0]) == 'echo "hi $WHO" --x'
+    session.transcript.close()
+    assert [e["name"] for e in events(path, "value.forgotten")] == ["WHO"]
+    (given,) = events(path, "values.given")
+    assert given["values"] == {"WHO": "v"}, "the next task that needs it asks for it again"
+
+
+def test_a_jump_and_a_task_marked_done_are_on_the_record(tmp_path: Path) -> None:
+    session, path = make(tmp_path, TWO)
+    step = session.runbook.sections[0].steps[0]
+    session.jumped(step.tasks[1].id)
+    outcome = session.mark_done(step.tasks[1], step)
+    session.transcript.close()
+    assert outcome.status == "manual" and session.state.finished[step.tasks[1].id] is outcome
+    (jumped,) = events(path, "operator.jumped")
+    assert jumped["to"] == "1.1.2"
+    (finished,) = events(path, "task.finished")
+    assert (finished["task_id"], finished["step_id"], finished["status"], finished["title"]) == (
+        "1.1.2", "1.1", "manual", "Look at the dashboard")
+    assert finished["fingerprint"] == step.tasks[1].fingerprint and "reason" not in finished
+    assert "exit_code" not in finished
+
+
+def test_run_started_and_run_resumed_say_who_what_and_how(tmp_path: Path) -> None:
+    session, path = make(tmp_path, TWO, values={"WHO": "ann"}, secrets={"TOKEN": "s3cr3t-xyz"}, trusted=True,
+                         mode="auto", task_timeout=30.0, host_keys="accept-new",
+                         git_facts={"user": "Ann <ann@example.org>"})
+    step = session.runbook.sections[0].steps[0]
+    session.mark_done(step.tasks[1], step)
+    session.transcript.close()
+    (started,) = events(path, "run.started")
+    assert started["run_id"] == session.run_id and started["tool_version"] == __version__
+    assert started["runbook"] == {"path": str(tmp_path / "book.md"), "sha256": session.runbook.sha256,
+                                  "title": "Two"}
+    assert (started["mode"], started["trusted"], started["task_timeout"], started["host_keys"]) == (
+        "auto", True, 30.0, "accept-new")
+    assert started["operator"] == operator_facts({"user": "Ann <ann@example.org>"})
+    assert started["operator"]["git_user"] == "Ann <ann@example.org>"
+    assert started["operator"]["host"] == socket.gethostname()
+    assert started["variables"] == {"WHO": "ann"} and started["secrets"] == ["TOKEN"]
+    assert started["cwd"] == os.getcwd() and started["concurrent_run"] is None
+
+    state = RunState(finished={"1.1.2": TaskOutcome("manual"), "1.1.1": TaskOutcome("done", exit_code=0)})
+    resumed = Session(session.runbook, Transcript.open_append(path), RandomOperator([]), state=state,  # type: ignore[arg-type]
+                      trusted=False, mode="auto", git_facts={"user": "Bob"})
+    resumed.resume("1.1.1")
+    resumed.transcript.close()
+    assert verify(path).ok, "run.resumed continues the same chain"
+    (event,) = events(path, "run.resumed")
+    assert event["run_id"] == resumed.run_id != session.run_id
+    assert (event["mode"], event["trusted"]) == ("paranoid", False), "an untrusted resume does not run in auto"
+    assert event["operator"] == operator_facts({"user": "Bob"})
+    assert event["runbook"] == {"path": str(tmp_path / "book.md"), "sha256": session.runbook.sha256}
+    assert event["interrupted_task"] == "1.1.1" and event["finished"] == ["1.1.1", "1.1.2"]
+
+
+def stand_in_terminal(seen: list[dict[str, Any]]) -> Callable[..., ExitStatus]:
+    """The operator's terminal as a front end supplies it, here without a screen: the program
+    runs on a PTY of its own and its output goes where the session says."""
+
+    def run(argv: list[str], *, on_output: Callable[[str], None], cwd: str, env: Mapping[str, str]) -> ExitStatus:
+        seen.append({"argv": argv, "cwd": cwd, "env": dict(env)})
+        proc = PtyProcess.spawn(argv, on_output=on_output, cwd=cwd, env=env)
+        status = proc.wait()
+        assert status is not None
+        return status
+
+    return run
+
+
+INTERACTIVE = """
+    # Shell
+    ## Steps
+    1. **Look around**
+       ```sh {interactive=true cwd=/tmp}
+       echo "in $PWD as $WHO"; exit 4
+       ```
+    """
+
+
+def test_an_interactive_task_runs_on_the_terminal_and_its_end_is_recorded(tmp_path: Path) -> None:
+    seen: list[dict[str, Any]] = []
+    session, path = make(tmp_path, INTERACTIVE, RandomOperator(["run"]), values={"WHO": "ann"},
+                         terminal=stand_in_terminal(seen))
+    assert session.run_all() == "failed"
+    session.transcript.close()
+    (call,) = seen
+    assert call["argv"][0] == "bash" and call["argv"][-1].startswith('echo "in $PWD as $WHO"')
+    assert call["cwd"] == "/tmp" and call["env"]["WHO"] == "ann"
+    (finished,) = events(path, "command.finished")
+    assert (finished["exit_code"], finished["signal"], finished["timed_out"], finished["aborted"]) == (4, None, False,
+                                                                                                      False)
+    assert finished["interactive"] is True and finished["attempt"] == 1 and finished["duration"] >= 0
+    assert "in /tmp as ann" in "".join(e["text"] for e in events(path, "output"))
+    (task,) = events(path, "task.finished")
+    assert (task["status"], task["exit_code"]) == ("failed", 4)
+
+
+def test_an_interactive_task_without_a_terminal_fails_with_126_and_says_why(tmp_path: Path) -> None:
+    session, path = make(tmp_path, INTERACTIVE, RandomOperator(["run"]), values={"WHO": "ann"})
+    assert session.run_all() == "failed"
+    session.transcript.close()
+    (finished,) = events(path, "command.finished")
+    assert (finished["exit_code"], finished["interactive"], finished["aborted"]) == (126, True, False)
+    output = "".join(e["text"] for e in events(path, "output"))
+    assert output == ("cannot run interactively: an interactive task needs the operator's terminal, "
+                      "and this run has none\r\n")
+    (task,) = events(path, "task.finished")
+    assert task["exit_code"] == 126
+
+
+class Typist(RandomOperator):
+    """Answers a command's questions from a list: a line, None (do not answer) or MissingValue."""
+
+    def __init__(self, answers: list[str], lines: list[str | None | type[MissingValue]]) -> None:
+        super().__init__(answers)
+        self.lines = list(lines)
+        self.shown: list[tuple[str, str, bool]] = []
+
+    def ask_input(self, task: Task, shown: str, masked: bool) -> str | None:
+        self.shown.append((task.id, shown, masked))
+        line = self.lines.pop(0)
+        if line is MissingValue:
+            raise MissingValue("no one at the terminal")
+        return line  # type: ignore[return-value]
+
+
+ASKS = """
+    # Ask
+    ## Steps
+    1. **Ask**
+       - `read -r -p 'name: ' who; echo "hello $who"`
+       - `read -r -s -p 'password: ' pw; echo; echo "got ${#pw} characters"`
+    """
+
+
+def test_the_operator_answers_a_command_and_a_password_is_never_recorded(tmp_path: Path) -> None:
+    operator = Typist(["run", "run"], ["bob", "hunter2-Zq9"])
+    session, path = make(tmp_path, ASKS, operator)
+    assert session.run_all() == "success"
+    session.transcript.close()
+    assert [(task, masked) for task, _, masked in operator.shown] == [("1.1.1", False), ("1.1.2", True)]
+    assert operator.shown[0][1].endswith("name: ") and operator.shown[1][1].endswith("password: ")
+    sent = events(path, "input.sent")
+    assert [(e["task_id"], e["masked"], e["text"]) for e in sent] == [("1.1.1", False, "bob"), ("1.1.2", True, None)]
+    output = "".join(e["text"] for e in events(path, "output"))
+    assert "hello bob" in output and "got 11 characters" in output
+    assert "hunter2-Zq9" not in path.read_text()
+    types = [e["type"] for e in events(path)]
+    assert types.index("input.sent") > types.index("output"), "the question is on the record before the answer"
+
+
+def test_a_question_the_operator_declines_stops_the_command_and_says_so(tmp_path: Path) -> None:
+    operator = Typist(["run"], [None])
+    session, path = make(tmp_path, ASKS, operator)
+    step = session.runbook.sections[0].steps[0]
+    outcome = session.run_task(step.tasks[0], step, session.runbook.sections[0])
+    session.transcript.close()
+    assert outcome.status == "failed" and outcome.reason == "the operator did not answer the command's question"
+    (declined,) = events(path, "input.declined")
+    assert declined["task_id"] == "1.1.1" and not events(path, "input.sent")
+    output = "".join(e["text"] for e in events(path, "output"))
+    assert "the operator did not answer the command's question; it was stopped" in output
+
+
+FLEET = """
+    ---
+    hosts:
+      web: [web-01, web-02, web-03, web-04, web-05]
+    ---
+    # Fleet
+    ## Steps
+    1. **Deploy**
+       ```sh {hosts=web serial=1,50%}
+       echo deployed
+       ```
+    """
+
+
+def test_noop_of_a_fan_out_records_its_batches_and_connects_nowhere(tmp_path: Path) -> None:
+    session, path = make(tmp_path, FLEET, mode="noop")
+    assert session.run_all() == "success"
+    session.close_targets()
+    session.transcript.close()
+    (planned,) = events(path, "command.planned")
+    assert planned["batches"] == ["batch 1/3 (1 host): web-01", "batch 2/3 (2 hosts): web-02, web-03",
+                                  "batch 3/3 (2 hosts): web-04, web-05"]
+    assert session._ssh is None, "noop makes no SSH connection"
+    assert not events(path, "command.started")
+
+
+def test_the_ssh_pool_is_made_once_with_the_runs_host_key_policy_and_closed(tmp_path: Path) -> None:
+    session, _ = make(tmp_path, FLEET, host_keys="accept-new")
+    pool = session.ssh_pool()
+    assert session.ssh_pool() is pool and pool.options.host_keys == "accept-new"
+    session.close_targets()
+    assert session._ssh is None and pool._closed
+    assert session.ssh_pool() is not pool, "a closed pool is never handed out again"
+    session.close_targets()
+    session.transcript.close()
+
+
+def test_each_hosts_output_lines_are_prefixed_across_chunks_and_recorded_with_the_host(tmp_path: Path) -> None:
+    live: list[tuple[str, str]] = []
+
+    class Observer:
+        def event(self, event: dict[str, Any]) -> None:
+            pass
+
+        def output(self, task_id: str, text: str) -> None:
+            live.append((task_id, text))
+
+    session, path = make(tmp_path, FLEET, observer=Observer())
+    stream = OutputStream(session, "1.1.1", host="web-02")
+    for chunk in ("one\ntw", "o\r\n", "", "three"):
+        stream.feed(chunk)
+    stream.close()
+    session.transcript.close()
+    assert "".join(text for _, text in live) == "web-02 | one\nweb-02 | two\r\nweb-02 | three"
+    assert {task for task, _ in live} == {"1.1.1"}
+    recorded = events(path, "output")
+    assert "".join(e["text"] for e in recorded) == "one\ntwo\r\nthree"
+    assert {(e["task_id"], e["host"]) for e in recorded} == {("1.1.1", "web-02")}
