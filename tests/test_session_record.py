@@ -19,9 +19,10 @@ from typing import Any
 
 from runbook_tui import __version__
 from runbook_tui.audit.transcript import Transcript, read_events, verify
+from runbook_tui.engine.checks import Verdict
 from runbook_tui.engine.runner import PtyProcess
-from runbook_tui.engine.session import (MissingValue, OutputStream, RunState, Session, TaskOutcome,
-                                        operator_facts)
+from runbook_tui.engine.session import (Answer, Confirmation, MissingValue, OutputStream, RunAborted, RunState,
+                                        Session, TaskOutcome, operator_facts)
 from runbook_tui.model import Task
 from runbook_tui.parse.markdown import parse_markdown
 from runbook_tui.process import ExitStatus
@@ -280,3 +281,134 @@ def test_each_hosts_output_lines_are_prefixed_across_chunks_and_recorded_with_th
     recorded = events(path, "output")
     assert "".join(e["text"] for e in recorded) == "one\ntwo\r\nthree"
     assert {(e["task_id"], e["host"]) for e in recorded} == {("1.1.1", "web-02")}
+
+
+class Answering(RandomOperator):
+    """Answers each command's question and each failure from its own list of Answers."""
+
+    def __init__(self, confirms: list[Answer], failures: list[Answer] = ()) -> None:  # type: ignore[assignment]
+        super().__init__([])
+        self.confirms, self.failures = list(confirms), list(failures)
+
+    def confirm(self, request: Confirmation) -> Answer:
+        self.asked.append(request)
+        return self.confirms.pop(0)
+
+    def after_failure(self, task: Task, verdict: Verdict, attempt: int) -> Answer:
+        self.asked.append(("failure", task.id, verdict.reason, attempt))
+        return self.failures.pop(0)
+
+
+SECRET = "tok-5f1e-Ωx"
+RISKY = """
+    ---
+    secrets:
+      TOKEN: env:FAKE_TOKEN
+    ---
+    # One
+    ## Steps
+    1. **Do**
+       - `echo "$TOKEN $WHO" --x; exit 3` <!-- runbook: risk=high -->
+    """
+RISKY_COMMAND = 'echo "$TOKEN $WHO" --x; exit 3'
+
+
+def unstamped(path: Path, kind: str) -> list[dict[str, Any]]:
+    """The events of one kind without what every event has (seq, ts, the chain)."""
+    return [{k: v for k, v in e.items() if k not in ("seq", "ts", "hash", "prev", "type")} for e in events(path, kind)]
+
+
+def test_a_high_risk_command_is_recorded_whole_from_question_to_end(tmp_path: Path) -> None:
+    operator = Answering([Answer("run", reason=f"checked, {SECRET} rotated", typed="prod")], [Answer("stop")])
+    session, path = make(tmp_path, RISKY, operator, values={"ENVIRONMENT": "prod", "WHO": "ann"},
+                         secrets={"TOKEN": SECRET})
+    assert session.run_all() == "failed"
+    session.transcript.close()
+    assert SECRET not in path.read_text()
+    (request,) = [a for a in operator.asked if isinstance(a, Confirmation)]
+    assert (request.risk, request.typed_word, request.shell) == ("high", "prod", "bash")
+    assert [a for a in operator.asked if not isinstance(a, Confirmation)] == [
+        ("failure", "1.1.1", "exit code 3, expected 0", 1)]
+    cwd = os.getcwd()
+    assert unstamped(path, "confirm.asked") == [{
+        "task_id": "1.1.1", "prompt": RISKY_COMMAND, "cwd": cwd, "container": None, "shell": "bash",
+        "env": {"ENVIRONMENT": "prod", "TOKEN": "[secret]", "WHO": "ann"}, "risk": "high",
+        "risk_reasons": ["the runbook marks it risk=high"], "typed_word": "prod", "attempt": 1,
+        "reason": "high risk: the runbook marks it risk=high", "edited": False}]
+    assert unstamped(path, "confirm.answered") == [{
+        "task_id": "1.1.1", "answer": "run", "reason": "checked, [REDACTED:TOKEN] rotated", "typed": "prod",
+        "edited": False, "approved": RISKY_COMMAND}]
+    assert unstamped(path, "command.started") == [{
+        "task_id": "1.1.1", "step_id": "1.1", "command": RISKY_COMMAND, "run_command": RISKY_COMMAND, "cwd": cwd,
+        "container": None, "image": None, "container_id": None, "env_names": ["ENVIRONMENT", "TOKEN", "WHO"],
+        "attempt": 1, "shell": "bash", "edited": False}]
+    (spawned,) = unstamped(path, "command.spawned")
+    assert (spawned["task_id"], spawned["attempt"], spawned["host"]) == ("1.1.1", 1, socket.gethostname())
+    assert spawned["pid"] == spawned["pgid"] == spawned["sid"] > 0
+    (finished,) = unstamped(path, "command.finished")
+    assert finished.pop("duration") >= 0
+    assert finished == {"task_id": "1.1.1", "exit_code": 3, "signal": None, "timed_out": False, "aborted": False,
+                        "attempt": 1}
+    assert "".join(e["text"] for e in events(path, "output")) == "[REDACTED:TOKEN] ann --x\r\n"
+    (task,) = unstamped(path, "task.finished")
+    assert task == {"task_id": "1.1.1", "step_id": "1.1", "status": "failed", "title": RISKY_COMMAND,
+                    "fingerprint": session.runbook.sections[0].steps[0].tasks[0].fingerprint,
+                    "reason": "exit code 3, expected 0", "exit_code": 3}
+
+
+FAILS = """
+    # Fails
+    ## Steps
+    1. **Do**
+       - `sh -c 'exit 3' --x`
+       - `true --x`
+    """
+
+
+def failing(tmp_path: Path, confirms: list[Answer], failures: list[Answer]) -> tuple[list[dict[str, Any]], str]:
+    session, path = make(tmp_path, FAILS, Answering(confirms, failures))
+    outcome = "finished"
+    try:
+        outcome = session.run_all()
+    except RunAborted as exc:
+        outcome = str(exc)
+        session.aborted(outcome)
+    session.transcript.close()
+    return unstamped(path, "task.finished"), outcome
+
+
+def test_each_answer_after_a_failure_ends_the_task_as_it_says(tmp_path: Path) -> None:
+    run = [Answer("run")]
+    (tmp_path / "skip").mkdir()
+    finished, outcome = failing(tmp_path / "skip", run * 2, [Answer("skip")])
+    assert outcome == "success", "a failure the operator skipped does not fail the run"
+    assert [(t["status"], t.get("reason"), t.get("exit_code")) for t in finished] == [
+        ("skipped", "failed (exit code 3, expected 0), skipped by the operator", None), ("done", None, 0)]
+    (tmp_path / "skip-why").mkdir()
+    finished, _ = failing(tmp_path / "skip-why", run * 2, [Answer("skip", reason="known flaky")])
+    assert finished[0]["reason"] == "known flaky"
+    (tmp_path / "abort").mkdir()
+    finished, outcome = failing(tmp_path / "abort", run, [Answer("abort")])
+    assert outcome == "operator aborted after task 1.1.1 failed"
+    assert [(t["status"], t["reason"], t["exit_code"]) for t in finished] == [("failed", "exit code 3, expected 0", 3)]
+    (tmp_path / "retry").mkdir()
+    finished, outcome = failing(tmp_path / "retry", run * 2, [Answer("retry"), Answer("stop")])
+    assert outcome == "failed"
+    started = events(tmp_path / "retry" / "t.jsonl", "command.started")
+    assert [e["attempt"] for e in started] == [1, 2], "the operator's retry is the next attempt"
+    asked = events(tmp_path / "retry" / "t.jsonl", "confirm.asked")
+    assert [e["attempt"] for e in asked] == [1, 2], "and is asked for again in paranoid mode"
+    assert [(t["status"], t["exit_code"]) for t in finished] == [("failed", 3)]
+
+
+def test_an_answer_that_edits_the_command_is_approved_and_run_as_edited(tmp_path: Path) -> None:
+    edit = "sh -c 'exit 0' --x"
+    session, path = make(tmp_path, FAILS, Answering([Answer("run", command=edit), Answer("skip")]))
+    assert session.run_all() == "success"
+    session.transcript.close()
+    answered = unstamped(path, "confirm.answered")
+    assert [(a["answer"], a["edited"], a["approved"]) for a in answered] == [("run", True, edit), ("skip", False, None)]
+    assert answered[1]["reason"] == "" and events(path, "task.finished")[1]["reason"] == "skipped by the operator"
+    (started,) = events(path, "command.started")
+    assert (started["run_command"], started["command"], started["edited"]) == (edit, "sh -c 'exit 3' --x", True)
+    assert [(t["status"], t.get("exit_code")) for t in unstamped(path, "task.finished")] == [("done", 0), ("skipped", None)]
