@@ -17,12 +17,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from runbook_tui import __version__
 from runbook_tui.audit.transcript import Transcript, read_events, verify
 from runbook_tui.engine.checks import Verdict
 from runbook_tui.engine.runner import PtyProcess
-from runbook_tui.engine.session import (Answer, Confirmation, MissingValue, OutputStream, RunAborted, RunState,
-                                        Session, TaskOutcome, operator_facts)
+from runbook_tui.engine.session import (Answer, Confirmation, MissingValue, OutputStream, RunAborted, RunEnded,
+                                        RunState, Session, TaskOutcome, operator_facts)
 from runbook_tui.model import Task
 from runbook_tui.parse.markdown import parse_markdown
 from runbook_tui.process import ExitStatus
@@ -412,3 +414,38 @@ def test_an_answer_that_edits_the_command_is_approved_and_run_as_edited(tmp_path
     (started,) = events(path, "command.started")
     assert (started["run_command"], started["command"], started["edited"]) == (edit, "sh -c 'exit 3' --x", True)
     assert [(t["status"], t.get("exit_code")) for t in unstamped(path, "task.finished")] == [("done", 0), ("skipped", None)]
+
+
+def test_streams_that_interleave_hold_and_redact_their_own_output(tmp_path: Path) -> None:
+    """Two hosts' output arrives interleaved, each cut inside the secret: each stream keeps its own
+    held tail, so neither leaks a piece of it or loses its own last characters."""
+    session, path = make(tmp_path, FLEET, secrets={"TOKEN": SECRET})
+    first = OutputStream(session, "1.1.1", host="web-01")
+    second = OutputStream(session, "1.1.1", host="web-02")
+    first.feed("a: " + SECRET[:4])
+    second.feed("b: " + SECRET[:6])
+    first.feed(SECRET[4:] + " ok\n")
+    second.feed(SECRET[6:] + " ok\n")
+    first.feed("tail " + SECRET[:3])
+    first.close()
+    second.close()
+    session.transcript.close()
+    assert SECRET[:4] not in path.read_text()
+    by_host: dict[str, str] = {}
+    for event in events(path, "output"):
+        by_host[event["host"]] = by_host.get(event["host"], "") + event["text"]
+    assert by_host == {"web-01": "a: [REDACTED:TOKEN] ok\ntail " + SECRET[:3], "web-02": "b: [REDACTED:TOKEN] ok\n"}
+
+
+def test_nothing_is_recorded_after_an_abort_or_a_finish(tmp_path: Path) -> None:
+    for end in ("aborted", "finish"):
+        (tmp_path / end).mkdir()
+        session, path = make(tmp_path / end, TWO)
+        session.aborted("stopped by the operator") if end == "aborted" else session.finish()
+        for late in (lambda: session.note("too late"), lambda: session.jumped("1.1.2"),
+                     lambda: session.change_mode("auto")):
+            with pytest.raises(RunEnded):
+                late()
+        session.transcript.close()
+        assert [e["type"] for e in events(path)][-1] == ("run.aborted" if end == "aborted" else "run.finished")
+        assert verify(path).ok
