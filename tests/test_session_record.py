@@ -10,6 +10,7 @@ run can afford them.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import textwrap
@@ -23,8 +24,8 @@ from runbook_tui import __version__
 from runbook_tui.audit.transcript import Transcript, read_events, verify
 from runbook_tui.engine.checks import Verdict
 from runbook_tui.engine.runner import PtyProcess
-from runbook_tui.engine.session import (Answer, Confirmation, MissingValue, OutputStream, RunAborted, RunEnded,
-                                        RunState, Session, TaskOutcome, operator_facts)
+from runbook_tui.engine.session import (NO_ANSWER, Answer, Confirmation, MissingValue, OutputStream, RunAborted,
+                                        RunEnded, RunState, Session, TaskOutcome, operator_facts)
 from runbook_tui.model import Task
 from runbook_tui.parse.markdown import parse_markdown
 from runbook_tui.process import ExitStatus
@@ -449,3 +450,116 @@ def test_nothing_is_recorded_after_an_abort_or_a_finish(tmp_path: Path) -> None:
         session.transcript.close()
         assert [e["type"] for e in events(path)][-1] == ("run.aborted" if end == "aborted" else "run.finished")
         assert verify(path).ok
+
+
+def test_a_runbook_changed_on_disk_is_recorded_once_and_the_run_keeps_its_version(tmp_path: Path) -> None:
+    session, path = make(tmp_path, FAILS, Answering([Answer("run"), Answer("run")], [Answer("skip")]))
+    started_with = session.runbook.sha256
+    (tmp_path / "book.md").write_text("# Changed\n## Steps\n- `rm -rf --x`\n")
+    assert session.run_all() == "success"
+    session.transcript.close()
+    (changed,) = unstamped(path, "runbook.changed")
+    assert changed == {"path": str(tmp_path / "book.md"), "sha256_started": started_with,
+                       "sha256_now": hashlib.sha256(b"# Changed\n## Steps\n- `rm -rf --x`\n").hexdigest(),
+                       "note": "the run keeps the version it started with"}
+    assert [e["run_command"] for e in events(path, "command.started")] == ["sh -c 'exit 3' --x", "true --x"]
+    (tmp_path / "gone").mkdir()
+    session, path = make(tmp_path / "gone", FAILS, Answering([Answer("stop")]))
+    (tmp_path / "gone" / "book.md").unlink()
+    session.check_runbook()
+    session.check_runbook()
+    session.transcript.close()
+    (changed,) = unstamped(path, "runbook.changed")
+    assert changed["sha256_now"] is None, "a deleted runbook is a changed one"
+
+
+class Hangup:
+    """An observer that loses the operator's terminal (SIGHUP) once the first command has started."""
+
+    def __init__(self) -> None:
+        self.session: Session | None = None
+
+    def event(self, event: dict[str, Any]) -> None:
+        if event["type"] == "command.started" and self.session is not None:
+            self.session.disconnect()
+
+    def output(self, task_id: str, text: str) -> None:
+        pass
+
+
+def test_after_a_hangup_the_command_in_flight_ends_and_nothing_new_starts(tmp_path: Path) -> None:
+    hangup = Hangup()
+    session, path = make(tmp_path, FAILS.replace("`sh -c 'exit 3' --x`", "`sh -c 'exit 3' --x` <!-- runbook: retries=3 -->"),
+                         Answering([Answer("run")]), observer=hangup)
+    hangup.session = session
+    with pytest.raises(RunAborted, match="^operator disconnected: terminal lost; resume the run to continue$"):
+        session.run_all()
+    session.aborted("operator disconnected")
+    session.transcript.close()
+    assert [e["attempt"] for e in events(path, "command.started")] == [1], "no retry starts after the hangup"
+    assert [e["exit_code"] for e in events(path, "command.finished")] == [3], "the command in flight ended by itself"
+    assert [(t["task_id"], t["status"], t["exit_code"]) for t in unstamped(path, "task.finished")] == [
+        ("1.1.1", "failed", 3)]
+    assert unstamped(path, "operator.disconnected") == [{"reason": "terminal lost (SIGHUP)"}]
+    assert [e["type"] for e in events(path)][-2:] == ["operator.disconnected", "run.aborted"]
+    (tmp_path / "before").mkdir()
+    session, path = make(tmp_path / "before", FAILS, Answering([]))
+    session.disconnect()
+    with pytest.raises(RunAborted):
+        session.run_all()
+    session.transcript.close()
+    assert not events(path, "confirm.asked") and len(events(path, "operator.disconnected")) == 1
+
+
+def test_a_placeholder_the_shell_would_run_is_refused_before_its_value_is_asked(tmp_path: Path) -> None:
+    session, path = make(tmp_path, """
+        # Book
+        ## Steps
+        - `echo "$(touch ran-<name>)"`
+        """, Answering([]))
+    assert session.run_all() == "failed"
+    session.transcript.close()
+    assert not list(tmp_path.glob("ran-*")) and session.prompter.asked == []
+    (finished,) = unstamped(path, "task.finished")
+    assert finished["status"] == "failed" and finished["reason"].startswith("not run: ")
+    assert "stands inside $( … )" in finished["reason"]
+    assert finished["reason"].endswith(". Edit the command to write the value in place, or fix the runbook")
+    assert not events(path, "values.given") and not events(path, "command.started")
+
+
+def test_a_full_screen_program_gets_the_operators_terminal_until_it_ends(tmp_path: Path) -> None:
+    handed: list[int] = []
+
+    handed_over = tmp_path / "handed-over"
+
+    def take_over(proc: PtyProcess) -> ExitStatus | None:
+        handed.append(proc.identity.pid)
+        handed_over.touch()  # the operator quits the program
+        return proc.wait()
+
+    session, path = make(tmp_path, f"""
+        # Screen
+        ## Steps
+        - `printf '\\033[?1049h'; until test -e {handed_over}; do sleep 0.1; done; printf '\\033[?1049l'; echo left`
+        """, Answering([Answer("run")]), take_over=take_over)
+    assert session.run_all() == "success"
+    session.transcript.close()
+    (spawned,) = events(path, "command.spawned")
+    assert handed == [spawned["pid"]], "handed over once, to the command's own process"
+    assert "left" in "".join(e["text"] for e in events(path, "output")), "its output is still recorded"
+
+
+def test_a_command_waiting_for_input_no_one_can_give_is_stopped_and_says_how_to_fix_it(tmp_path: Path) -> None:
+    operator = Typist(["run"], [MissingValue])
+    session, path = make(tmp_path, ASKS, operator)
+    step = session.runbook.sections[0].steps[0]
+    outcome = session.run_task(step.tasks[0], step, session.runbook.sections[0])
+    session.transcript.close()
+    assert len(operator.shown) == 1, "asked once; after no one could answer, not again"
+    assert outcome.status == "failed" and outcome.reason == NO_ANSWER
+    assert "interactive=true" in NO_ANSWER and "--yes" in NO_ANSWER
+    output = "".join(e["text"] for e in events(path, "output"))
+    assert output.endswith(f"\r\n[runbook-tui] {NO_ANSWER}\r\n")
+    (finished,) = events(path, "command.finished")
+    assert finished["aborted"] is True and finished["exit_code"] is None
+    assert not events(path, "input.sent") and not events(path, "input.declined")
