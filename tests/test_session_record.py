@@ -563,3 +563,39 @@ def test_a_command_waiting_for_input_no_one_can_give_is_stopped_and_says_how_to_
     (finished,) = events(path, "command.finished")
     assert finished["aborted"] is True and finished["exit_code"] is None
     assert not events(path, "input.sent") and not events(path, "input.declined")
+
+
+def test_a_fan_out_runs_in_process_batch_by_batch_each_line_with_its_host(fleet_home: Any, tmp_path: Path) -> None:
+    """The session's side of a fan-out on the real sshd fleet (tests/ssh_fleet.py): one approval per
+    batch, its hosts' output live as `host | line`, the run's SSH connections closed at the end."""
+    hosts = fleet_home.names(3)
+    live: list[str] = []
+
+    class Observer:
+        def event(self, event: dict[str, Any]) -> None:
+            pass
+
+        def output(self, task_id: str, text: str) -> None:
+            live.append(text)
+
+    session, path = make(tmp_path, f"""
+        ---
+        hosts:
+          web: [{", ".join(hosts)}]
+        ---
+        # Fleet
+        ## Steps
+        1. **Deploy**
+           ```sh {{hosts=web serial=1,100%}}
+           echo "deployed on $(hostname)"
+           ```
+        """, Answering([Answer("run"), Answer("run")]), observer=Observer())
+    assert session.run_all() == "success"
+    session.close_targets()
+    session.transcript.close()
+    assert [e["hosts"] for e in events(path, "confirm.asked")] == [hosts[:1], hosts[1:]]
+    assert sorted(e["host"] for e in events(path, "command.started")) == sorted(hosts)
+    assert all(f"{host} | deployed on " in "".join(live) for host in hosts)
+    (finished,) = unstamped(path, "task.finished")
+    assert (finished["task_id"], finished["status"]) == ("1.1.1", "done")
+    assert session._ssh is None
