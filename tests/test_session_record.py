@@ -10,6 +10,7 @@ run can afford them.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import os
 import socket
@@ -97,9 +98,9 @@ def test_run_started_and_run_resumed_say_who_what_and_how(tmp_path: Path) -> Non
                                   "title": "Two"}
     assert (started["mode"], started["trusted"], started["task_timeout"], started["host_keys"]) == (
         "auto", True, 30.0, "accept-new")
-    assert started["operator"] == operator_facts({"user": "Ann <ann@example.org>"})
-    assert started["operator"]["git_user"] == "Ann <ann@example.org>"
-    assert started["operator"]["host"] == socket.gethostname()
+    tty = os.ttyname(0) if os.isatty(0) else None
+    assert started["operator"] == {"user": getpass.getuser(), "host": socket.gethostname(), "tty": tty,
+                                   "git_user": "Ann <ann@example.org>"}
     assert started["variables"] == {"WHO": "ann"} and started["secrets"] == ["TOKEN"]
     assert started["cwd"] == os.getcwd() and started["concurrent_run"] is None
 
@@ -112,7 +113,8 @@ def test_run_started_and_run_resumed_say_who_what_and_how(tmp_path: Path) -> Non
     (event,) = events(path, "run.resumed")
     assert event["run_id"] == resumed.run_id != session.run_id
     assert (event["mode"], event["trusted"]) == ("paranoid", False), "an untrusted resume does not run in auto"
-    assert event["operator"] == operator_facts({"user": "Bob"})
+    assert event["operator"] == {"user": getpass.getuser(), "host": socket.gethostname(), "tty": tty,
+                                 "git_user": "Bob"}
     assert event["runbook"] == {"path": str(tmp_path / "book.md"), "sha256": session.runbook.sha256}
     assert event["interrupted_task"] == "1.1.1" and event["finished"] == ["1.1.1", "1.1.2"]
 
@@ -599,3 +601,23 @@ def test_a_fan_out_runs_in_process_batch_by_batch_each_line_with_its_host(fleet_
     (finished,) = unstamped(path, "task.finished")
     assert (finished["task_id"], finished["status"]) == ("1.1.1", "done")
     assert session._ssh is None
+
+
+def test_the_operators_terminal_is_named_when_stdin_is_one() -> None:
+    """Who ran it from where: the terminal on stdin (a real PTY here), none when stdin is not one."""
+    controller, terminal = os.openpty()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    name = os.ttyname(terminal)
+    saved = os.dup(0)
+    try:
+        os.dup2(terminal, 0)
+        on_a_terminal = operator_facts(None)
+        os.dup2(devnull, 0)
+        not_on_one = operator_facts({"user": "Ann"})
+    finally:
+        os.dup2(saved, 0)
+        for fd in (saved, controller, terminal, devnull):
+            os.close(fd)
+    me = {"user": getpass.getuser(), "host": socket.gethostname()}
+    assert on_a_terminal == {**me, "tty": name, "git_user": None}
+    assert not_on_one == {**me, "tty": None, "git_user": "Ann"}
