@@ -621,3 +621,46 @@ def test_the_operators_terminal_is_named_when_stdin_is_one() -> None:
     me = {"user": getpass.getuser(), "host": socket.gethostname()}
     assert on_a_terminal == {**me, "tty": name, "git_user": None}
     assert not_on_one == {**me, "tty": None, "git_user": "Ann"}
+
+
+class SeesOutput:
+    """An observer that lets the command go on once its output is on the record (a flag file)."""
+
+    def __init__(self, flag: Path) -> None:
+        self.flag = flag
+
+    def event(self, event: dict[str, Any]) -> None:
+        if event["type"] == "output" and "ready" in event["text"]:
+            self.flag.touch()
+
+    def output(self, task_id: str, text: str) -> None:
+        pass
+
+
+def test_output_is_recorded_while_the_command_still_runs(tmp_path: Path) -> None:
+    """The transcript has what a command printed before it ends (a crash of ours loses nothing
+    it showed): the command waits for its own output event, and gives up after 30 s."""
+    flag = tmp_path / "seen"
+    session, path = make(tmp_path, f"""
+        # Live
+        ## Steps
+        - `echo ready; for i in $(seq 300); do test -e {flag} && exit 0; sleep 0.1; done; exit 1`
+        """, Answering([Answer("run")]), observer=SeesOutput(flag))
+    assert session.run_all() == "success"
+    session.transcript.close()
+    kinds = [e["type"] for e in events(path)]
+    assert kinds.index("output") < kinds.index("command.finished")
+
+
+def test_the_runs_task_timeout_stops_a_task_without_its_own(tmp_path: Path) -> None:
+    session, path = make(tmp_path, """
+        # Slow
+        ## Steps
+        - `sleep 60`
+        - `sleep 0.2` <!-- runbook: timeout=30s -->
+        """, Answering([Answer("run"), Answer("run")], [Answer("skip")]), task_timeout=0.5, grace=0.5)
+    assert session.run_all() == "success"
+    session.transcript.close()
+    assert [e["timed_out"] for e in events(path, "command.finished")] == [True, False], "its own timeout wins"
+    assert events(path, "task.finished")[0]["reason"] == "failed (timed out), skipped by the operator"
+    assert events(path, "run.started")[0]["task_timeout"] == 0.5
