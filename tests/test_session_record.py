@@ -664,3 +664,49 @@ def test_the_runs_task_timeout_stops_a_task_without_its_own(tmp_path: Path) -> N
     assert [e["timed_out"] for e in events(path, "command.finished")] == [True, False], "its own timeout wins"
     assert events(path, "task.finished")[0]["reason"] == "failed (timed out), skipped by the operator"
     assert events(path, "run.started")[0]["task_timeout"] == 0.5
+
+
+def test_a_command_that_cannot_start_is_recorded_as_such(tmp_path: Path) -> None:
+    session, path = make(tmp_path, FAILS, Answering([Answer("run"), Answer("run")], [Answer("stop")]),
+                         shell="/nonexistent/sh")
+    assert session.run_all() == "failed"
+    session.transcript.close()
+    message = "cannot start: No such file or directory"
+    assert "".join(e["text"] for e in events(path, "output")) == message + "\r\n"
+    (finished,) = unstamped(path, "command.finished")
+    assert finished == {"task_id": "1.1.1", "exit_code": 127, "signal": None, "duration": 0.0, "timed_out": False,
+                        "attempt": 1, "error": message}
+    (task,) = unstamped(path, "task.finished")
+    assert (task["status"], task["exit_code"], task["reason"]) == ("failed", 127, message)
+    assert not events(path, "command.spawned")
+
+
+class Broken(Typist):
+    """A front end that fails while the command waits for an answer."""
+
+    def ask_input(self, task: Task, shown: str, masked: bool) -> str | None:
+        raise RuntimeError("the front end broke")
+
+
+def test_a_failure_of_ours_during_a_command_stops_it_and_still_records_its_end(tmp_path: Path) -> None:
+    session, path = make(tmp_path, ASKS, Broken(["run"], []))
+    step = session.runbook.sections[0].steps[0]
+    with pytest.raises(RuntimeError, match="the front end broke"):
+        session.run_task(step.tasks[0], step, session.runbook.sections[0])
+    session.transcript.close()
+    assert not session.command_running
+    (spawned,) = events(path, "command.spawned")
+    assert not os.path.exists(f"/proc/{spawned['pid']}"), "the command does not outlive our failure"
+    (finished,) = events(path, "command.finished")
+    assert finished["aborted"] is True and finished["exit_code"] is None and finished["signal"] is not None
+
+
+def test_running_a_failed_task_again_goes_on_counting_its_attempts(tmp_path: Path) -> None:
+    session, path = make(tmp_path, FAILS, Answering([Answer("run"), Answer("run")], [Answer("stop"), Answer("stop")]))
+    section = session.runbook.sections[0]
+    step = section.steps[0]
+    session.run_task(step.tasks[0], step, section)
+    session.run_task(step.tasks[0], step, section)  # the operator's `r` on the failed task
+    session.transcript.close()
+    assert [e["attempt"] for e in events(path, "command.started")] == [1, 2]
+    assert [e["attempt"] for e in events(path, "confirm.asked")] == [1, 2]
