@@ -710,3 +710,20 @@ def test_running_a_failed_task_again_goes_on_counting_its_attempts(tmp_path: Pat
     session.transcript.close()
     assert [e["attempt"] for e in events(path, "command.started")] == [1, 2]
     assert [e["attempt"] for e in events(path, "confirm.asked")] == [1, 2]
+
+
+def test_noop_plans_a_command_whole_and_asks_nothing(tmp_path: Path) -> None:
+    operator = Answering([])
+    session, path = make(tmp_path, RISKY, operator, mode="noop", values={"ENVIRONMENT": "prod"},
+                         secrets={"TOKEN": SECRET})
+    assert session.run_all() == "success"
+    session.transcript.close()
+    assert operator.asked == [], "noop shows what is missing instead of asking for it"
+    (planned,) = unstamped(path, "command.planned")
+    assert planned == {"task_id": "1.1.1", "step_id": "1.1", "command": RISKY_COMMAND, "run_command": RISKY_COMMAND,
+                       "cwd": os.getcwd(), "container": None, "shell": "bash",
+                       "env": {"ENVIRONMENT": "prod", "TOKEN": "[secret]"}, "risk": "high",
+                       "risk_reasons": ["the runbook marks it risk=high"]}
+    (task,) = unstamped(path, "task.finished")
+    assert task["status"] == "planned" and "exit_code" not in task and "reason" not in task
+    assert not events(path, "command.started") and not events(path, "values.given")
