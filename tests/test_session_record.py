@@ -595,7 +595,10 @@ def test_a_fan_out_runs_in_process_batch_by_batch_each_line_with_its_host(fleet_
     assert session.run_all() == "success"
     session.close_targets()
     session.transcript.close()
-    assert [e["hosts"] for e in events(path, "confirm.asked")] == [hosts[:1], hosts[1:]]
+    asked = events(path, "confirm.asked")
+    assert [e["hosts"] for e in asked] == [hosts[:1], hosts[1:]]
+    assert [e["after"] for e in asked] == [f"batch 1 of 2; then batch 2/2 (2 hosts): {', '.join(hosts[1:])}",
+                                           "batch 2 of 2; the last batch"]
     assert sorted(e["host"] for e in events(path, "command.started")) == sorted(hosts)
     assert all(f"{host} | deployed on " in "".join(live) for host in hosts)
     (finished,) = unstamped(path, "task.finished")
