@@ -463,7 +463,7 @@ def test_an_edited_run_runs_the_edit(tmp_path: Path) -> None:
     session, path = one_task_session(tmp_path, "- `echo original --x`", ["run"])
     section = session.runbook.sections[0]
     step = section.steps[0]
-    session.run_task(step.tasks[0], step, section, edited="echo edited --x")
+    session.run_task(step.tasks[0], step, edited="echo edited --x")
     session.transcript.close()
     (started,) = [e for e in read_events(path) if e["type"] == "command.started"]
     assert started["run_command"] == "echo edited --x" and started["edited"] is True

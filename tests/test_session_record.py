@@ -219,7 +219,7 @@ def test_a_question_the_operator_declines_stops_the_command_and_says_so(tmp_path
     operator = Typist(["run"], [None])
     session, path = make(tmp_path, ASKS, operator)
     step = session.runbook.sections[0].steps[0]
-    outcome = session.run_task(step.tasks[0], step, session.runbook.sections[0])
+    outcome = session.run_task(step.tasks[0], step)
     session.transcript.close()
     assert outcome.status == "failed" and outcome.reason == "the operator did not answer the command's question"
     (declined,) = events(path, "input.declined")
@@ -555,7 +555,7 @@ def test_a_command_waiting_for_input_no_one_can_give_is_stopped_and_says_how_to_
     operator = Typist(["run"], [MissingValue])
     session, path = make(tmp_path, ASKS, operator)
     step = session.runbook.sections[0].steps[0]
-    outcome = session.run_task(step.tasks[0], step, session.runbook.sections[0])
+    outcome = session.run_task(step.tasks[0], step)
     session.transcript.close()
     assert len(operator.shown) == 1, "asked once; after no one could answer, not again"
     assert outcome.status == "failed" and outcome.reason == NO_ANSWER
@@ -695,7 +695,7 @@ def test_a_failure_of_ours_during_a_command_stops_it_and_still_records_its_end(t
     session, path = make(tmp_path, ASKS, Broken(["run"], []))
     step = session.runbook.sections[0].steps[0]
     with pytest.raises(RuntimeError, match="the front end broke"):
-        session.run_task(step.tasks[0], step, session.runbook.sections[0])
+        session.run_task(step.tasks[0], step)
     session.transcript.close()
     assert not session.command_running
     (spawned,) = events(path, "command.spawned")
@@ -708,8 +708,8 @@ def test_running_a_failed_task_again_goes_on_counting_its_attempts(tmp_path: Pat
     session, path = make(tmp_path, FAILS, Answering([Answer("run"), Answer("run")], [Answer("stop"), Answer("stop")]))
     section = session.runbook.sections[0]
     step = section.steps[0]
-    session.run_task(step.tasks[0], step, section)
-    session.run_task(step.tasks[0], step, section)  # the operator's `r` on the failed task
+    session.run_task(step.tasks[0], step)
+    session.run_task(step.tasks[0], step)  # the operator's `r` on the failed task
     session.transcript.close()
     assert [e["attempt"] for e in events(path, "command.started")] == [1, 2]
     assert [e["attempt"] for e in events(path, "confirm.asked")] == [1, 2]
@@ -730,3 +730,23 @@ def test_noop_plans_a_command_whole_and_asks_nothing(tmp_path: Path) -> None:
     (task,) = unstamped(path, "task.finished")
     assert task["status"] == "planned" and "exit_code" not in task and "reason" not in task
     assert not events(path, "command.started") and not events(path, "values.given")
+
+
+def test_an_optional_step_or_an_optional_task_may_fail_and_the_run_goes_on(tmp_path: Path) -> None:
+    session, path = make(tmp_path, """
+        # Optional
+        ## Steps
+        1. **Warm the cache (optional)**
+           - `sh -c 'exit 1' --x`
+        2. **Clean up**
+           - `sh -c 'exit 2' --x` <!-- runbook: optional=true -->
+        3. **Deploy**
+           - `true --x`
+        """, Answering([Answer("run")] * 3, [Answer("stop")] * 2))
+    steps = session.runbook.sections[0].steps
+    assert (steps[0].optional, steps[0].tasks[0].optional) == (True, False)
+    assert (steps[1].optional, steps[1].tasks[0].optional) == (False, True)
+    assert session.run_all() == "success"
+    session.transcript.close()
+    assert [(t["task_id"], t["status"]) for t in unstamped(path, "task.finished")] == [
+        ("1.1.1", "failed"), ("1.2.1", "failed"), ("1.3.1", "done")]

@@ -258,9 +258,9 @@ class Run:
 
     def run_task(self, task_id: str, edited: str | None = None) -> TaskOutcome | None:
         """Do one task as the operator asked (enter, r, e); None if the run was stopped meanwhile."""
-        section, step, task = self.locate(task_id)
+        _, step, task = self.locate(task_id)
         try:
-            return self.session.run_task(task, step, section, edited=edited)
+            return self.session.run_task(task, step, edited=edited)
         except RunAborted as exc:
             if not self.session.disconnected.is_set():
                 self.abort(str(exc))

@@ -341,11 +341,11 @@ class Session:
 
     def run_all(self) -> str:
         """Walk every unfinished task in order; stop at the first failure the operator does not pass."""
-        for section, step, task in list(self.pending_tasks()):
+        for _, step, task in list(self.pending_tasks()):
             if task.id in self.state.finished:  # settled meanwhile (a skipped step skips its commands)
                 continue
             self.check_connected()
-            outcome = self.run_task(task, step, section)
+            outcome = self.run_task(task, step)
             if outcome.status in ("failed", "not_confirmed") and not (task.optional or step.optional):
                 return "failed"
         return "success"
@@ -378,7 +378,7 @@ class Session:
             self.state.entered_steps.add(step.id)
             self.record("step.entered", step_id=step.id, title=step.title)
 
-    def run_task(self, task: Task, step: Step, section: Section, edited: str | None = None) -> TaskOutcome:
+    def run_task(self, task: Task, step: Step, edited: str | None = None) -> TaskOutcome:
         """Do one task: ask, run, judge, record. Raises RunAborted when the operator aborts.
 
         `edited` is a command the operator rewrote before running it; it is recorded as such.
