@@ -335,6 +335,7 @@ def test_a_high_risk_command_is_recorded_whole_from_question_to_end(tmp_path: Pa
     assert [a for a in operator.asked if not isinstance(a, Confirmation)] == [
         ("failure", "1.1.1", "exit code 3, expected 0", 1)]
     cwd = os.getcwd()
+    assert unstamped(path, "step.entered") == [{"step_id": "1.1", "title": "Do"}]
     assert unstamped(path, "confirm.asked") == [{
         "task_id": "1.1.1", "prompt": RISKY_COMMAND, "cwd": cwd, "container": None, "shell": "bash",
         "env": {"ENVIRONMENT": "prod", "TOKEN": "[secret]", "WHO": "ann"}, "risk": "high",
