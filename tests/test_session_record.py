@@ -751,3 +751,15 @@ def test_an_optional_step_or_an_optional_task_may_fail_and_the_run_goes_on(tmp_p
     session.transcript.close()
     assert [(t["task_id"], t["status"]) for t in unstamped(path, "task.finished")] == [
         ("1.1.1", "failed"), ("1.2.1", "failed"), ("1.3.1", "done")]
+
+
+def test_a_tasks_end_is_titled_by_its_command_not_the_sentence_around_it(tmp_path: Path) -> None:
+    session, path = make(tmp_path, """
+        # Titles
+        ## Steps
+        - Run `true --x` to check
+        - Then look at the graphs
+        """, Answering([Answer("run")], []))
+    session.run_all()
+    session.transcript.close()
+    assert [t["title"] for t in unstamped(path, "task.finished")] == ["true --x", "Then look at the graphs"]
