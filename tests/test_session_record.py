@@ -124,10 +124,10 @@ def stand_in_terminal(seen: list[dict[str, Any]]) -> Callable[..., ExitStatus]:
     runs on a PTY of its own and its output goes where the session says."""
 
     def run(argv: list[str], *, on_output: Callable[[str], None], cwd: str, env: Mapping[str, str]) -> ExitStatus:
-        seen.append({"argv": argv, "cwd": cwd, "env": dict(env)})
         proc = PtyProcess.spawn(argv, on_output=on_output, cwd=cwd, env=env)
         status = proc.wait()
         assert status is not None
+        seen.append({"argv": argv, "cwd": cwd, "env": dict(env), "status": status})
         return status
 
     return run
@@ -137,36 +137,44 @@ INTERACTIVE = """
     # Shell
     ## Steps
     1. **Look around**
-       ```sh {interactive=true cwd=/tmp}
-       echo "in $PWD as $WHO"; exit 4
+       ```sh {interactive=true cwd=/tmp expect_output="as ann"}
+       echo "in $PWD as $WHO"
+       ```
+       ```sh {interactive=true}
+       kill -TERM $$
        ```
     """
 
 
+def interactive_end(task_id: str, status: ExitStatus) -> dict[str, Any]:
+    return {"task_id": task_id, "exit_code": status.exit_code, "signal": status.signal,
+            "duration": round(status.duration, 3), "timed_out": False, "aborted": False, "attempt": 1,
+            "interactive": True}
+
+
 def test_an_interactive_task_runs_on_the_terminal_and_its_end_is_recorded(tmp_path: Path) -> None:
     seen: list[dict[str, Any]] = []
-    session, path = make(tmp_path, INTERACTIVE, RandomOperator(["run"]), values={"WHO": "ann"},
+    session, path = make(tmp_path, INTERACTIVE, RandomOperator(["run", "run"]), values={"WHO": "ann"},
                          terminal=stand_in_terminal(seen), shell="sh")
     assert session.run_all() == "failed"
     session.transcript.close()
-    (call,) = seen
-    assert call["argv"][0] == "sh" and call["argv"][-1].startswith('echo "in $PWD as $WHO"')
-    assert call["cwd"] == "/tmp" and call["env"]["WHO"] == "ann"
-    (finished,) = events(path, "command.finished")
-    assert (finished["exit_code"], finished["signal"], finished["timed_out"], finished["aborted"]) == (4, None, False,
-                                                                                                      False)
-    assert finished["interactive"] is True and finished["attempt"] == 1 and finished["duration"] >= 0
+    first, second = seen
+    assert first["argv"][0] == "sh" and first["argv"][-1].startswith('echo "in $PWD as $WHO"')
+    assert first["cwd"] == "/tmp" and first["env"]["WHO"] == "ann" and second["cwd"] == os.getcwd()
+    assert (first["status"].exit_code, second["status"].exit_code, second["status"].signal) == (0, None, 15)
+    assert unstamped(path, "command.finished") == [interactive_end("1.1.1", first["status"]),
+                                                   interactive_end("1.1.2", second["status"])]
     assert "in /tmp as ann" in "".join(e["text"] for e in events(path, "output"))
-    (task,) = events(path, "task.finished")
-    assert (task["status"], task["exit_code"]) == ("failed", 4)
+    assert [(t["status"], t.get("exit_code")) for t in unstamped(path, "task.finished")] == [
+        ("done", 0), ("failed", 128 + 15)], "a signal's exit code as a shell reports it"
 
 
 def test_an_interactive_task_without_a_terminal_fails_with_126_and_says_why(tmp_path: Path) -> None:
     session, path = make(tmp_path, INTERACTIVE, RandomOperator(["run"]), values={"WHO": "ann"})
     assert session.run_all() == "failed"
     session.transcript.close()
-    (finished,) = events(path, "command.finished")
-    assert (finished["exit_code"], finished["interactive"], finished["aborted"]) == (126, True, False)
+    assert unstamped(path, "command.finished") == [
+        interactive_end("1.1.1", ExitStatus(exit_code=126, signal=None, duration=0.0))]
     output = "".join(e["text"] for e in events(path, "output"))
     assert output == ("cannot run interactively: an interactive task needs the operator's terminal, "
                       "and this run has none\r\n")
