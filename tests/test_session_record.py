@@ -771,3 +771,20 @@ def test_a_tasks_end_is_titled_by_its_command_not_the_sentence_around_it(tmp_pat
     session.run_all()
     session.transcript.close()
     assert [t["title"] for t in unstamped(path, "task.finished")] == ["true --x", "Then look at the graphs"]
+
+
+def test_a_command_that_ignores_the_stop_signals_gets_the_runs_grace_before_the_kill(tmp_path: Path) -> None:
+    """The session's grace reaches the supervisor: with a long one, a command that ignores SIGINT,
+    SIGTERM and SIGHUP after its timeout still ends by itself (a short grace would kill it first)."""
+    session, path = make(tmp_path, """
+        # Stubborn
+        ## Steps
+        ```sh {timeout=0.5s}
+        trap '' INT TERM HUP; sleep 4; echo ended-by-itself
+        ```
+        """, Answering([Answer("run")], [Answer("stop")]), grace=120.0)
+    session.run_all()
+    session.transcript.close()
+    (finished,) = events(path, "command.finished")
+    assert finished["timed_out"] is True and finished["exit_code"] == 0 and finished["signal"] is None
+    assert "ended-by-itself" in "".join(e["text"] for e in events(path, "output"))
