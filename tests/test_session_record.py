@@ -788,3 +788,20 @@ def test_a_command_that_ignores_the_stop_signals_gets_the_runs_grace_before_the_
     (finished,) = events(path, "command.finished")
     assert finished["timed_out"] is True and finished["exit_code"] == 0 and finished["signal"] is None
     assert "ended-by-itself" in "".join(e["text"] for e in events(path, "output"))
+
+
+def test_a_command_stopped_at_the_operators_word_is_not_retried(tmp_path: Path) -> None:
+    """The operator declined the command's question: it was stopped, and `retries` does not start it again."""
+    operator = Typist(["run"], [None, None, None])
+    session, path = make(tmp_path, """
+        # Ask
+        ## Steps
+        ```sh {retries=2}
+        read -r -p 'name: ' who; echo "hello $who"
+        ```
+        """, operator)
+    assert session.run_all() == "failed"
+    session.transcript.close()
+    assert len(events(path, "command.started")) == 1 and len(operator.shown) == 1
+    (finished,) = events(path, "command.finished")
+    assert finished["aborted"] is True
