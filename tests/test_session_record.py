@@ -775,12 +775,13 @@ def test_a_tasks_end_is_titled_by_its_command_not_the_sentence_around_it(tmp_pat
 
 def test_a_command_that_ignores_the_stop_signals_gets_the_runs_grace_before_the_kill(tmp_path: Path) -> None:
     """The session's grace reaches the supervisor: with a long one, a command that ignores SIGINT,
-    SIGTERM and SIGHUP after its timeout still ends by itself (a short grace would kill it first)."""
+    SIGTERM and SIGHUP after its timeout still ends by itself (the supervisor's default, 2 s between
+    SIGINT, SIGTERM and SIGKILL, would kill it 4.5 s in)."""
     session, path = make(tmp_path, """
         # Stubborn
         ## Steps
         ```sh {timeout=0.5s}
-        trap '' INT TERM HUP; sleep 4; echo ended-by-itself
+        trap '' INT TERM HUP; sleep 6; echo ended-by-itself
         ```
         """, Answering([Answer("run")], [Answer("stop")]), grace=120.0)
     session.run_all()
