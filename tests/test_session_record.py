@@ -223,12 +223,18 @@ def test_the_operator_answers_a_command_and_a_password_is_never_recorded(tmp_pat
     assert types.index("input.sent") > types.index("output"), "the question is on the record before the answer"
 
 
-def test_a_question_the_operator_declines_stops_the_command_and_says_so(tmp_path: Path) -> None:
-    operator = Typist(["run"], [None])
+def ask_first(tmp_path: Path, operator: Typist) -> tuple[TaskOutcome, Path]:
+    """Run only the first task of ASKS (a command that asks for a name), `operator` answering."""
     session, path = make(tmp_path, ASKS, operator)
     step = session.runbook.sections[0].steps[0]
     outcome = session.run_task(step.tasks[0], step)
     session.transcript.close()
+    return outcome, path
+
+
+def test_a_question_the_operator_declines_stops_the_command_and_says_so(tmp_path: Path) -> None:
+    operator = Typist(["run"], [None])
+    outcome, path = ask_first(tmp_path, operator)
     assert outcome.status == "failed" and outcome.reason == "the operator did not answer the command's question"
     (declined,) = events(path, "input.declined")
     assert declined["task_id"] == "1.1.1" and not events(path, "input.sent")
@@ -562,10 +568,7 @@ def test_a_full_screen_program_gets_the_operators_terminal_until_it_ends(tmp_pat
 
 def test_a_command_waiting_for_input_no_one_can_give_is_stopped_and_says_how_to_fix_it(tmp_path: Path) -> None:
     operator = Typist(["run"], [MissingValue])
-    session, path = make(tmp_path, ASKS, operator)
-    step = session.runbook.sections[0].steps[0]
-    outcome = session.run_task(step.tasks[0], step)
-    session.transcript.close()
+    outcome, path = ask_first(tmp_path, operator)
     assert len(operator.shown) == 1, "asked once; after no one could answer, not again"
     assert outcome.status == "failed" and outcome.reason == NO_ANSWER
     assert "interactive=true" in NO_ANSWER and "--yes" in NO_ANSWER
