@@ -117,6 +117,7 @@ def test_run_started_and_run_resumed_say_who_what_and_how(tmp_path: Path) -> Non
                                  "git_user": "Bob"}
     assert event["runbook"] == {"path": str(tmp_path / "book.md"), "sha256": session.runbook.sha256}
     assert event["interrupted_task"] == "1.1.1" and event["finished"] == ["1.1.1", "1.1.2"]
+    assert event["hosts_done"] == {}
 
 
 def stand_in_terminal(seen: list[dict[str, Any]]) -> Callable[..., ExitStatus]:
@@ -279,24 +280,29 @@ def test_the_ssh_pool_is_made_once_with_the_runs_host_key_policy_and_closed(tmp_
     session.transcript.close()
 
 
-def test_each_hosts_output_lines_are_prefixed_across_chunks_and_recorded_with_the_host(tmp_path: Path) -> None:
-    live: list[tuple[str, str]] = []
+class Watching:
+    """An observer as a front end is one: keeps the live output (task, text, host); tests add hooks."""
 
-    class Observer:
-        def event(self, event: dict[str, Any]) -> None:
-            pass
+    def __init__(self) -> None:
+        self.live: list[tuple[str, str, str | None]] = []
 
-        def output(self, task_id: str, text: str) -> None:
-            live.append((task_id, text))
+    def event(self, event: dict[str, Any]) -> None:
+        pass
 
-    session, path = make(tmp_path, FLEET, observer=Observer())
+    def output(self, task_id: str, text: str, host: str | None = None) -> None:
+        self.live.append((task_id, text, host))
+
+
+def test_a_hosts_output_is_live_and_recorded_under_its_host(tmp_path: Path) -> None:
+    watching = Watching()
+    session, path = make(tmp_path, FLEET, observer=watching)
     stream = OutputStream(session, "1.1.1", host="web-02")
     for chunk in ("one\ntw", "o\r\n", "", "three"):
         stream.feed(chunk)
     stream.close()
     session.transcript.close()
-    assert "".join(text for _, text in live) == "web-02 | one\nweb-02 | two\r\nweb-02 | three"
-    assert {task for task, _ in live} == {"1.1.1"}
+    assert "".join(text for _, text, _ in watching.live) == "one\ntwo\r\nthree"
+    assert {(task, host) for task, _, host in watching.live} == {("1.1.1", "web-02")}
     recorded = events(path, "output")
     assert "".join(e["text"] for e in recorded) == "one\ntwo\r\nthree"
     assert {(e["task_id"], e["host"]) for e in recorded} == {("1.1.1", "web-02")}
@@ -490,18 +496,16 @@ def test_a_runbook_changed_on_disk_is_recorded_once_and_the_run_keeps_its_versio
     assert changed["sha256_now"] is None, "a deleted runbook is a changed one"
 
 
-class Hangup:
-    """An observer that loses the operator's terminal (SIGHUP) once the first command has started."""
+class Hangup(Watching):
+    """Loses the operator's terminal (SIGHUP) once the first command has started."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.session: Session | None = None
 
     def event(self, event: dict[str, Any]) -> None:
         if event["type"] == "command.started" and self.session is not None:
             self.session.disconnect()
-
-    def output(self, task_id: str, text: str) -> None:
-        pass
 
 
 def test_after_a_hangup_the_command_in_flight_ends_and_nothing_new_starts(tmp_path: Path) -> None:
@@ -579,18 +583,11 @@ def test_a_command_waiting_for_input_no_one_can_give_is_stopped_and_says_how_to_
     assert not events(path, "input.sent") and not events(path, "input.declined")
 
 
-def test_a_fan_out_runs_in_process_batch_by_batch_each_line_with_its_host(fleet_home: Any, tmp_path: Path) -> None:
+def test_a_fan_out_runs_in_process_batch_by_batch_each_host_named(fleet_home: Any, tmp_path: Path) -> None:
     """The session's side of a fan-out on the real sshd fleet (tests/ssh_fleet.py): one approval per
-    batch, its hosts' output live as `host | line`, the run's SSH connections closed at the end."""
+    batch, each host's output live under its name, the run's SSH connections closed at the end."""
     hosts = fleet_home.names(3)
-    live: list[str] = []
-
-    class Observer:
-        def event(self, event: dict[str, Any]) -> None:
-            pass
-
-        def output(self, task_id: str, text: str) -> None:
-            live.append(text)
+    watching = Watching()
 
     session, path = make(tmp_path, f"""
         ---
@@ -603,7 +600,7 @@ def test_a_fan_out_runs_in_process_batch_by_batch_each_line_with_its_host(fleet_
            ```sh {{hosts=web serial=1,100%}}
            echo "deployed on $(hostname)"
            ```
-        """, Answering([Answer("run"), Answer("run")]), observer=Observer())
+        """, Answering([Answer("run"), Answer("run")]), observer=watching)
     assert session.run_all() == "success"
     session.close_targets()
     session.transcript.close()
@@ -612,7 +609,8 @@ def test_a_fan_out_runs_in_process_batch_by_batch_each_line_with_its_host(fleet_
     assert [e["after"] for e in asked] == [f"batch 1 of 2; then batch 2/2 (2 hosts): {', '.join(hosts[1:])}",
                                            "batch 2 of 2; the last batch"]
     assert sorted(e["host"] for e in events(path, "command.started")) == sorted(hosts)
-    assert all(f"{host} | deployed on " in "".join(live) for host in hosts)
+    for host in hosts:
+        assert "deployed on " in "".join(text for _, text, named in watching.live if named == host)
     (finished,) = unstamped(path, "task.finished")
     assert (finished["task_id"], finished["status"]) == ("1.1.1", "done")
     assert session._ssh is None
@@ -638,18 +636,16 @@ def test_the_operators_terminal_is_named_when_stdin_is_one() -> None:
     assert not_on_one == {**me, "tty": None, "git_user": "Ann"}
 
 
-class SeesOutput:
-    """An observer that lets the command go on once its output is on the record (a flag file)."""
+class SeesOutput(Watching):
+    """Lets the command go on once its output is on the record (a flag file)."""
 
     def __init__(self, flag: Path) -> None:
+        super().__init__()
         self.flag = flag
 
     def event(self, event: dict[str, Any]) -> None:
         if event["type"] == "output" and "ready" in event["text"]:
             self.flag.touch()
-
-    def output(self, task_id: str, text: str) -> None:
-        pass
 
 
 def test_output_is_recorded_while_the_command_still_runs(tmp_path: Path) -> None:
