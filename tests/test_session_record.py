@@ -700,7 +700,14 @@ class Broken(Typist):
 
 
 def test_a_failure_of_ours_during_a_command_stops_it_and_still_records_its_end(tmp_path: Path) -> None:
-    session, path = make(tmp_path, ASKS, Broken(["run"], []))
+    """Stopped with the run's grace between signals: a command that ignores SIGINT gets SIGTERM."""
+    session, path = make(tmp_path, """
+        # Ask
+        ## Steps
+        ```sh
+        trap '' INT; read -r -p 'name: ' who
+        ```
+        """, Broken(["run"], []), grace=0.2)
     step = session.runbook.sections[0].steps[0]
     with pytest.raises(RuntimeError, match="the front end broke"):
         session.run_task(step.tasks[0], step)
@@ -709,7 +716,7 @@ def test_a_failure_of_ours_during_a_command_stops_it_and_still_records_its_end(t
     (spawned,) = events(path, "command.spawned")
     assert not os.path.exists(f"/proc/{spawned['pid']}"), "the command does not outlive our failure"
     (finished,) = events(path, "command.finished")
-    assert finished["aborted"] is True and finished["exit_code"] is None and finished["signal"] is not None
+    assert finished["aborted"] is True and finished["exit_code"] is None and finished["signal"] == 15
 
 
 def test_running_a_failed_task_again_goes_on_counting_its_attempts(tmp_path: Path) -> None:
