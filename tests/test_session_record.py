@@ -104,7 +104,8 @@ def test_run_started_and_run_resumed_say_who_what_and_how(tmp_path: Path) -> Non
     assert started["variables"] == {"WHO": "ann"} and started["secrets"] == ["TOKEN"]
     assert started["cwd"] == os.getcwd() and started["concurrent_run"] is None
 
-    state = RunState(finished={"1.1.2": TaskOutcome("manual"), "1.1.1": TaskOutcome("done", exit_code=0)})
+    state = RunState(finished={"1.1.2": TaskOutcome("manual"), "1.1.1": TaskOutcome("done", exit_code=0)},
+                     hosts_done={"1.1.1": {"web-02": "echo hi", "web-01": "echo hi"}})
     resumed = Session(session.runbook, Transcript.open_append(path), RandomOperator([]), state=state,  # type: ignore[arg-type]
                       trusted=False, mode="auto", git_facts={"user": "Bob"})
     resumed.resume("1.1.1")
@@ -117,7 +118,7 @@ def test_run_started_and_run_resumed_say_who_what_and_how(tmp_path: Path) -> Non
                                  "git_user": "Bob"}
     assert event["runbook"] == {"path": str(tmp_path / "book.md"), "sha256": session.runbook.sha256}
     assert event["interrupted_task"] == "1.1.1" and event["finished"] == ["1.1.1", "1.1.2"]
-    assert event["hosts_done"] == {}
+    assert event["hosts_done"] == {"1.1.1": ["web-01", "web-02"]}
 
 
 def stand_in_terminal(seen: list[dict[str, Any]]) -> Callable[..., ExitStatus]:
@@ -372,7 +373,8 @@ def test_a_high_risk_command_is_recorded_whole_from_question_to_end(tmp_path: Pa
     assert (spawned["task_id"], spawned["attempt"], spawned["host"]) == ("1.1.1", 1, socket.gethostname())
     assert spawned["pid"] == spawned["pgid"] == spawned["sid"] > 0
     (finished,) = unstamped(path, "command.finished")
-    assert finished.pop("duration") >= 0
+    duration = finished.pop("duration")
+    assert isinstance(duration, float) and duration == round(duration, 3), "milliseconds, not whole seconds"
     assert finished == {"task_id": "1.1.1", "exit_code": 3, "signal": None, "timed_out": False, "aborted": False,
                         "attempt": 1}
     assert "".join(e["text"] for e in events(path, "output")) == "[REDACTED:TOKEN] ann --x\r\n"
