@@ -15,6 +15,7 @@ import hashlib
 import os
 import socket
 import textwrap
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -814,3 +815,40 @@ def test_a_command_stopped_at_the_operators_word_is_not_retried(tmp_path: Path) 
     assert len(events(path, "command.started")) == 1 and len(operator.shown) == 1
     (finished,) = events(path, "command.finished")
     assert finished["aborted"] is True
+
+
+class FailsOnSpawn(Watching):
+    """A front end whose observer fails on the event that says the command is running (once the
+    command has said it ignores SIGINT, by creating `ready`)."""
+
+    def __init__(self, ready: Path) -> None:
+        super().__init__()
+        self.ready = ready
+
+    def event(self, event: dict[str, Any]) -> None:
+        if event["type"] == "command.spawned":
+            for _ in range(300):
+                if self.ready.exists():
+                    break
+                time.sleep(0.1)
+            raise RuntimeError("the view broke")
+
+
+def test_a_failure_before_the_command_is_watched_still_stops_it_with_the_runs_grace(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    session, path = make(tmp_path, f"""
+        # Stubborn
+        ## Steps
+        ```sh
+        trap '' INT; touch {ready}; sleep 30
+        ```
+        """, Answering([Answer("run")]), observer=FailsOnSpawn(ready), grace=0.2)
+    step = session.runbook.sections[0].steps[0]
+    with pytest.raises(RuntimeError, match="the view broke"):
+        session.run_task(step.tasks[0], step)
+    session.transcript.close()
+    assert ready.exists()
+    (spawned,) = events(path, "command.spawned")
+    assert not os.path.exists(f"/proc/{spawned['pid']}"), "the command does not outlive our failure"
+    (finished,) = events(path, "command.finished")
+    assert (finished["aborted"], finished["exit_code"], finished["signal"]) == (True, None, 15)
