@@ -852,3 +852,37 @@ def test_a_failure_before_the_command_is_watched_still_stops_it_with_the_runs_gr
     assert not os.path.exists(f"/proc/{spawned['pid']}"), "the command does not outlive our failure"
     (finished,) = events(path, "command.finished")
     assert (finished["aborted"], finished["exit_code"], finished["signal"]) == (True, None, 15)
+
+
+class CancelsOnSpawn(Watching):
+    """The operator's Ctrl+C on the running command (the TUI's cancel), once it is running."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session: Session | None = None
+
+    def event(self, event: dict[str, Any]) -> None:
+        if event["type"] == "command.spawned" and self.session is not None:
+            self.session.cancel_command()
+
+
+def test_cancelling_a_command_stops_only_it_and_the_run_goes_on(tmp_path: Path) -> None:
+    cancels = CancelsOnSpawn()
+    session, path = make(tmp_path, """
+        # Cancel
+        ## Steps
+        1. **Wait**
+           ```sh
+           sleep 30
+           ```
+           ```sh
+           true
+           ```
+        """, Answering([Answer("run"), Answer("run")], [Answer("skip")]), observer=cancels, grace=0.5)
+    cancels.session = session
+    assert session.run_all() == "success"
+    session.transcript.close()
+    assert [(e["aborted"], e["exit_code"]) for e in events(path, "command.finished")][0] == (True, None)
+    assert [(t["task_id"], t["status"]) for t in unstamped(path, "task.finished")] == [
+        ("1.1.1", "skipped"), ("1.1.2", "done")]
+    assert events(path, "task.finished")[0]["reason"] == "failed (aborted), skipped by the operator"
