@@ -26,8 +26,8 @@ from runbook_tui import __version__
 from runbook_tui.audit.transcript import Transcript, read_events, verify
 from runbook_tui.engine.checks import Verdict
 from runbook_tui.engine.runner import PtyProcess
-from runbook_tui.engine.session import (NO_ANSWER, Answer, Confirmation, MissingValue, OutputStream, RunAborted,
-                                        RunEnded, RunState, Session, TaskOutcome, operator_facts)
+from runbook_tui.engine.session import (NO_ANSWER, Answer, Confirmation, MissingValue, OutputStream, Question,
+                                        RunAborted, RunEnded, RunState, Session, TaskOutcome, operator_facts)
 from runbook_tui.model import Task
 from runbook_tui.parse.markdown import parse_markdown
 from runbook_tui.process import ExitStatus
@@ -354,6 +354,7 @@ def test_a_high_risk_command_is_recorded_whole_from_question_to_end(tmp_path: Pa
     assert SECRET not in path.read_text()
     (request,) = [a for a in operator.asked if isinstance(a, Confirmation)]
     assert (request.risk, request.typed_word, request.shell) == ("high", "prod", "bash")
+    assert request.env_names == ["ENVIRONMENT", "TOKEN", "WHO"], "the prompt names every variable it sets"
     assert [a for a in operator.asked if not isinstance(a, Confirmation)] == [
         ("failure", "1.1.1", "exit code 3, expected 0", 1)]
     cwd = os.getcwd()
@@ -886,3 +887,23 @@ def test_cancelling_a_command_stops_only_it_and_the_run_goes_on(tmp_path: Path) 
     assert [(t["task_id"], t["status"]) for t in unstamped(path, "task.finished")] == [
         ("1.1.1", "skipped"), ("1.1.2", "done")]
     assert events(path, "task.finished")[0]["reason"] == "failed (aborted), skipped by the operator"
+
+
+class TypesTheSecret(Answering):
+    """An operator who types a secret's value where a placeholder asks for one."""
+
+    def ask_values(self, questions: list[Question]) -> dict[str, str]:
+        return {q.name: SECRET for q in questions}
+
+
+def test_a_secret_typed_into_a_placeholder_is_redacted_in_the_recorded_question(tmp_path: Path) -> None:
+    session, path = make(tmp_path, """
+        # Paste
+        ## Steps
+        - `echo <token> --x`
+        """, TypesTheSecret([Answer("run")]), secrets={"TOKEN": SECRET})
+    assert session.run_all() == "success"
+    session.transcript.close()
+    assert SECRET not in path.read_text()
+    (asked,) = events(path, "confirm.asked")
+    assert "[REDACTED:TOKEN]" in asked["prompt"]
