@@ -856,14 +856,14 @@ def test_a_failure_before_the_command_is_watched_still_stops_it_with_the_runs_gr
 
 
 class CancelsOnSpawn(Watching):
-    """The operator's Ctrl+C on the running command (the TUI's cancel), once it is running."""
+    """The operator's Ctrl+C on the first command (the TUI's cancel), once it is running."""
 
     def __init__(self) -> None:
         super().__init__()
         self.session: Session | None = None
 
     def event(self, event: dict[str, Any]) -> None:
-        if event["type"] == "command.spawned" and self.session is not None:
+        if event["type"] == "command.spawned" and event["task_id"] == "1.1.1" and self.session is not None:
             self.session.cancel_command()
 
 
