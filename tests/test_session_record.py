@@ -907,3 +907,42 @@ def test_a_secret_typed_into_a_placeholder_is_redacted_in_the_recorded_question(
     assert SECRET not in path.read_text()
     (asked,) = events(path, "confirm.asked")
     assert "[REDACTED:TOKEN]" in asked["prompt"]
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Any:
+    """A real file system that fills up: a 256 KiB tmpfs (root only: mount). Skips without root,
+    unless RUNBOOK_TUI_REQUIRE_ROOT=1 (CI runs as root and sets it): then it fails."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        if os.environ.get("RUNBOOK_TUI_REQUIRE_ROOT") == "1":
+            pytest.fail("mounting a small file system needs root (RUNBOOK_TUI_REQUIRE_ROOT=1)")
+        pytest.skip("mounting a small file system needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(disk)], check=True)
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_output_lost_on_a_full_disk_is_marked_on_the_commands_end(tmp_path: Path, small_disk: Path) -> None:
+    """The disk fills while a command prints: what did not fit is not silently missing; the
+    command's end says its output was lost and why, and the run stops (bug 6 in RELIABILITY.md)."""
+    from runbook_tui.audit.transcript import TranscriptError
+
+    text = "# Full\n## Steps\n1. **Flood**\n\n   ```sh\n   seq 1 200000\n   ```\n"  # 1.3 MB: five times the disk
+    book = parse_markdown(text, str(tmp_path / "book.md"))
+    path = small_disk / "t.jsonl"
+    session = Session(book, Transcript.create(path), RandomOperator([]))
+    session.start()
+    step = book.sections[0].steps[0]
+    with pytest.raises(TranscriptError):
+        session.run_task(step.tasks[0], step)
+    finished = [e for e in read_events(path) if e["type"] == "command.finished"]
+    assert len(finished) == 1, "the command's end is on the record although its output did not fit"
+    assert "No space left on device" in finished[0]["output_lost"], finished[0]
+    assert finished[0]["exit_code"] == 0
+    assert verify(path).ok, "what is on disk is still a whole chain"
