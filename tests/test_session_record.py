@@ -946,3 +946,36 @@ def test_output_lost_on_a_full_disk_is_marked_on_the_commands_end(tmp_path: Path
     assert "No space left on device" in finished[0]["output_lost"], finished[0]
     assert finished[0]["exit_code"] == 0
     assert verify(path).ok, "what is on disk is still a whole chain"
+
+
+class Reanswering(RandomOperator):
+    """Gives a placeholder a new value each time it is asked (v1, v2, ...)."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.given = 0
+
+    def ask_values(self, questions: list[Question]) -> dict[str, str]:
+        self.given += 1
+        return {q.name: f"v{self.given}" for q in questions}
+
+
+def test_a_step_approval_covers_the_text_approved_not_a_value_answered_again(tmp_path: Path) -> None:
+    """Trusted step mode approves the step's commands as listed; a value answered again before a
+    command's turn changes its text, and that text is asked for (pinned by mutation testing:
+    `edited is None or ...` let the new text run unasked)."""
+    text = "# S\n## Steps\n1. **Two**\n   - `echo first --x`\n   - `echo <name> --x`\n"
+    operator = Reanswering()
+    session, path = make(tmp_path, text, operator, mode="step", trusted=True)
+    step = session.runbook.sections[0].steps[0]
+    first, second = step.tasks
+    session.run_task(first, step)
+    assert operator.asked == [("step", step.id, ["echo first --x", "echo v1 --x"])]
+    session.forget_value("name")
+    outcome = session.run_task(second, step)
+    session.transcript.close()
+    assert outcome.status == "done"
+    asked = [q for q in operator.asked if isinstance(q, Confirmation)]
+    assert [q.command for q in asked] == ["echo v2 --x"], "the text approved with the step was echo v1"
+    kinds = [(e["type"], e.get("task_id")) for e in events(path)]
+    assert kinds.index(("confirm.answered", second.id)) < kinds.index(("command.started", second.id))

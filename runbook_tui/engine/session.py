@@ -523,12 +523,15 @@ class Session:
     def _confirmation(self, task: Task, step: Step, command: str, *, attempt: int, reason: str) -> Confirmation:
         """Everything that will run, as the operator is shown it (secret values masked)."""
         risk = self.risk(task)
-        injected = self.environment(task)
-        shown_env = tuple((k, "[secret]" if k in self.secrets else self.redactor.redact(v))
-                          for k, v in sorted(injected.items()))
-        return Confirmation(task, step, command, self._cwd(task), task.options.container, sorted(injected),
+        shown_env = self._shown_env(task)
+        return Confirmation(task, step, command, self._cwd(task), task.options.container, [k for k, _ in shown_env],
                             risk.level, self.typed_word() if risk.level == "high" else None, attempt,
                             shell=self._shell(task), env=shown_env, risk_reasons=risk.reasons, reason=reason)
+
+    def _shown_env(self, task: Task) -> tuple[tuple[str, str], ...]:
+        """What the runbook adds to the task's environment, as the operator sees it: secrets masked."""
+        return tuple((k, "[secret]" if k in self.secrets else self.redactor.redact(v))
+                     for k, v in sorted(self.environment(task).items()))
 
     def _cwd(self, task: Task) -> str:
         return command_cwd(self.runbook, task)
@@ -540,11 +543,11 @@ class Session:
         command = edited if edited is not None else self.resolve(task)
         cwd = self._cwd(task)
         if self.mode == "noop":
-            request = self._confirmation(task, step, command, attempt=1, reason="noop")
+            risk = self.risk(task)
             self.record("command.planned", task_id=task.id, step_id=step.id, command=task.command,
                         run_command=self.redactor.redact(command), cwd=cwd, container=task.options.container,
-                        shell=request.shell, env=dict(request.env), risk=request.risk,
-                        risk_reasons=list(request.risk_reasons), **self._planned_batches(task))
+                        shell=self._shell(task), env=dict(self._shown_env(task)), risk=risk.level,
+                        risk_reasons=list(risk.reasons), **self._planned_batches(task))
             return self._finish(task, step, TaskOutcome("planned"))
         if task.options.hosts:
             from runbook_tui.engine.fanout import Fanout
