@@ -58,7 +58,10 @@ def test_resume_runs_an_interrupted_fanout_only_where_it_did_not_finish_ok(fleet
     first = {e["host"]: e["state"] for e in events(transcript, "command.finished")}
     if stop == signal.SIGINT:
         assert proc.returncode == 1, out + err
-        assert events(transcript)[-1]["type"] == "run.aborted", "interrupted, not finished: resumable"
+        aborted = events(transcript)[-1]
+        assert aborted["type"] == "run.aborted", "interrupted, not finished: resumable"
+        task_id = events(transcript, "command.started")[0]["task_id"]
+        assert aborted["reason"] == f"interrupted during task {task_id}", aborted
         assert first == {h1: "ok", h2: "ok", h3: "failed", h4: "failed"}
     else:
         assert not events(transcript, "task.finished") and first == {h1: "ok", h2: "ok", h4: "failed"}
