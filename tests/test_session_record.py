@@ -620,6 +620,30 @@ def test_a_fan_out_runs_in_process_batch_by_batch_each_host_named(fleet_home: An
     assert session._ssh is None
 
 
+def test_an_edited_fan_out_command_is_recorded_as_edited_on_every_host(fleet_home: Any, tmp_path: Path) -> None:
+    hosts = fleet_home.names(2)
+    session, path = make(tmp_path, f"""
+        ---
+        hosts:
+          web: [{", ".join(hosts)}]
+        ---
+        # Fleet
+        ## Steps
+        1. **Deploy**
+           ```sh {{hosts=web}}
+           echo as-written
+           ```
+        """, Answering([Answer("run")]))
+    step = session.runbook.sections[0].steps[0]
+    assert session.run_task(step.tasks[0], step, edited="echo as-edited").status == "done"
+    session.close_targets()
+    session.transcript.close()
+    started = events(path, "command.started")
+    assert sorted(e["host"] for e in started) == sorted(hosts)
+    assert all(e["edited"] is True and e["run_command"] == "echo as-edited" for e in started), started
+    assert "as-edited" in "".join(e["text"] for e in events(path, "output"))
+
+
 def test_the_operators_terminal_is_named_when_stdin_is_one() -> None:
     """Who ran it from where: the terminal on stdin (a real PTY here), none when stdin is not one."""
     controller, terminal = os.openpty()
