@@ -1001,5 +1001,24 @@ def test_a_step_approval_covers_the_text_approved_not_a_value_answered_again(tmp
     assert outcome.status == "done"
     asked = [q for q in operator.asked if isinstance(q, Confirmation)]
     assert [q.command for q in asked] == ["echo v2 --x"], "the text approved with the step was echo v1"
+    assert asked[0].step is step and asked[0].task is second
     kinds = [(e["type"], e.get("task_id")) for e in events(path)]
     assert kinds.index(("confirm.answered", second.id)) < kinds.index(("command.started", second.id))
+
+
+def test_an_edited_command_is_asked_for_even_when_it_reads_like_the_step_approved(tmp_path: Path) -> None:
+    """An edit is the operator's own new command: it is confirmed as such, also in trusted step
+    mode and also when its text happens to equal what the step listed (pinned by mutation
+    testing: passing the edit on as None let it run on the step's approval)."""
+    text = "# S\n## Steps\n1. **Two**\n   - `echo first --x`\n   - `echo second --x`\n"
+    operator = RandomOperator([])
+    session, path = make(tmp_path, text, operator, mode="step", trusted=True)
+    step = session.runbook.sections[0].steps[0]
+    first, second = step.tasks
+    session.run_task(first, step)
+    assert session.run_task(second, step, edited="echo second --x").status == "done"
+    session.transcript.close()
+    asked = [q for q in operator.asked if isinstance(q, Confirmation)]
+    assert [(q.task.id, q.command) for q in asked] == [(second.id, "echo second --x")]
+    (started,) = [e for e in events(path, "command.started") if e["task_id"] == second.id]
+    assert started["edited"] is True
