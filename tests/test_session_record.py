@@ -1022,3 +1022,21 @@ def test_an_edited_command_is_asked_for_even_when_it_reads_like_the_step_approve
     assert [(q.task.id, q.command) for q in asked] == [(second.id, "echo second --x")]
     (started,) = [e for e in events(path, "command.started") if e["task_id"] == second.id]
     assert started["edited"] is True
+
+
+def test_a_command_not_confirmed_or_aborted_says_so_in_the_record(tmp_path: Path) -> None:
+    """The words an operator reads later: 'not confirmed' when the answer gave no reason, and the
+    task an abort came from (pinned by mutation testing: both texts survived)."""
+    text = "# N\n## Steps\n1. **Two**\n   - `echo first --x`\n   - `echo second --x`\n"
+    session, path = make(tmp_path, text, RandomOperator(["stop", "abort"]))
+    step = session.runbook.sections[0].steps[0]
+    first, second = step.tasks
+    assert session.run_task(first, step) == TaskOutcome("not_confirmed", reason="not confirmed")
+    with pytest.raises(RunAborted) as aborted:
+        session.run_task(second, step)
+    assert str(aborted.value) == f"operator aborted at task {second.id}"
+    session.transcript.close()
+    (finished,) = events(path, "task.finished")
+    assert (finished["task_id"], finished["status"], finished["reason"]) == (first.id, "not_confirmed",
+                                                                             "not confirmed")
+    assert not events(path, "command.started")
