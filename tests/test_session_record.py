@@ -1040,3 +1040,22 @@ def test_a_command_not_confirmed_or_aborted_says_so_in_the_record(tmp_path: Path
     assert (finished["task_id"], finished["status"], finished["reason"]) == (first.id, "not_confirmed",
                                                                              "not confirmed")
     assert not events(path, "command.started")
+
+
+def test_an_interrupted_command_ends_its_task_failed_with_its_exit_code(tmp_path: Path) -> None:
+    """Ctrl+C mid-command: the command's own exit code and why are on the task's end, and the run
+    stops naming the task (pinned by mutation testing: code, status and message survived)."""
+    import threading
+
+    text = "# I\n## Steps\n1. **Wait**\n\n   ```sh\n   trap 'exit 7' INT\n   sleep 30 & wait\n   ```\n"
+    session, path = make(tmp_path, text, RandomOperator([]))
+    step = session.runbook.sections[0].steps[0]
+    (task,) = step.tasks
+    threading.Timer(1.0, session.interrupt).start()
+    with pytest.raises(RunAborted) as stopped:
+        session.run_task(task, step)
+    assert str(stopped.value) == f"interrupted during task {task.id}"
+    session.transcript.close()
+    (finished,) = events(path, "task.finished")
+    assert (finished["status"], finished["exit_code"]) == ("failed", 7), finished
+    assert finished["reason"]
