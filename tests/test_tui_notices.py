@@ -140,3 +140,19 @@ async def test_the_values_form_shows_the_runbooks_prompt_and_offers_its_default(
         await until_status(pilot, "1.1.1", "done")
     output = "".join(e["text"] for e in read_events(transcript) if e["type"] == "output")
     assert "deploying v2.14.3 to staging" in output
+
+
+async def test_a_notice_quotes_runbook_text_literally_never_as_markup(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trust notice tells the operator the command to type, with the file's name in it: a
+    name like `x[red]y.md` must reach the screen as written, not as a colour tag."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x[red]y.md").write_text("# M\n\n## Steps\n\n1. One\n   - `echo hi --x`\n")
+    transcript = tmp_path / "t.jsonl"
+    app = make_app(load_runbook("x[red]y.md"), mode="auto", variables={}, transcript=str(transcript), theme=None)
+    async with run_test(app) as pilot:
+        await until_event(pilot, transcript, "run.started")
+        await until(pilot, lambda: any("trust" in m for m in notifications(app)), what="the trust notice")
+        (notice,) = [n for n in app._notifications if "runbook-tui trust x[red]y.md" in n.message]
+        assert notice.markup is False
+        await pilot.press("q")

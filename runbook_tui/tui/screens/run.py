@@ -137,7 +137,9 @@ class RunScreen(Screen[None]):
     def tell(self, notice: RunNotice) -> None:
         """One line on screen; the whole notice stays behind `m` (a toast goes away)."""
         self.messages.append(notice)
-        self.notify(notice.summary + (" (m: details)" if notice.details else ""), severity="warning", timeout=15)
+        # markup=False: a notice quotes paths and names from the runbook ("x[red]y.md" is a file name)
+        self.notify(notice.summary + (" (m: details)" if notice.details else ""), severity="warning", timeout=15,
+                    markup=False)
 
     def action_messages(self) -> None:
         body = Text()
