@@ -587,24 +587,20 @@ def test_a_command_waiting_for_input_no_one_can_give_is_stopped_and_says_how_to_
     assert not events(path, "input.sent") and not events(path, "input.declined")
 
 
+def fleet_runbook(hosts: list[str], options: str, command: str) -> str:
+    """One step running `command` on group `web` (the given hosts), with more block options."""
+    return (f"---\nhosts:\n  web: [{', '.join(hosts)}]\n---\n# Fleet\n## Steps\n1. **Deploy**\n"
+            f"   ```sh {{hosts=web {options}}}\n   {command}\n   ```\n")
+
+
 def test_a_fan_out_runs_in_process_batch_by_batch_each_host_named(fleet_home: Any, tmp_path: Path) -> None:
     """The session's side of a fan-out on the real sshd fleet (tests/ssh_fleet.py): one approval per
     batch, each host's output live under its name, the run's SSH connections closed at the end."""
     hosts = fleet_home.names(3)
     watching = Watching()
 
-    session, path = make(tmp_path, f"""
-        ---
-        hosts:
-          web: [{", ".join(hosts)}]
-        ---
-        # Fleet
-        ## Steps
-        1. **Deploy**
-           ```sh {{hosts=web serial=1,100%}}
-           echo "deployed on $(hostname)"
-           ```
-        """, Answering([Answer("run"), Answer("run")]), observer=watching)
+    session, path = make(tmp_path, fleet_runbook(hosts, "serial=1,100%", 'echo "deployed on $(hostname)"'),
+                         Answering([Answer("run"), Answer("run")]), observer=watching)
     assert session.run_all() == "success"
     session.close_targets()
     session.transcript.close()
@@ -622,18 +618,7 @@ def test_a_fan_out_runs_in_process_batch_by_batch_each_host_named(fleet_home: An
 
 def test_an_edited_fan_out_command_is_recorded_as_edited_on_every_host(fleet_home: Any, tmp_path: Path) -> None:
     hosts = fleet_home.names(2)
-    session, path = make(tmp_path, f"""
-        ---
-        hosts:
-          web: [{", ".join(hosts)}]
-        ---
-        # Fleet
-        ## Steps
-        1. **Deploy**
-           ```sh {{hosts=web}}
-           echo as-written
-           ```
-        """, Answering([Answer("run")]))
+    session, path = make(tmp_path, fleet_runbook(hosts, "", "echo as-written"), Answering([Answer("run")]))
     step = session.runbook.sections[0].steps[0]
     assert session.run_task(step.tasks[0], step, edited="echo as-edited").status == "done"
     session.close_targets()
