@@ -482,9 +482,9 @@ def resume_headless(path: str, *, mode: str, yes: bool, confirm_high_risk: bool,
         return run
     if run.resumed_from is not None and run.resumed_from.settled:
         done = ", ".join(f"{tid} {status}" for tid, (status, _) in run.resumed_from.settled.items())
-        _say(f"already done in this run: {done}")
+        _say(f"already done in this run: {visible(done)}")  # a transcript is anyone's file: its text is shown safe
     for tid, hosts in run.session.state.hosts_done.items():
-        _say(f"task {tid} finished ok in the interrupted run on {', '.join(sorted(hosts))}: "
+        _say(f"task {tid} finished ok in the interrupted run on {visible(', '.join(sorted(hosts)))}: "
              "unless its command differs now, it runs again only on its other hosts")
     task = run.interrupted_task
     if task is not None and interrupted == "ask" and not sys.stdin.isatty():

@@ -619,3 +619,24 @@ async def test_palette_answer_again_forgets_a_value_and_the_next_task_asks(isola
         assert dialog.request.command == "echo first right"
         await pilot.press("n")
         await pilot.pause(0.2)
+
+
+def test_resume_shows_a_forged_transcripts_text_safely(tmp_path: Path) -> None:
+    """What resume says was already done comes from the transcript, a file anyone with write access
+    can forge: an escape sequence in a task id reaches the terminal made visible, never raw."""
+    import json
+
+    from runbook_tui.audit.transcript import Transcript
+
+    book = write(tmp_path, "# R\n## Steps\n- `echo one --x`\n")
+    transcript = tmp_path / "t.jsonl"
+    assert cli("run", str(book), "--mode", "noop", "--transcript", str(transcript), cwd=tmp_path).returncode == 0
+    first = json.loads(transcript.read_text().splitlines()[0])
+    forged = tmp_path / "forged.jsonl"
+    with Transcript.create(forged) as record:
+        record.append("run.started", **{k: v for k, v in first.items() if k not in ("seq", "ts", "type", "prev", "hash")})
+        record.append("task.finished", task_id="9.9.9\x1b]0;owned\x07\x1b[2J", step_id="9.9", status="done",
+                      title="x", fingerprint="f")
+    done = cli("resume", str(forged), "--mode", "noop", "--interrupted", "rerun", cwd=tmp_path)
+    assert "already done in this run: 9.9.9" in done.stderr, done.stderr
+    assert "\x1b" not in done.stderr and "\x07" not in done.stderr
