@@ -523,8 +523,8 @@ def test_after_a_hangup_the_command_in_flight_ends_and_nothing_new_starts(tmp_pa
     session.transcript.close()
     assert [e["attempt"] for e in events(path, "command.started")] == [1], "no retry starts after the hangup"
     assert [e["exit_code"] for e in events(path, "command.finished")] == [3], "the command in flight ended by itself"
-    assert [(t["task_id"], t["status"], t["exit_code"]) for t in unstamped(path, "task.finished")] == [
-        ("1.1.1", "failed", 3)]
+    assert [(t["task_id"], t["status"], t["exit_code"], t["reason"]) for t in unstamped(path, "task.finished")] == [
+        ("1.1.1", "failed", 3, "exit code 3, expected 0")], "the task says why it failed, as any failed task does"
     assert unstamped(path, "operator.disconnected") == [{"reason": "terminal lost (SIGHUP)"}]
     assert [e["type"] for e in events(path)][-2:] == ["operator.disconnected", "run.aborted"]
     (tmp_path / "before").mkdir()
