@@ -23,7 +23,7 @@ def test_container_task_runs_through_docker_exec_and_is_recorded(
     monkeypatch.setenv("DOCKER_HOST", docker_engine.base_url)
     monkeypatch.setenv("TEST_DB_PASSWORD", SECRET)
     name = docker_engine.unique("web")
-    docker_engine.run("sleep 600", name=name, labels={"com.docker.compose.service": name})
+    container = docker_engine.run("sleep 600", name=name, labels={"com.docker.compose.service": name})
     book = parse_markdown(textwrap.dedent(f"""\
         ---
         secrets: {{DB_PASSWORD: "env:TEST_DB_PASSWORD"}}
@@ -41,6 +41,7 @@ def test_container_task_runs_through_docker_exec_and_is_recorded(
     events = list(read_events(tmp_path / "t.jsonl"))
     started = next(e for e in events if e["type"] == "command.started")
     assert started["container"] == name and started["image"] == docker_engine.image
+    assert started["container_id"] == container.id[:12], "the record names the very container it ran in"
     assert "DB_PASSWORD" in started["env_names"]
     output = "".join(e["text"] for e in events if e["type"] == "output")
     assert "password=[REDACTED:DB_PASSWORD]" in output and "\x1b[32mgreen" in output

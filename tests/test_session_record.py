@@ -157,10 +157,12 @@ def interactive_end(task_id: str, status: ExitStatus) -> dict[str, Any]:
 
 def test_an_interactive_task_runs_on_the_terminal_and_its_end_is_recorded(tmp_path: Path) -> None:
     seen: list[dict[str, Any]] = []
+    watching = Watching()
     session, path = make(tmp_path, INTERACTIVE, RandomOperator(["run", "run"]), values={"WHO": "ann"},
-                         terminal=stand_in_terminal(seen), shell="sh")
+                         terminal=stand_in_terminal(seen), shell="sh", observer=watching)
     assert session.run_all() == "failed"
     session.transcript.close()
+    assert watching.live == [], "the program drew on the operator's terminal itself: no second copy in a pane"
     first, second = seen
     assert first["argv"][0] == "sh" and first["argv"][-1].startswith('echo "in $PWD as $WHO"')
     assert first["cwd"] == "/tmp" and first["env"]["WHO"] == "ann" and second["cwd"] == os.getcwd()
@@ -691,12 +693,14 @@ def test_the_runs_task_timeout_stops_a_task_without_its_own(tmp_path: Path) -> N
 
 
 def test_a_command_that_cannot_start_is_recorded_as_such(tmp_path: Path) -> None:
+    watching = Watching()
     session, path = make(tmp_path, FAILS, Answering([Answer("run"), Answer("run")], [Answer("stop")]),
-                         shell="/nonexistent/sh")
+                         shell="/nonexistent/sh", observer=watching)
     assert session.run_all() == "failed"
     session.transcript.close()
     message = "cannot start: No such file or directory"
-    assert "".join(e["text"] for e in events(path, "output")) == message + "\r\n"
+    assert [(e["task_id"], e["text"]) for e in events(path, "output")] == [("1.1.1", message + "\r\n")]
+    assert watching.live == [("1.1.1", message + "\r\n", None)], "the operator sees why, as it happens"
     (finished,) = unstamped(path, "command.finished")
     assert finished == {"task_id": "1.1.1", "exit_code": 127, "signal": None, "duration": 0.0, "timed_out": False,
                         "attempt": 1, "error": message}
@@ -1044,3 +1048,43 @@ def test_an_interrupted_command_ends_its_task_failed_with_its_exit_code(tmp_path
     (finished,) = events(path, "task.finished")
     assert (finished["status"], finished["exit_code"]) == ("failed", 7), finished
     assert finished["reason"]
+
+
+class SeesRunning(Watching):
+    """Notes, at each command's start on the record and at its end, whether the session says a
+    command is running (headless sends Ctrl+C to the command then, and ends the run otherwise)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session: Session | None = None
+        self.running: list[tuple[str, bool]] = []
+
+    def event(self, event: dict[str, Any]) -> None:
+        if event["type"] in ("command.spawned", "command.finished") and self.session is not None:
+            self.running.append((event["type"], self.session.command_running))
+
+
+def test_a_local_command_runs_in_its_directory_says_it_is_running_and_never_asks_docker(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    seeing = SeesRunning()
+    session, path = make(tmp_path, f"""
+        # Where
+        ## Steps
+        - `pwd -P` <!-- runbook: cwd={tmp_path / "sub"} -->
+        """, Answering([Answer("run")]), observer=seeing)
+    seeing.session = session
+    assert session.command_running is False, "no command before the first one starts"
+
+    def no_docker() -> Any:
+        raise AssertionError("a local command reached for the Docker engine")
+
+    session._docker_client = no_docker  # type: ignore[method-assign]
+    assert session.run_all() == "success"
+    session.transcript.close()
+    where = os.path.realpath(tmp_path / "sub")
+    (started,) = events(path, "command.started")
+    assert started["cwd"] == where
+    assert "".join(e["text"] for e in events(path, "output")).strip() == where, "the command ran where it says"
+    assert (started["container"], started["image"], started["container_id"]) == (None, None, None)
+    assert seeing.running == [("command.spawned", True), ("command.finished", False)]
+    assert session.command_running is False

@@ -684,8 +684,8 @@ class Session:
             stream.feed(message + "\r\n")
             stream.close()
             status = ExitStatus(exit_code=127, signal=None, duration=0.0)
-            self.record("command.finished", task_id=task.id, exit_code=127, signal=None, duration=0.0,
-                        timed_out=False, attempt=attempt, error=message)
+            self.record("command.finished", task_id=task.id, exit_code=status.exit_code, signal=status.signal,
+                        duration=status.duration, timed_out=status.timed_out, attempt=attempt, error=message)
             return status, Verdict(False, message)
         status: ExitStatus | None = None
         self.command_running = True
