@@ -244,7 +244,7 @@ def test_a_question_the_operator_declines_stops_the_command_and_says_so(tmp_path
     (declined,) = events(path, "input.declined")
     assert declined["task_id"] == "1.1.1" and not events(path, "input.sent")
     output = "".join(e["text"] for e in events(path, "output"))
-    assert "the operator did not answer the command's question; it was stopped" in output
+    assert output == "name: \r\n[runbook-tui] the operator did not answer the command's question; it was stopped\r\n"
 
 
 FLEET = """
@@ -583,7 +583,7 @@ def test_a_command_waiting_for_input_no_one_can_give_is_stopped_and_says_how_to_
     assert outcome.status == "failed" and outcome.reason == NO_ANSWER
     assert "interactive=true" in NO_ANSWER and "--yes" in NO_ANSWER
     output = "".join(e["text"] for e in events(path, "output"))
-    assert output.endswith(f"\r\n[runbook-tui] {NO_ANSWER}\r\n")
+    assert output == f"name: \r\n[runbook-tui] {NO_ANSWER}\r\n"
     (finished,) = events(path, "command.finished")
     assert finished["aborted"] is True and finished["exit_code"] is None
     assert not events(path, "input.sent") and not events(path, "input.declined")
