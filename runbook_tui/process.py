@@ -19,7 +19,7 @@ __all__ = ["DEFAULT_TERM", "ExitStatus", "Process", "TerminalProcess", "Terminal
 
 # The terminal type a command is told it has, on our PTY or in a container.
 DEFAULT_TERM = "xterm-256color"
-# How often supervise() polls should_abort and calls tick when the caller asked for either.
+# How often supervise() looks at the command: polls should_abort, calls tick, raises a failed sink.
 POLL = 0.05
 
 
@@ -104,11 +104,10 @@ def supervise(proc: Process, *, timeout: float | None = None, grace: float = 2.0
     """Wait for ``proc``; on ``timeout`` or once ``should_abort()`` says so, abort it with ``grace``.
 
     ``tick`` is called every ``interval`` seconds while it runs (the session flushes output to
-    the transcript there). If the caller itself is interrupted (e.g. KeyboardInterrupt), the
-    command is aborted too.
+    the transcript there). If the caller itself is interrupted (e.g. KeyboardInterrupt), or
+    ``proc`` raises the failure of its output sink, the command is aborted too.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    polling = should_abort is not None or tick is not None
     timed_out = False
     try:
         while True:
@@ -120,9 +119,9 @@ def supervise(proc: Process, *, timeout: float | None = None, grace: float = 2.0
                 timed_out = True
                 proc.abort(grace)
                 break
-            step = remaining
-            if polling:
-                step = interval if remaining is None else min(remaining, interval)
+            # Always a bounded wait: a failed output sink is raised by the next one (the command is
+            # then stopped below), not only when the command ends by itself.
+            step = interval if remaining is None else min(remaining, interval)
             finished = proc.wait(step) is not None
             if tick is not None:
                 tick()

@@ -282,7 +282,7 @@ def test_on_output_called_from_one_non_caller_thread():
     assert threading.get_ident() not in out.threads
 
 
-def test_on_output_exception_is_raised_by_wait_after_cleanup():
+def test_on_output_exception_is_raised_by_wait_at_once_and_again_after_cleanup():
     calls = []
 
     def boom(text: str) -> None:
@@ -292,12 +292,32 @@ def test_on_output_exception_is_raised_by_wait_after_cleanup():
     before = fd_count()
     proc = PtyProcess.spawn(["bash", "-c", "echo a; sleep 0.1; echo b; exit 7"], on_output=boom)
     with pytest.raises(ValueError, match="sink broke"):
-        proc.wait(LIMIT)
+        while proc.wait(0.01) is None:  # raised as soon as it happened, not only at the end
+            pass
+    with pytest.raises(ValueError, match="sink broke"):
+        proc.wait()
     assert len(calls) == 1  # not called again after failing
     with pytest.raises(ChildProcessError):
         os.waitpid(proc.pid, os.WNOHANG)  # reaped
     assert fd_count() == before
 
+
+
+def test_supervise_stops_a_command_whose_output_sink_broke(tmp_path: Path):
+    """Its output is no longer shown or recorded: it must not run on unseen to its own end."""
+    done = tmp_path / "done"
+
+    def boom(text: str) -> None:
+        raise ValueError("sink broke")
+
+    proc = PtyProcess.spawn(["bash", "-c", f"trap '' INT; echo a; sleep 30; touch {done}"], on_output=boom)
+    with pytest.raises(ValueError, match="sink broke"):
+        supervise(proc, grace=0.2, interval=0.05)
+    with pytest.raises(ValueError, match="sink broke"):
+        proc.wait()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(proc.pid, os.WNOHANG)  # ended and reaped: stopped, since `sleep 30` never finished
+    assert not done.exists()
 
 # -- waiting ----------------------------------------------------------------------------------
 

@@ -722,7 +722,7 @@ def test_a_failure_of_ours_during_a_command_stops_it_and_still_records_its_end(t
         # Ask
         ## Steps
         ```sh
-        trap '' INT; read -r -p 'name: ' who
+        trap '' INT; trap 'exit 7' TERM; read -r -p 'name: ' who
         ```
         """, Broken(["run"], []), grace=0.2)
     step = session.runbook.sections[0].steps[0]
@@ -733,7 +733,8 @@ def test_a_failure_of_ours_during_a_command_stops_it_and_still_records_its_end(t
     (spawned,) = events(path, "command.spawned")
     assert not os.path.exists(f"/proc/{spawned['pid']}"), "the command does not outlive our failure"
     (finished,) = events(path, "command.finished")
-    assert finished["aborted"] is True and finished["exit_code"] is None and finished["signal"] == 15
+    assert (finished["aborted"], finished["exit_code"], finished["signal"]) == (True, 7, None), \
+        "its own way of ending on SIGTERM (exit 7) is what the record says"
 
 
 def test_running_a_failed_task_again_goes_on_counting_its_attempts(tmp_path: Path) -> None:
@@ -1088,3 +1089,34 @@ def test_a_local_command_runs_in_its_directory_says_it_is_running_and_never_asks
     assert (started["container"], started["image"], started["container_id"]) == (None, None, None)
     assert seeing.running == [("command.spawned", True), ("command.finished", False)]
     assert session.command_running is False
+
+
+class BrokenPane(Watching):
+    """A front end whose output view fails on the command's first output."""
+
+    def output(self, task_id: str, text: str, host: str | None = None) -> None:
+        raise RuntimeError("the pane broke")
+
+
+def test_a_view_failing_on_output_stops_the_command_and_its_end_is_still_recorded(tmp_path: Path) -> None:
+    """Its output is no longer shown or recorded, so the command is stopped at once (not left to
+    run unseen to its own end), and the view's error comes back from every wait, so no exit
+    status is ever known: the record still ends the command, aborted, with nothing invented."""
+    done = tmp_path / "done"
+    session, path = make(tmp_path, f"""
+        # Loud
+        ## Steps
+        - `echo first; sleep 30; touch {done}` <!-- runbook: retries=2 -->
+        """, Answering([Answer("run")]), observer=BrokenPane(), grace=0.2)
+    step = session.runbook.sections[0].steps[0]
+    with pytest.raises(RuntimeError, match="the pane broke"):
+        session.run_task(step.tasks[0], step)
+    session.transcript.close()
+    assert not session.command_running
+    (spawned,) = events(path, "command.spawned")
+    assert not os.path.exists(f"/proc/{spawned['pid']}"), "the command does not outlive the broken view"
+    assert unstamped(path, "command.finished") == [{"task_id": "1.1.1", "exit_code": None, "signal": None,
+                                                    "duration": 0.0, "timed_out": False, "aborted": True,
+                                                    "attempt": 1}]
+    assert len(events(path, "command.started")) == 1, "no retry after a failure of ours"
+    assert not done.exists(), "stopped, not left to finish"

@@ -235,11 +235,15 @@ class PtyProcess:
     def wait(self, timeout: float | None = None) -> ExitStatus | None:
         """Block until the leader exited and its output was drained; None if ``timeout`` ran out.
 
-        Re-raises an exception raised by ``on_output`` (after the process was fully cleaned up).
+        Re-raises an exception raised by ``on_output``: with a ``timeout`` as soon as it is known,
+        while the command may still run (its output is no longer passed on, so a supervisor must
+        stop it: `supervise` does), without one once it ended (after the process was fully cleaned up).
         """
         if threading.current_thread() is self._thread:
             raise RuntimeError("wait() must not be called from on_output")
         if not self._done.wait(timeout):
+            if self._error is not None:
+                raise self._error
             return None
         self._thread.join()
         if self._error is not None:

@@ -691,12 +691,16 @@ class ContainerProcess:
     def wait(self, timeout: float | None = None) -> ExitStatus | None:
         """Block until the exec ended and its output was read; None if ``timeout`` ran out.
 
-        Re-raises an exception raised by ``on_output``, or :class:`DockerUnavailable` when the
+        Re-raises an exception raised by ``on_output``: with a ``timeout`` as soon as it is known,
+        while the command may still run (its output is no longer passed on, so a supervisor must
+        stop it: `supervise` does), without one once it ended, or :class:`DockerUnavailable` when the
         engine went away before the exit code could be read.
         """
         if threading.current_thread() is self._thread:
             raise RuntimeError("wait() must not be called from on_output")
         if not self._done.wait(timeout):
+            if self._error is not None:
+                raise self._error
             return None
         self._thread.join()
         if self._error is not None:
