@@ -1032,16 +1032,28 @@ def test_a_command_not_confirmed_or_aborted_says_so_in_the_record(tmp_path: Path
     assert not events(path, "command.started")
 
 
+class InterruptsWhenReady(Watching):
+    """Ctrl+C once the command says it has set its trap (a timer could fire before, on a busy machine)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session: Session | None = None
+
+    def output(self, task_id: str, text: str, host: str | None = None) -> None:
+        super().output(task_id, text, host)
+        if "ready" in "".join(text for _, text, _ in self.live) and self.session is not None:
+            self.session.interrupt()
+
+
 def test_an_interrupted_command_ends_its_task_failed_with_its_exit_code(tmp_path: Path) -> None:
     """Ctrl+C mid-command: the command's own exit code and why are on the task's end, and the run
     stops naming the task (pinned by mutation testing: code, status and message survived)."""
-    import threading
-
-    text = "# I\n## Steps\n1. **Wait**\n\n   ```sh\n   trap 'exit 7' INT\n   sleep 30 & wait\n   ```\n"
-    session, path = make(tmp_path, text, RandomOperator([]))
+    text = "# I\n## Steps\n1. **Wait**\n\n   ```sh\n   trap 'exit 7' INT\n   echo ready\n   sleep 30 & wait\n   ```\n"
+    interrupting = InterruptsWhenReady()
+    session, path = make(tmp_path, text, RandomOperator([]), observer=interrupting)
+    interrupting.session = session
     step = session.runbook.sections[0].steps[0]
     (task,) = step.tasks
-    threading.Timer(1.0, session.interrupt).start()
     with pytest.raises(RunAborted) as stopped:
         session.run_task(task, step)
     assert str(stopped.value) == f"interrupted during task {task.id}"
