@@ -1132,3 +1132,45 @@ def test_a_view_failing_on_output_stops_the_command_and_its_end_is_still_recorde
                                                     "attempt": 1}]
     assert len(events(path, "command.started")) == 1, "no retry after a failure of ours"
     assert not done.exists(), "stopped, not left to finish"
+
+
+class KeepsQuestions(RandomOperator):
+    """Runs every command and answers every value "v", keeping the questions as they were put."""
+
+    def __init__(self) -> None:
+        super().__init__(["run"] * 10)
+        self.questions: list[Question] = []
+
+    def ask_values(self, questions: list[Question]) -> dict[str, str]:
+        self.questions += questions
+        return super().ask_values(questions)
+
+
+def test_a_missing_value_is_asked_in_the_runbooks_own_words(tmp_path: Path) -> None:
+    """The prompt text and the default come from the runbook's declaration of that very variable;
+    an undeclared one is asked by its name; a declared secret masked, naming where it is kept."""
+    operator = KeepsQuestions()
+    session, path = make(tmp_path, """
+        ---
+        variables:
+          WHERE: {prompt: "Where it goes"}
+          TAG: {default: v1, prompt: "Release tag"}
+          BARE: {default: b1}
+        secrets:
+          TOKEN: env:RUNBOOK_TUI_TEST_NO_SUCH_TOKEN
+        ---
+        # Q
+        ## Steps
+        - `echo "$TAG $WHERE $BARE $OTHER $TOKEN" --x`
+        """, operator)
+    session.forget_value("TAG")
+    session.forget_value("BARE")
+    assert session.run_all() == "success"
+    session.transcript.close()
+    assert sorted(operator.questions, key=lambda q: q.name) == [
+        Question("BARE", "$BARE", default="b1"),
+        Question("OTHER", "$OTHER"),
+        Question("TAG", "$TAG: Release tag", default="v1"),
+        Question("TOKEN", "secret TOKEN (env:RUNBOOK_TUI_TEST_NO_SUCH_TOKEN)", secret=True),
+        Question("WHERE", "$WHERE: Where it goes"),
+    ]
