@@ -1174,3 +1174,29 @@ def test_a_missing_value_is_asked_in_the_runbooks_own_words(tmp_path: Path) -> N
         Question("TOKEN", "secret TOKEN (env:RUNBOOK_TUI_TEST_NO_SUCH_TOKEN)", secret=True),
         Question("WHERE", "$WHERE: Where it goes"),
     ]
+
+
+def test_a_command_stopped_at_its_question_stays_stopped_and_the_operator_is_asked_once(tmp_path: Path) -> None:
+    """Once `stuck` said stop, it keeps saying so, even after its next look at the terminal is
+    due and the command still waits there: the operator is never asked the same thing twice."""
+    from runbook_tui.engine.session import INPUT_POLL, InputWatch
+
+    operator = Typist(["run"], [None])
+    session, path = make(tmp_path, ASKS, operator)
+    task = session.runbook.sections[0].steps[0].tasks[0]
+    stream = OutputStream(session, task.id)
+    proc = PtyProcess.spawn(["bash", "-c", "read -r -p 'name: ' who"], on_output=stream.feed)
+    try:
+        watch = InputWatch(session, task, proc, stream)
+        deadline = time.monotonic() + 30
+        while not watch.stuck():
+            assert time.monotonic() < deadline, "the question was never noticed"
+            time.sleep(0.02)
+        assert watch.declined and not watch.fired
+        assert watch.stuck(), "at once"
+        time.sleep(INPUT_POLL * 1.5)
+        assert proc.wait(0) is None and watch.stuck(), "and when the next look is due"
+        assert len(operator.shown) == 1
+    finally:
+        proc.abort(0.2)
+        proc.wait()
