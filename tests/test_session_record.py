@@ -1200,3 +1200,51 @@ def test_a_command_stopped_at_its_question_stays_stopped_and_the_operator_is_ask
     finally:
         proc.abort(0.2)
         proc.wait()
+
+
+def test_the_terminal_goes_back_when_a_program_leaves_its_full_screen_and_the_command_goes_on(tmp_path: Path) -> None:
+    """Handed over only for the full screen: a command that waits for a line is asked through the
+    front end, and one that leaves its full screen runs on to its own end once it is given back."""
+    handed: list[int] = []
+    handed_over = tmp_path / "handed-over"
+
+    def take_over(proc: PtyProcess) -> ExitStatus | None:
+        assert not handed and proc.alternate_screen, "handed over once, on the full screen only"
+        handed.append(proc.identity.pid)
+        handed_over.touch()  # the operator quits the pager; the command goes on after it
+        deadline = time.monotonic() + 30
+        while proc.alternate_screen and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return None  # given back while the command still runs
+
+    operator = Typist(["run", "run"], ["ann"])
+    session, path = make(tmp_path, f"""
+        # Screen
+        ## Steps
+        - `printf '\\033[?1049h'; until test -e {handed_over}; do sleep 0.1; done; printf '\\033[?1049l'; sleep 1; echo went on`
+        - `read -r -p 'name: ' who; echo "hi $who"`
+        """, operator, take_over=take_over)
+    assert session.run_all() == "success"
+    session.transcript.close()
+    first, _ = events(path, "command.spawned")
+    assert handed == [first["pid"]], "the full-screen program only"
+    assert [(e["exit_code"], e["aborted"]) for e in events(path, "command.finished")] == [(0, False), (0, False)]
+    output = "".join(e["text"] for e in events(path, "output"))
+    assert "went on" in output and "hi ann" in output
+    assert [(task, masked) for task, _, masked in operator.shown] == [("1.1.2", False)]
+
+
+def test_a_command_that_only_waits_a_moment_for_input_no_one_can_give_is_left_to_go_on(tmp_path: Path) -> None:
+    """INPUT_GRACE: a prompt with a timeout of its own (or our /proc read racing the command) is
+    not stopped at the first look; only a command still blocked after the grace is."""
+    operator = Typist(["run"], [MissingValue])
+    session, path = make(tmp_path, """
+        # Peek
+        ## Steps
+        - `timeout --foreground 3 sh -c 'read who'; echo went on`
+        """, operator)
+    assert session.run_all() == "success"
+    session.transcript.close()
+    assert len(operator.shown) == 1, "asked, and no one could answer"
+    assert [(e["exit_code"], e["aborted"]) for e in events(path, "command.finished")] == [(0, False)]
+    assert "went on" in "".join(e["text"] for e in events(path, "output"))
