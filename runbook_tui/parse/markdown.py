@@ -9,7 +9,6 @@ a step of their own, titled by the sentence that leads into them.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import itertools
 import re
@@ -18,7 +17,6 @@ from dataclasses import dataclass, replace
 from typing import Iterable
 
 import yaml
-from markdown_it import MarkdownIt
 
 from runbook_tui.model import Block, BlockKind, Notice, Related, Runbook, Section, Step, Task, TaskOptions, Variable
 from runbook_tui.parse.annotations import AnnotationError, options_from_mapping, parse_attributes, split_foreign
@@ -37,7 +35,7 @@ from runbook_tui.parse.shellwords import (
     looks_like_command,
     placeholder_label,
 )
-from runbook_tui.parse.tree import Node, build_tree, plain
+from runbook_tui.parse.tree import NestingError, Node, parse_tree, plain
 
 # Sections that explain rather than instruct stay readable even when they quote a command.
 READING_TITLES = re.compile(
@@ -126,7 +124,10 @@ class MarkdownParser:
         front, front_line, body = split_front_matter(self.text, self.path)
         settings = self._front_matter(front, front_line) if front is not None else None
         links: list[Node] = []
-        nodes = build_tree(_markdown().parse(body), links)
+        try:
+            nodes = parse_tree(body, links)
+        except NestingError as exc:
+            raise RunbookError(str(exc), self.path, exc.line, 1) from None
 
         title, metadata, rest = self._title_and_metadata(nodes)
         self._classify_blocks(nodes)
@@ -758,15 +759,6 @@ def _shorten(text: str, limit: int = 100) -> str:
 def _stem(path: str) -> str:
     name = path.rsplit("/", 1)[-1]
     return name.rsplit(".", 1)[0] or name
-
-
-@functools.cache
-def _markdown() -> MarkdownIt:
-    """CommonMark with GitHub's tables, made once: making it (~0.5 ms) costs more than a short file's parse.
-
-    Sharing it is safe: `parse` keeps its state in a new object on every call.
-    """
-    return MarkdownIt("commonmark").enable("table")
 
 
 def parse_markdown(text: str, path: str) -> Runbook:

@@ -1,41 +1,162 @@
-"""A minimal syntax tree over markdown-it's flat token stream, for the Markdown parser.
+"""A minimal syntax tree of a Markdown text, for the Markdown parser.
 
-It has the shape of markdown-it's `SyntaxTreeNode` (an `x_open`/`x_close` pair and the tokens
-between become one node of type `x`; a token's own `children`, as an inline token's, become
-child nodes) but is built in one pass and its fields are plain slots. `SyntaxTreeNode` builds
-recursively and reads every field through a property (`type` alone was 700,000 calls on a
-10,000-step runbook), and its parent links make cycles that only the garbage collector frees.
+pulldown-cmark (through pyromark: CommonMark with GitHub's tables, in Rust) reads a 10,000-step
+runbook some 10x faster than markdown-it-py makes its token stream (BENCHMARKS.md, issue 12).
+Its flat event stream is read here into the shape `parse/markdown.py` was written for,
+markdown-it-py's: the same node types (a paragraph, a heading or a table cell holds one `inline`
+node whose children are the text; a table has `thead`/`tbody`/`tr`/`th`/`td`; an autolink is a
+`link`), text runs joined as markdown-it-py joins them, links' hrefs normalised as it does, and
+`map` the same 0-based [first line, end line) of the source. markdown-it-py makes the tree
+itself where pulldown-cmark panics (see `parse_tree`), and is the oracle the pyromark tree is
+checked against (`tests/test_markdown_tree.py`). Each node's fields are plain slots.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+import functools
+import os
+import re
+from bisect import bisect_right
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from markdown_it.token import Token
+import pyromark
+from markdown_it.common.normalize_url import normalizeLink, normalizeLinkText, validateLink
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
+
+# markdown-it-py's `normalize` step: CR and CRLF end a line, NUL becomes U+FFFD. Applied before
+# parsing, so the byte offsets and the line numbers are those of the text markdown-it-py sees.
+_NEWLINES = re.compile(r"\r\n?")
+# What markdown-it-py strips from the ends of a paragraph's, a heading's or a cell's text: what
+# JavaScript's `trim` removes, U+FEFF excepted (its `MD_TRIM_CHARS`). pulldown-cmark strips
+# only spaces and tabs there.
+_TRIM = "\t\n\v\f\r \xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+# pulldown-cmark's container tags -> our (markdown-it-py's) node types; lists, headings and
+# code blocks are told apart by their payload (see _Reader.start)
+_BLOCKS = {"Paragraph": "paragraph", "Item": "list_item", "BlockQuote": "blockquote", "HtmlBlock": "html_block",
+           "Table": "table", "TableHead": "thead", "TableRow": "tr", "TableCell": "td"}
+_INLINES = {"Emphasis": "em", "Strong": "strong", "Link": "link", "Image": "image"}
+# the nodes whose text is one inline run: markdown-it-py puts it in an `inline` child
+_INLINE_PARENTS = frozenset(("paragraph", "heading", "th", "td"))
+_OPTIONS = pyromark.Options.ENABLE_TABLES
+# an opening code fence: what follows its marker on the line is its info string
+_FENCE = re.compile(rb"(?:`{3,}|~{3,})([^\n]*)")
+
+# How deep block quotes, lists and inline markup may nest. pulldown-cmark sets no bound (50,000
+# `>` make 50,000 levels, past what the recursive walks in parse/markdown.py take); markdown-it-py
+# stops at 20 levels and drops what is deeper unsaid. A runbook's lists nest a few levels.
+MAX_NESTING = 50
+
+
+class NestingError(Exception):
+    """The Markdown nests deeper than MAX_NESTING, at `line` (1-based)."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(f"Markdown nested more than {MAX_NESTING} levels deep (block quotes, lists or emphasis "
+                         "inside each other)")
+        self.line = line
 
 
 class Node:
-    """A block or inline element; its fields are its token's (the opening token's, for a pair)."""
+    """A block or inline element, with the fields markdown-it-py's token for it has.
+
+    Read from pyromark, an `inline` node's `content` (markdown-it-py's raw text of the
+    paragraph) stays empty: nothing reads it, its children are the text.
+    """
 
     __slots__ = ("type", "tag", "map", "info", "content", "attrs", "children", "text")
 
-    def __init__(self, type_: str, token: Token) -> None:
+    def __init__(self, type_: str, map_: list[int] | None = None) -> None:
         self.type = type_
-        self.tag = token.tag
-        self.map: list[int] | None = token.map or None  # [first line, end line), 0-based
-        self.info = token.info
-        self.content = token.content
-        self.attrs = token.attrs
-        self.children: Sequence[Node] = ()  # a list only for a pair or a token with children
+        self.tag = ""  # "h1" ... "h6" for a heading
+        self.map = map_  # [first line, end line), 0-based; None for inline nodes and table cells
+        self.info = ""  # a fence's info string
+        self.content = ""  # a code block's, an HTML block's, a text's or an inline code span's text
+        self.attrs: dict[str, Any] = {}  # a link's href
+        self.children: list[Node] = []
         self.text: str | None = None  # plain() of this node, once asked for
 
 
-def build_tree(tokens: Sequence[Token], links: list[Node]) -> list[Node]:
-    """The top-level nodes of a token stream; every link node is also appended to `links`.
+def parse_tree(text: str, links: list[Node]) -> list[Node]:
+    """The top-level block nodes of a Markdown text; every link node is also appended to `links`.
 
     Links are collected here, in document order, so finding the runbooks a file links to
-    needs no second walk over the tree.
+    needs no second walk over the tree. pyromark makes the tree; markdown-it-py, the same tree
+    more slowly, only where pulldown-cmark panics (a bug in it: none is known in 0.13, but a
+    Rust panic must not take the parse down).
     """
+    try:
+        return pyromark_tree(text, links)
+    except BaseException as exc:
+        if not _is_panic(exc):
+            raise
+        links.clear()
+    return python_tree(text, links)
+
+
+def _is_panic(exc: BaseException) -> bool:
+    """Whether `exc` is a Rust panic: pyo3's PanicException, a BaseException (so that `except
+    Exception` does not swallow one). Told by name: pyo3 makes that type lazily, one per
+    extension module, and exports it nowhere."""
+    kind = type(exc)
+    return kind.__name__ == "PanicException" and kind.__module__ == "pyo3_runtime"
+
+
+@functools.cache
+def _pyromark() -> pyromark.Markdown:
+    """CommonMark with GitHub's tables, made once and shared (immutable, a parse keeps no state in it)."""
+    return pyromark.Markdown(options=_OPTIONS)
+
+
+@functools.cache
+def _python_parser() -> MarkdownIt:
+    """The same in markdown-it-py, made once: making it (~0.5 ms) costs more than a short file's parse."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark").enable("table")
+
+
+def pyromark_tree(text: str, links: list[Node]) -> list[Node]:
+    """The tree from pulldown-cmark's events; NestingError past MAX_NESTING."""
+    text = _NEWLINES.sub("\n", text).replace("\0", "\ufffd")
+    with _stderr_unprinted():
+        events = list(_pyromark().events_with_range(text, merge_text=True))
+    return _Reader(text, links).read(events)
+
+
+@contextlib.contextmanager
+def _stderr_unprinted() -> Iterator[None]:
+    """Standard error (fd 2) goes to /dev/null while pulldown-cmark parses.
+
+    Rust's panic hook writes "thread panicked at ..." straight to fd 2 before the panic reaches
+    Python, where it is handled (parse_tree); on the terminal the TUI draws on, that would
+    garble the screen. Nothing else writes meanwhile: the events are made holding the GIL.
+    """
+    saved = os.dup(2)
+    try:
+        os.dup2(_devnull(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@functools.cache
+def _devnull() -> int:
+    return os.open(os.devnull, os.O_WRONLY)
+
+
+def python_tree(text: str, links: list[Node]) -> list[Node]:
+    """The tree from markdown-it-py's token stream."""
+    return _from_tokens(_python_parser().parse(text), links)
+
+
+def _from_tokens(tokens: Sequence[Token], links: list[Node]) -> list[Node]:
+    """An `x_open`/`x_close` pair and the tokens between become one node of type `x`; a token's
+    own `children`, as an inline token's, become child nodes. Built in one pass."""
     top: list[Node] = []
     siblings = top
     enclosing: list[list[Node]] = []  # the sibling lists of the pairs still open
@@ -44,19 +165,230 @@ def build_tree(tokens: Sequence[Token], links: list[Node]) -> list[Node]:
         if nesting < 0:
             siblings = enclosing.pop()
             continue
+        node = Node(token.type.removesuffix("_open") if nesting else token.type, token.map or None)
+        node.tag, node.info, node.content, node.attrs = token.tag, token.info, token.content, token.attrs
+        siblings.append(node)
         if nesting > 0:
-            node = Node(token.type.removesuffix("_open"), token)
-            siblings.append(node)
             enclosing.append(siblings)
-            siblings = node.children = []
+            siblings = node.children
             if node.type == "link":
                 links.append(node)
-            continue
-        node = Node(token.type, token)
-        siblings.append(node)
-        if token.children:
-            node.children = build_tree(token.children, links)
+        elif token.children:
+            node.children = _from_tokens(token.children, links)
     return top
+
+
+class _Reader:
+    """pulldown-cmark's events into our nodes: byte offsets into lines, inline runs under `inline`.
+
+    One pass with a stack of the open nodes, no recursion: what nests deeper than MAX_NESTING
+    is refused where it starts.
+    """
+
+    def __init__(self, text: str, links: list[Node]) -> None:
+        self.links = links
+        self.data = text.encode()
+        self.starts = [0]  # the byte offset where each line starts
+        offset = 0
+        for line in self.data.split(b"\n")[:-1]:
+            offset += len(line) + 1
+            self.starts.append(offset)
+        # markdown-it-py's line count: a last line without "\n" counts unless it is only spaces and tabs
+        last = self.data[self.starts[-1]:]
+        self.open_last = bool(last.strip(b" \t"))  # whether the last line has text and no "\n" after it
+        self.lines = len(self.starts) - (0 if self.open_last else 1)
+
+    def line(self, offset: int) -> int:
+        return bisect_right(self.starts, offset) - 1
+
+    def span(self, start: int, end: int) -> list[int]:
+        """The lines [first, end) of a block's byte range."""
+        return [bisect_right(self.starts, start) - 1, min(bisect_right(self.starts, max(end - 1, start)), self.lines)]
+
+    def read(self, events: list[tuple[Any, dict[str, int]]]) -> list[Node]:
+        top: list[Node] = []
+        siblings = top  # where the next node goes
+        stack: list[tuple[Node, list[Node]]] = []  # the open nodes, each with the list it was put in
+        inline: list[Node] | None = None  # the open inline node's children, inside a paragraph, heading or cell
+        block: Node | None = None  # the code or HTML block being read: its text events are its content
+        in_head = False
+        skip = 0  # the depth of a link markdown-it-py does not make (see _link) being left out
+        last_inline = 0  # the byte offset where the last inline event ended: a tight item's paragraph ends there
+        for event, where in events:
+            if skip:
+                if type(event) is dict:
+                    kind = next(iter(event))
+                    skip += 1 if kind == "Start" else -1 if kind == "End" else 0
+                continue
+            if type(event) is str:  # "SoftBreak", "HardBreak" or "Rule"
+                if event == "Rule":
+                    if inline is not None and stack[-1][0].type == "paragraph" and stack[-1][0].map[1] < 0:
+                        siblings, inline = self._end_tight(stack, last_inline)
+                    siblings.append(Node("hr", self.span(where["start"], where["end"])))
+                    continue
+                if inline is None:
+                    siblings, inline = self._tight(stack, siblings, where["start"])
+                siblings.append(Node("softbreak" if event == "SoftBreak" else "hardbreak"))
+                last_inline = where["end"]
+                continue
+            (kind, value), = event.items()
+            if kind == "Text":
+                if block is not None:
+                    block.content += value
+                    continue
+                if inline is None:
+                    siblings, inline = self._tight(stack, siblings, where["start"])
+                last_inline = where["end"]
+                if siblings and siblings[-1].type == "text":
+                    siblings[-1].content += value  # markdown-it-py's `text_join`: escapes and entities are text
+                    continue
+                node = Node("text")
+                node.content = value
+                siblings.append(node)
+            elif kind == "Code" or kind == "InlineHtml":
+                if inline is None:
+                    siblings, inline = self._tight(stack, siblings, where["start"])
+                last_inline = where["end"]
+                node = Node("code_inline" if kind == "Code" else "html_inline")
+                node.content = value
+                siblings.append(node)
+            elif kind == "Html":
+                block.content += value
+            elif kind == "Start":
+                if type(value) is str:
+                    name, payload = value, None
+                else:
+                    (name, payload), = value.items()
+                if name in _INLINES:
+                    if inline is None:
+                        siblings, inline = self._tight(stack, siblings, where["start"])
+                    node = Node(_INLINES[name])
+                    if payload is not None and not self._link(node, name, payload, where):
+                        skip = 1
+                        siblings.append(node)
+                        if siblings[-2:-1] and siblings[-2].type == "text":
+                            siblings[-2].content += siblings.pop().content
+                        continue
+                    siblings.append(node)
+                    self._push(stack, node, siblings, where["start"])
+                    siblings = node.children
+                    continue
+                if inline is not None and stack[-1][0].map[1] < 0:  # a block after a tight item's text
+                    siblings, inline = self._end_tight(stack, last_inline)
+                node = Node(_BLOCKS.get(name, ""), self.span(where["start"], where["end"]))
+                if name == "List":
+                    node.type = "bullet_list" if payload is None else "ordered_list"
+                elif name == "Heading":
+                    node.type, node.tag = "heading", "h" + payload["level"][1]
+                elif name == "CodeBlock":
+                    node.type = "code_block" if payload == "Indented" else "fence"
+                    if node.type == "fence":  # its info string as written (pulldown-cmark's is unescaped and trimmed)
+                        node.info = _FENCE.search(self.data, where["start"]).group(1).decode()
+                    block = node
+                elif name == "HtmlBlock":
+                    block = node
+                elif name == "TableHead":
+                    in_head = True
+                    node.map[1] = node.map[0] + 1
+                    row = Node("tr", list(node.map))
+                    siblings.append(node)
+                    node.children.append(row)
+                    self._push(stack, node, siblings, where["start"])
+                    siblings = row.children
+                    stack.append((row, node.children))
+                    continue
+                elif name == "TableRow":
+                    table = stack[-1][0]
+                    if not table.children or table.children[-1].type != "tbody":
+                        table.children.append(Node("tbody", [node.map[0], table.map[1]]))
+                    siblings = table.children[-1].children
+                elif name == "TableCell":
+                    node.type, node.map = ("th" if in_head else "td"), None
+                siblings.append(node)
+                self._push(stack, node, siblings, where["start"])
+                siblings = node.children
+                if node.type in _INLINE_PARENTS:
+                    node.children.append(Node("inline", node.map))
+                    inline = siblings = node.children[0].children
+            else:  # "End"
+                name = value if type(value) is str else next(iter(value))
+                if inline is not None and name == "Item":  # the item ends after its text
+                    siblings, inline = self._end_tight(stack, last_inline)
+                node, siblings = stack.pop()
+                if name == "TableHead":
+                    in_head = False
+                    node, siblings = stack.pop()
+                elif name == "TableRow":
+                    siblings = stack[-1][0].children
+                elif name == "CodeBlock" or name == "HtmlBlock":
+                    block = None
+                elif name in _INLINES:
+                    if name == "Link":
+                        self.links.append(node)
+                        if node.info == "auto" and node.children:
+                            node.children[0].content = normalizeLinkText(node.children[0].content)
+                    continue
+                if node.type in _INLINE_PARENTS:
+                    _strip(inline)
+                    inline = None
+                elif node.type == "bullet_list" or node.type == "ordered_list":
+                    node.map[1] = node.children[-1].map[1]
+        return top
+
+    def _push(self, stack: list[tuple[Node, list[Node]]], node: Node, siblings: list[Node], start: int) -> None:
+        """Open `node`; refused past MAX_NESTING."""
+        stack.append((node, siblings))
+        if len(stack) > MAX_NESTING:
+            raise NestingError(self.line(start) + 1)
+
+    def _tight(self, stack: list[tuple[Node, list[Node]]], siblings: list[Node],
+               start: int) -> tuple[list[Node], list[Node]]:
+        """Open the paragraph pulldown-cmark leaves out in a tight list item, where its text starts.
+
+        Its end line is set when it closes (a map end of -1 marks it open meanwhile).
+        """
+        paragraph = Node("paragraph", [self.line(start), -1])
+        siblings.append(paragraph)
+        self._push(stack, paragraph, siblings, start)
+        paragraph.children.append(Node("inline", paragraph.map))
+        inline = paragraph.children[0].children
+        return inline, inline
+
+    def _end_tight(self, stack: list[tuple[Node, list[Node]]], end: int) -> tuple[list[Node], None]:
+        paragraph, siblings = stack.pop()
+        paragraph.map[1] = self.line(max(end - 1, 0)) + 1
+        _strip(paragraph.children[0].children)
+        return siblings, None
+
+    def _link(self, node: Node, kind: str, data: dict[str, Any], where: dict[str, int]) -> bool:
+        """A link's or image's href as markdown-it-py normalises it; False where it makes no link.
+
+        markdown-it-py refuses a `javascript:`, `vbscript:`, `file:` or non-image `data:` URL:
+        the link's source is text then (`node` becomes that text).
+        """
+        url = data["dest_url"]
+        if data["link_type"] == "Email":
+            url = "mailto:" + url
+        href = normalizeLink(url)
+        if not validateLink(href):
+            node.type, node.content = "text", self.data[where["start"]:where["end"]].decode()
+            return False
+        node.attrs = {"href": href} if kind == "Link" else {"src": href}
+        if data["link_type"] in ("Email", "Autolink"):
+            node.info = "auto"  # as markdown-it-py marks an autolink: its text is shown as normalizeLinkText gives it
+        return True
+
+
+def _strip(nodes: list[Node]) -> None:
+    """An inline run without the whitespace markdown-it-py strips from its ends (`_TRIM`)."""
+    if nodes and nodes[0].type == "text":
+        nodes[0].content = nodes[0].content.lstrip(_TRIM)
+        if not nodes[0].content:
+            del nodes[0]
+    if nodes and nodes[-1].type == "text":
+        nodes[-1].content = nodes[-1].content.rstrip(_TRIM)
+        if not nodes[-1].content:
+            del nodes[-1]
 
 
 def plain(node: Node) -> str:
