@@ -34,6 +34,7 @@ _NEWLINES = re.compile(r"\r\n?")
 # JavaScript's `trim` removes, U+FEFF excepted (its `MD_TRIM_CHARS`). pulldown-cmark strips
 # only spaces and tabs there.
 _TRIM = "\t\n\v\f\r \xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+_TRIM_CHARS = frozenset(_TRIM)
 # pulldown-cmark's container tags -> our (markdown-it-py's) node types; lists, headings and
 # code blocks are told apart by their payload (see _Reader.start)
 _BLOCKS = {"Paragraph": "paragraph", "Item": "list_item", "BlockQuote": "blockquote", "HtmlBlock": "html_block",
@@ -202,7 +203,12 @@ class _Reader:
         return bisect_right(self.starts, offset) - 1
 
     def span(self, start: int, end: int) -> list[int]:
-        """The lines [first, end) of a block's byte range."""
+        """The lines [first, end) of a block's byte range.
+
+        (A list nested after a tab-indented line can start at the newline before its marker.)
+        """
+        if self.data[start:start + 1] == b"\n":
+            start += 1
         return [bisect_right(self.starts, start) - 1, min(bisect_right(self.starts, max(end - 1, start)), self.lines)]
 
     def read(self, events: list[tuple[Any, dict[str, int]]]) -> list[Node]:
@@ -214,6 +220,7 @@ class _Reader:
         in_head = False
         skip = 0  # the depth of a link markdown-it-py does not make (see _link) being left out
         last_inline = 0  # the byte offset where the last inline event ended: a tight item's paragraph ends there
+        first_text = -1  # where the first text event of the open inline run starts (-1: none yet)
         for event, where in events:
             if skip:
                 if type(event) is dict:
@@ -223,7 +230,8 @@ class _Reader:
             if type(event) is str:  # "SoftBreak", "HardBreak" or "Rule"
                 if event == "Rule":
                     if inline is not None and stack[-1][0].type == "paragraph" and stack[-1][0].map[1] < 0:
-                        siblings, inline = self._end_tight(stack, last_inline)
+                        siblings, inline = self._end_tight(stack, first_text, last_inline)
+                        first_text = -1
                     siblings.append(Node("hr", self.span(where["start"], where["end"])))
                     continue
                 if inline is None:
@@ -239,6 +247,8 @@ class _Reader:
                 if inline is None:
                     siblings, inline = self._tight(stack, siblings, where["start"])
                 last_inline = where["end"]
+                if first_text < 0:
+                    first_text = where["start"]
                 if siblings and siblings[-1].type == "text":
                     siblings[-1].content += value  # markdown-it-py's `text_join`: escapes and entities are text
                     continue
@@ -274,7 +284,8 @@ class _Reader:
                     siblings = node.children
                     continue
                 if inline is not None and stack[-1][0].map[1] < 0:  # a block after a tight item's text
-                    siblings, inline = self._end_tight(stack, last_inline)
+                    siblings, inline = self._end_tight(stack, first_text, last_inline)
+                    first_text = -1
                 node = Node(_BLOCKS.get(name, ""), self.span(where["start"], where["end"]))
                 if name == "List":
                     node.type = "bullet_list" if payload is None else "ordered_list"
@@ -313,7 +324,8 @@ class _Reader:
             else:  # "End"
                 name = value if type(value) is str else next(iter(value))
                 if inline is not None and name == "Item":  # the item ends after its text
-                    siblings, inline = self._end_tight(stack, last_inline)
+                    siblings, inline = self._end_tight(stack, first_text, last_inline)
+                    first_text = -1
                 node, siblings = stack.pop()
                 if name == "TableHead":
                     in_head = False
@@ -322,6 +334,12 @@ class _Reader:
                     siblings = stack[-1][0].children
                 elif name == "CodeBlock" or name == "HtmlBlock":
                     block = None
+                    if where["end"] == len(self.data) and not self.open_last and not self.data.endswith(b"\n"):
+                        node.content = node.content[:node.content.rfind("\n") + 1]  # not a line to markdown-it-py
+                    if node.type == "html_block":  # its lines are its content's (its range can run into the next line)
+                        node.map[1] = node.map[0] + node.content.count("\n") + (not node.content.endswith("\n"))
+                    elif node.type == "code_block" and not node.content.endswith("\n"):
+                        node.content += "\n"  # markdown-it-py ends an indented block's last line, at the end of the text too
                 elif name in _INLINES:
                     if name == "Link":
                         self.links.append(node)
@@ -329,10 +347,14 @@ class _Reader:
                             node.children[0].content = normalizeLinkText(node.children[0].content)
                     continue
                 if node.type in _INLINE_PARENTS:
-                    _strip(inline)
+                    self._strip(inline, first_text, last_inline)
+                    first_text = -1
                     inline = None
                 elif node.type == "bullet_list" or node.type == "ordered_list":
-                    node.map[1] = node.children[-1].map[1]
+                    # pulldown-cmark's list runs over the blank lines after it, up to what follows
+                    end = where["end"]
+                    node.map[1] = max(self.line(end) if end < len(self.data) else self.lines, node.children[-1].map[1])
+                    _end_items(node)
         return top
 
     def _push(self, stack: list[tuple[Node, list[Node]]], node: Node, siblings: list[Node], start: int) -> None:
@@ -340,6 +362,21 @@ class _Reader:
         stack.append((node, siblings))
         if len(stack) > MAX_NESTING:
             raise NestingError(self.line(start) + 1)
+
+    def _strip(self, nodes: list[Node], start: int, end: int) -> None:
+        """An inline run without the whitespace markdown-it-py strips from its ends (`_TRIM`).
+
+        It strips the paragraph's source before reading entities (`&nbsp;` stays), and more than
+        the spaces and tabs pulldown-cmark strips: at each end, the text's whitespace (and a line
+        break within it) goes as far as the source, from `start` (the run's first text) to `end`,
+        has whitespace written out there.
+        """
+        if nodes and nodes[0].type == "text" and nodes[0].content[:1] in _TRIM_CHARS:
+            written = self.data[start:end].decode()
+            _strip_end(nodes, len(written) - len(written.lstrip(_TRIM)), 0)
+        if nodes and nodes[-1].type == "text" and nodes[-1].content[-1:] in _TRIM_CHARS:
+            written = self.data[max(start, 0):end].decode()
+            _strip_end(nodes, len(written) - len(written.rstrip(_TRIM)), -1)
 
     def _tight(self, stack: list[tuple[Node, list[Node]]], siblings: list[Node],
                start: int) -> tuple[list[Node], list[Node]]:
@@ -354,10 +391,11 @@ class _Reader:
         inline = paragraph.children[0].children
         return inline, inline
 
-    def _end_tight(self, stack: list[tuple[Node, list[Node]]], end: int) -> tuple[list[Node], None]:
+    def _end_tight(self, stack: list[tuple[Node, list[Node]]], first_text: int,
+                   end: int) -> tuple[list[Node], None]:
         paragraph, siblings = stack.pop()
         paragraph.map[1] = self.line(max(end - 1, 0)) + 1
-        _strip(paragraph.children[0].children)
+        self._strip(paragraph.children[0].children, first_text, end)
         return siblings, None
 
     def _link(self, node: Node, kind: str, data: dict[str, Any], where: dict[str, int]) -> bool:
@@ -379,16 +417,39 @@ class _Reader:
         return True
 
 
-def _strip(nodes: list[Node]) -> None:
-    """An inline run without the whitespace markdown-it-py strips from its ends (`_TRIM`)."""
-    if nodes and nodes[0].type == "text":
-        nodes[0].content = nodes[0].content.lstrip(_TRIM)
-        if not nodes[0].content:
-            del nodes[0]
-    if nodes and nodes[-1].type == "text":
-        nodes[-1].content = nodes[-1].content.rstrip(_TRIM)
-        if not nodes[-1].content:
-            del nodes[-1]
+def _strip_end(nodes: list[Node], budget: int, at: int) -> None:
+    """Strip up to `budget` whitespace characters from the first (`at` 0) or last (-1) end of an inline run."""
+    while budget > 0 and nodes:
+        node = nodes[at]
+        if node.type == "softbreak" or node.type == "hardbreak":  # the whitespace around it is gone already
+            del nodes[at]
+            continue
+        if node.type != "text":
+            return
+        content = node.content
+        kept = content.lstrip(_TRIM) if at == 0 else content.rstrip(_TRIM)
+        count = min(len(content) - len(kept), budget)
+        if count == 0:
+            return
+        node.content = content[count:] if at == 0 else content[: len(content) - count]
+        budget -= count
+        if node.content:
+            return
+        del nodes[at]
+
+
+def _end_items(lst: Node) -> None:
+    """An item ends where the next one starts, in markdown-it-py (blank lines after it, however
+    many, are its), the last one where its list ends, an empty one a line after its marker at
+    most; the list, where its last item ends."""
+    items = lst.children
+    for item, after in zip(items, items[1:]):
+        item.map[1] = after.map[0]
+    items[-1].map[1] = lst.map[1]
+    for item in items:
+        if not item.children:  # an empty item: its marker's line and at most one blank line
+            item.map[1] = min(item.map[1], item.map[0] + 2)
+    lst.map[1] = items[-1].map[1]
 
 
 def plain(node: Node) -> str:
