@@ -135,10 +135,11 @@ DOCUMENT = st.tuples(st.lists(block(), max_size=8), st.sampled_from(["\n", "\n\n
 # blank right after a reference definition; a delimiter row without `|`; a line indented 4
 # spaces or more right after a table's row (approximated: after any line, in a text with a table);
 # a block quote that starts with an empty line; a tab after a block quote's `>`; an empty list
-# item before two blank lines; a code span across a line end and indentation.
+# item before two blank lines; a code span across a line end and indentation; a line of only `|`.
 KNOWN = re.compile(r"\[\s*\]:|\t[ \t]*$|<.*[^\S\x00-\x7f][ \t]*$|\]:.*\n[ \t]*\S|^.*\|.*\n[ \t]*[-:][ \t:-]*$"
                    r"|(?:\A|\n[ \t]*\n)[ \t]*>[ \t]*(?:\n|\Z)|> *\t"
-                   r"|^[ \t]*(?:[-*+]|[0-9]{1,9}[.)])[ \t]*\n[ \t]*\n[ \t]*\n|`[^`]*\n[ \t][^`]*`", re.MULTILINE)
+                   r"|^[ \t]*(?:[-*+]|[0-9]{1,9}[.)])[ \t]*\n[ \t]*\n[ \t]*\n|`[^`]*\n[ \t][^`]*`"
+                   r"|^[ \t]*\|[ \t]*$", re.MULTILINE)
 TABLE = re.compile(r"^[ \t]*\|[ \t:|-]*-", re.MULTILINE)
 INDENTED_AFTER_TEXT = re.compile(r"\S.*\n(?: {4}|\t| {1,3}\t)")
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import os
 import re
 from bisect import bisect_right
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import pyromark
 from markdown_it.common.normalize_url import normalizeLink, normalizeLinkText, validateLink
@@ -61,6 +63,9 @@ class NestingError(Exception):
         self.line = line
 
 
+_NO_ATTRS: Mapping[str, Any] = MappingProxyType({})  # shared by the nodes without attributes: read only
+
+
 class Node:
     """A block or inline element, with the fields markdown-it-py's token for it has.
 
@@ -76,8 +81,8 @@ class Node:
         self.map = map_  # [first line, end line), 0-based; None for inline nodes and table cells
         self.info = ""  # a fence's info string
         self.content = ""  # a code block's, an HTML block's, a text's or an inline code span's text
-        self.attrs: dict[str, Any] = {}  # a link's href
-        self.children: list[Node] = []
+        self.attrs: Mapping[str, Any] = _NO_ATTRS  # a link's href
+        self.children: Sequence[Node] = ()  # a list, for a node that holds others
         self.text: str | None = None  # plain() of this node, once asked for
 
 
@@ -123,9 +128,27 @@ def _python_parser() -> MarkdownIt:
 def pyromark_tree(text: str, links: list[Node]) -> list[Node]:
     """The tree from pulldown-cmark's events; NestingError past MAX_NESTING."""
     text = _NEWLINES.sub("\n", text).replace("\0", "\ufffd")
-    with _stderr_unprinted():
-        events = list(_pyromark().events_with_range(text, merge_text=True))
-    return _Reader(text, links).read(events)
+    with _collector_paused():
+        with _stderr_unprinted():
+            events = list(_pyromark().events_with_range(text, merge_text=True))
+        return _Reader(text, links).read(events)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while the events are made and read.
+
+    They are some 400,000 new dicts and tuples on a 10,000-step runbook, none of them garbage
+    until the read ends; the collector, run every 700 allocations, walked them over and over:
+    half the read's time (BENCHMARKS.md). Reference counting still frees as usual meanwhile.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @contextlib.contextmanager
@@ -171,7 +194,7 @@ def _from_tokens(tokens: Sequence[Token], links: list[Node]) -> list[Node]:
         siblings.append(node)
         if nesting > 0:
             enclosing.append(siblings)
-            siblings = node.children
+            siblings = node.children = []
             if node.type == "link":
                 links.append(node)
         elif token.children:
@@ -202,20 +225,26 @@ class _Reader:
     def line(self, offset: int) -> int:
         return bisect_right(self.starts, offset) - 1
 
-    def span(self, start: int, end: int) -> list[int]:
-        """The lines [first, end) of a block's byte range.
+    def first_line(self, start: int) -> int:
+        """The line a block's byte range starts on.
 
         (A list nested after a tab-indented line can start at the newline before its marker.)
         """
         if self.data[start:start + 1] == b"\n":
             start += 1
-        return [bisect_right(self.starts, start) - 1, min(bisect_right(self.starts, max(end - 1, start)), self.lines)]
+        return bisect_right(self.starts, start) - 1
+
+    def end_line(self, start: int, end: int) -> int:
+        """The line after a block's byte range: what the range ends in is its last line."""
+        return min(bisect_right(self.starts, max(end - 1, start)), self.lines)
 
     def read(self, events: list[tuple[Any, dict[str, int]]]) -> list[Node]:
+        """The nodes, in one pass over the events (written for speed: 130,000 events on a 10,000-step runbook)."""
         top: list[Node] = []
         siblings = top  # where the next node goes
         stack: list[tuple[Node, list[Node]]] = []  # the open nodes, each with the list it was put in
         inline: list[Node] | None = None  # the open inline node's children, inside a paragraph, heading or cell
+        tight = False  # whether that paragraph is one made for a tight list item (see _tight)
         block: Node | None = None  # the code or HTML block being read: its text events are its content
         in_head = False
         skip = 0  # the depth of a link markdown-it-py does not make (see _link) being left out
@@ -223,19 +252,21 @@ class _Reader:
         first_text = -1  # where the first text event of the open inline run starts (-1: none yet)
         for event, where in events:
             if skip:
-                if type(event) is dict:
+                if event.__class__ is dict:
                     kind = next(iter(event))
                     skip += 1 if kind == "Start" else -1 if kind == "End" else 0
                 continue
-            if type(event) is str:  # "SoftBreak", "HardBreak" or "Rule"
+            if event.__class__ is str:  # "SoftBreak", "HardBreak" or "Rule"
                 if event == "Rule":
-                    if inline is not None and stack[-1][0].type == "paragraph" and stack[-1][0].map[1] < 0:
-                        siblings, inline = self._end_tight(stack, first_text, last_inline)
-                        first_text = -1
-                    siblings.append(Node("hr", self.span(where["start"], where["end"])))
+                    if tight:
+                        siblings = self._end_tight(stack, first_text, last_inline)
+                        inline, tight, first_text = None, False, -1
+                    start = where["start"]
+                    siblings.append(Node("hr", [self.first_line(start), self.end_line(start, where["end"])]))
                     continue
                 if inline is None:
-                    siblings, inline = self._tight(stack, siblings, where["start"])
+                    siblings = inline = self._tight(stack, siblings, where["start"])
+                    tight = True
                 siblings.append(Node("softbreak" if event == "SoftBreak" else "hardbreak"))
                 last_inline = where["end"]
                 continue
@@ -245,7 +276,8 @@ class _Reader:
                     block.content += value
                     continue
                 if inline is None:
-                    siblings, inline = self._tight(stack, siblings, where["start"])
+                    siblings = inline = self._tight(stack, siblings, where["start"])
+                    tight = True
                 last_inline = where["end"]
                 if first_text < 0:
                     first_text = where["start"]
@@ -255,113 +287,124 @@ class _Reader:
                 node = Node("text")
                 node.content = value
                 siblings.append(node)
+            elif kind == "Start":
+                if value.__class__ is str:
+                    name, payload = value, None
+                else:
+                    (name, payload), = value.items()
+                if name in _INLINES:
+                    if inline is None:
+                        siblings = inline = self._tight(stack, siblings, where["start"])
+                        tight = True
+                    node = Node(_INLINES[name])
+                    siblings.append(node)
+                    if payload is not None and not self._link(node, name, payload, where):
+                        skip = 1
+                        if len(siblings) > 1 and siblings[-2].type == "text":
+                            siblings[-2].content += siblings.pop().content
+                        continue
+                    stack.append((node, siblings))
+                    if len(stack) > MAX_NESTING:
+                        raise NestingError(self.line(where["start"]) + 1)
+                    siblings = node.children = []
+                    continue
+                if tight:  # a block after a tight item's text
+                    siblings = self._end_tight(stack, first_text, last_inline)
+                    inline, tight, first_text = None, False, -1
+                start = where["start"]
+                node = Node(_BLOCKS.get(name, ""), [self.first_line(start), 0])
+                if name == "Item":
+                    pass  # its end is set by its list (_end_items)
+                elif name == "List":
+                    node.type = "bullet_list" if payload is None else "ordered_list"
+                else:
+                    node.map[1] = self.end_line(start, where["end"])
+                    if name == "Heading":
+                        node.type, node.tag = "heading", "h" + payload["level"][1]
+                    elif name == "CodeBlock":
+                        node.type = "code_block" if payload == "Indented" else "fence"
+                        if node.type == "fence":  # its info string as written (pulldown-cmark's is unescaped, trimmed)
+                            node.info = _FENCE.search(self.data, start).group(1).decode()
+                        block = node
+                    elif name == "HtmlBlock":
+                        block = node
+                    elif name == "TableHead":
+                        in_head = True
+                        node.map[1] = node.map[0] + 1
+                        row = Node("tr", list(node.map))
+                        siblings.append(node)
+                        node.children = [row]
+                        stack.append((node, siblings))
+                        stack.append((row, node.children))
+                        siblings = row.children = []
+                        continue
+                    elif name == "TableRow":
+                        table = stack[-1][0]
+                        if table.children[-1].type != "tbody":
+                            table.children.append(Node("tbody", [node.map[0], table.map[1]]))
+                            table.children[-1].children = []
+                        siblings = table.children[-1].children
+                    elif name == "TableCell":
+                        node.type, node.map = ("th" if in_head else "td"), None
+                siblings.append(node)
+                stack.append((node, siblings))
+                if len(stack) > MAX_NESTING:
+                    raise NestingError(node.map[0] + 1 if node.map else self.line(start) + 1)
+                siblings = node.children = []
+                if node.type in _INLINE_PARENTS:
+                    text = Node("inline", node.map)
+                    node.children.append(text)
+                    inline = siblings = text.children = []
+            elif kind == "End":
+                name = value if value.__class__ is str else next(iter(value))
+                if tight and name == "Item":  # the item ends after its text
+                    siblings = self._end_tight(stack, first_text, last_inline)
+                    inline, tight, first_text = None, False, -1
+                node, siblings = stack.pop()
+                if name in _INLINES:
+                    if name == "Link":
+                        self.links.append(node)
+                        if node.info == "auto" and node.children:
+                            node.children[0].content = normalizeLinkText(node.children[0].content)
+                elif name == "Item":
+                    node.map[1] = self.end_line(where["start"], where["end"])  # the last item's (see _end_items)
+                elif node.type in _INLINE_PARENTS:
+                    self._strip(inline, first_text, last_inline)
+                    inline, first_text = None, -1
+                elif name == "List":
+                    # pulldown-cmark's list runs over the blank lines after it, up to what follows
+                    end = where["end"]
+                    node.map[1] = max(self.line(end) if end < len(self.data) else self.lines, node.children[-1].map[1])
+                    _end_items(node)
+                elif name == "TableHead":
+                    in_head = False
+                    node, siblings = stack.pop()
+                elif name == "CodeBlock" or name == "HtmlBlock":
+                    block = None
+                    self._end_block(node, where["end"])
             elif kind == "Code" or kind == "InlineHtml":
                 if inline is None:
-                    siblings, inline = self._tight(stack, siblings, where["start"])
+                    siblings = inline = self._tight(stack, siblings, where["start"])
+                    tight = True
                 last_inline = where["end"]
                 node = Node("code_inline" if kind == "Code" else "html_inline")
                 node.content = value
                 siblings.append(node)
             elif kind == "Html":
                 block.content += value
-            elif kind == "Start":
-                if type(value) is str:
-                    name, payload = value, None
-                else:
-                    (name, payload), = value.items()
-                if name in _INLINES:
-                    if inline is None:
-                        siblings, inline = self._tight(stack, siblings, where["start"])
-                    node = Node(_INLINES[name])
-                    if payload is not None and not self._link(node, name, payload, where):
-                        skip = 1
-                        siblings.append(node)
-                        if siblings[-2:-1] and siblings[-2].type == "text":
-                            siblings[-2].content += siblings.pop().content
-                        continue
-                    siblings.append(node)
-                    self._push(stack, node, siblings, where["start"])
-                    siblings = node.children
-                    continue
-                if inline is not None and stack[-1][0].map[1] < 0:  # a block after a tight item's text
-                    siblings, inline = self._end_tight(stack, first_text, last_inline)
-                    first_text = -1
-                node = Node(_BLOCKS.get(name, ""), self.span(where["start"], where["end"]))
-                if name == "List":
-                    node.type = "bullet_list" if payload is None else "ordered_list"
-                elif name == "Heading":
-                    node.type, node.tag = "heading", "h" + payload["level"][1]
-                elif name == "CodeBlock":
-                    node.type = "code_block" if payload == "Indented" else "fence"
-                    if node.type == "fence":  # its info string as written (pulldown-cmark's is unescaped and trimmed)
-                        node.info = _FENCE.search(self.data, where["start"]).group(1).decode()
-                    block = node
-                elif name == "HtmlBlock":
-                    block = node
-                elif name == "TableHead":
-                    in_head = True
-                    node.map[1] = node.map[0] + 1
-                    row = Node("tr", list(node.map))
-                    siblings.append(node)
-                    node.children.append(row)
-                    self._push(stack, node, siblings, where["start"])
-                    siblings = row.children
-                    stack.append((row, node.children))
-                    continue
-                elif name == "TableRow":
-                    table = stack[-1][0]
-                    if not table.children or table.children[-1].type != "tbody":
-                        table.children.append(Node("tbody", [node.map[0], table.map[1]]))
-                    siblings = table.children[-1].children
-                elif name == "TableCell":
-                    node.type, node.map = ("th" if in_head else "td"), None
-                siblings.append(node)
-                self._push(stack, node, siblings, where["start"])
-                siblings = node.children
-                if node.type in _INLINE_PARENTS:
-                    node.children.append(Node("inline", node.map))
-                    inline = siblings = node.children[0].children
-            else:  # "End"
-                name = value if type(value) is str else next(iter(value))
-                if inline is not None and name == "Item":  # the item ends after its text
-                    siblings, inline = self._end_tight(stack, first_text, last_inline)
-                    first_text = -1
-                node, siblings = stack.pop()
-                if name == "TableHead":
-                    in_head = False
-                    node, siblings = stack.pop()
-                elif name == "TableRow":
-                    siblings = stack[-1][0].children
-                elif name == "CodeBlock" or name == "HtmlBlock":
-                    block = None
-                    if where["end"] == len(self.data) and not self.open_last and not self.data.endswith(b"\n"):
-                        node.content = node.content[:node.content.rfind("\n") + 1]  # not a line to markdown-it-py
-                    if node.type == "html_block":  # its lines are its content's (its range can run into the next line)
-                        node.map[1] = node.map[0] + node.content.count("\n") + (not node.content.endswith("\n"))
-                    elif node.type == "code_block" and not node.content.endswith("\n"):
-                        node.content += "\n"  # markdown-it-py ends an indented block's last line, at the end of the text too
-                elif name in _INLINES:
-                    if name == "Link":
-                        self.links.append(node)
-                        if node.info == "auto" and node.children:
-                            node.children[0].content = normalizeLinkText(node.children[0].content)
-                    continue
-                if node.type in _INLINE_PARENTS:
-                    self._strip(inline, first_text, last_inline)
-                    first_text = -1
-                    inline = None
-                elif node.type == "bullet_list" or node.type == "ordered_list":
-                    # pulldown-cmark's list runs over the blank lines after it, up to what follows
-                    end = where["end"]
-                    node.map[1] = max(self.line(end) if end < len(self.data) else self.lines, node.children[-1].map[1])
-                    _end_items(node)
         return top
 
-    def _push(self, stack: list[tuple[Node, list[Node]]], node: Node, siblings: list[Node], start: int) -> None:
-        """Open `node`; refused past MAX_NESTING."""
-        stack.append((node, siblings))
-        if len(stack) > MAX_NESTING:
-            raise NestingError(self.line(start) + 1)
+    def _end_block(self, node: Node, end: int) -> None:
+        """A code or HTML block's content and lines as markdown-it-py has them."""
+        if end == len(self.data) and not self.open_last and not self.data.endswith(b"\n"):
+            node.content = node.content[:node.content.rfind("\n") + 1]  # a last line of spaces is no line to it
+        if node.type == "fence" and node.map[1] == self.lines and self.open_last \
+                and not self.data[self.starts[-1]:].strip(b" \t>"):
+            node.map[1] -= 1  # the text's last line, blank in a block quote and not ended: an unclosed fence's end
+        elif node.type == "html_block":  # its lines are its content's (its range can run into the next line)
+            node.map[1] = node.map[0] + node.content.count("\n") + (not node.content.endswith("\n"))
+        elif node.type == "code_block" and not node.content.endswith("\n"):
+            node.content += "\n"  # markdown-it-py ends an indented block's last line, at the end of the text too
 
     def _strip(self, nodes: list[Node], start: int, end: int) -> None:
         """An inline run without the whitespace markdown-it-py strips from its ends (`_TRIM`).
@@ -378,25 +421,25 @@ class _Reader:
             written = self.data[max(start, 0):end].decode()
             _strip_end(nodes, len(written) - len(written.rstrip(_TRIM)), -1)
 
-    def _tight(self, stack: list[tuple[Node, list[Node]]], siblings: list[Node],
-               start: int) -> tuple[list[Node], list[Node]]:
-        """Open the paragraph pulldown-cmark leaves out in a tight list item, where its text starts.
-
-        Its end line is set when it closes (a map end of -1 marks it open meanwhile).
-        """
-        paragraph = Node("paragraph", [self.line(start), -1])
+    def _tight(self, stack: list[tuple[Node, list[Node]]], siblings: list[Node], start: int) -> list[Node]:
+        """Open the paragraph pulldown-cmark leaves out in a tight list item, where its text starts;
+        its inline node's children. Its end line is set when it closes (_end_tight)."""
+        paragraph = Node("paragraph", [self.line(start), 0])
         siblings.append(paragraph)
-        self._push(stack, paragraph, siblings, start)
-        paragraph.children.append(Node("inline", paragraph.map))
-        inline = paragraph.children[0].children
-        return inline, inline
+        stack.append((paragraph, siblings))
+        if len(stack) > MAX_NESTING:
+            raise NestingError(paragraph.map[0] + 1)
+        text = Node("inline", paragraph.map)
+        paragraph.children = [text]
+        text.children = []
+        return text.children
 
-    def _end_tight(self, stack: list[tuple[Node, list[Node]]], first_text: int,
-                   end: int) -> tuple[list[Node], None]:
+    def _end_tight(self, stack: list[tuple[Node, list[Node]]], first_text: int, end: int) -> list[Node]:
+        """Close the paragraph _tight opened, at the line its last text ends on; the list it is in."""
         paragraph, siblings = stack.pop()
         paragraph.map[1] = self.line(max(end - 1, 0)) + 1
         self._strip(paragraph.children[0].children, first_text, end)
-        return siblings, None
+        return siblings
 
     def _link(self, node: Node, kind: str, data: dict[str, Any], where: dict[str, int]) -> bool:
         """A link's or image's href as markdown-it-py normalises it; False where it makes no link.
