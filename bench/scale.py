@@ -13,16 +13,21 @@ from bench.workloads import markdown_runbook, transcript_file, yaml_runbook
 # Runs in a fresh interpreter: import and warm up first, then time `load_runbook` only, and the
 # third-party parsing underneath it alone, under the same conditions as ours (the cyclic GC off,
 # as load_runbook has it; the libyaml loader where there is one), so the report shows which part
-# of the time is ours and which is the library's.
+# of the time is ours and which is the library's. The Markdown library is pyromark's events
+# (pulldown-cmark), or markdown-it-py's token stream in a checkout from before the switch (`--code`).
 PARSE = """
 import gc, json, sys, time
 import yaml
-from markdown_it import MarkdownIt
-from runbook_tui.parse import load_runbook
+from runbook_tui.parse import load_runbook, tree
 path, warm, reps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 load_runbook(warm)
 text = open(path, encoding="utf-8").read()
-if path.endswith(".md"):
+if path.endswith(".md") and hasattr(tree, "pyromark_tree"):
+    import pyromark
+    pulldown = pyromark.Markdown(options=pyromark.Options.ENABLE_TABLES)
+    library = lambda: list(pulldown.events_with_range(text, merge_text=True))
+elif path.endswith(".md"):
+    from markdown_it import MarkdownIt
     library = lambda: MarkdownIt("commonmark").enable("table").parse(text)
 else:
     library = lambda: yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
@@ -42,7 +47,7 @@ book = load_runbook(path)
 print(json.dumps({"times": times, "library": lib, "steps": sum(1 for _ in book.steps()),
                   "commands": sum(1 for _ in book.commands())}))
 """
-LIBRARY = {"Markdown": "markdown-it-py's token stream (`MarkdownIt(\"commonmark\").enable(\"table\").parse`)",
+LIBRARY = {"Markdown": "pyromark's events with their ranges (pulldown-cmark, `events_with_range`)",
            "YAML": "`yaml.compose` with libyaml's `CSafeLoader`"}
 
 

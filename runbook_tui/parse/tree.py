@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import os
 import re
 from bisect import bisect_right
@@ -128,27 +127,9 @@ def _python_parser() -> MarkdownIt:
 def pyromark_tree(text: str, links: list[Node]) -> list[Node]:
     """The tree from pulldown-cmark's events; NestingError past MAX_NESTING."""
     text = _NEWLINES.sub("\n", text).replace("\0", "\ufffd")
-    with _collector_paused():
-        with _stderr_unprinted():
-            events = list(_pyromark().events_with_range(text, merge_text=True))
-        return _Reader(text, links).read(events)
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while the events are made and read.
-
-    They are some 400,000 new dicts and tuples on a 10,000-step runbook, none of them garbage
-    until the read ends; the collector, run every 700 allocations, walked them over and over:
-    half the read's time (BENCHMARKS.md). Reference counting still frees as usual meanwhile.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+    with _stderr_unprinted():
+        events = list(_pyromark().events_with_range(text, merge_text=True))
+    return _Reader(text, links).read(events)
 
 
 @contextlib.contextmanager
