@@ -76,7 +76,8 @@ WORD = st.sampled_from(["kubectl", "get", "pods", "é", "ünïcode", "日本語"
                         "``a`b``", "*em*", "**strong**", "_u_", "[link](./other.md)", "[x](<a b.md> \"t\")",
                         "<https://example.com>", "<a@b.c>", "![img](i.png)", "\\*", "&amp;", "&#35;", "<span>",
                         "<!-- runbook: risk=high -->", "|", "#", "-", "1.", "\\", "  ", "\t", "`", "```", "~~~",
-                        "[", "]", "(", ")", "*", "_", "**", "\xa0", "[ref]", "[`x`](y.md)", "&nbsp;"])
+                        "[", "]", "(", ")", "*", "_", "**", "\xa0", "[ref]", "[`x`](y.md)", "&nbsp;",
+                        "[j](javascript:x)", "<javascript:y>", "[*j*](vbscript:x)"])
 INLINE = st.lists(WORD, min_size=1, max_size=6).map(" ".join)
 FENCE_INFO = st.sampled_from(["", "sh", "bash {name=x}", "console", " yaml ", "sh {\"id\":\"01H\"}", "!bash",
                               "sh\\_x"])
@@ -136,11 +137,11 @@ DOCUMENT = st.tuples(st.lists(block(), max_size=8), st.sampled_from(["\n", "\n\n
 # spaces or more right after a table's row (approximated: after any line, in a text with a table);
 # a block quote that starts with an empty line; a tab after a block quote's `>`; an empty list
 # item before two blank lines; a code span across a line end and indentation (approximated: any);
-# a line of only `|`.
+# a line of only `|`; a line of only spaces, one of them a Unicode space, after a table.
 KNOWN = re.compile(r"\[\s*\]:|\t[ \t]*$|<.*[^\S\x00-\x7f][ \t]*$|\]:.*\n[ \t]*\S|^.*\|.*\n[ \t]*[-:][ \t:-]*$"
                    r"|(?:\A|\n[ \t]*\n)[ \t]*>[ \t]*(?:\n|\Z)|> *\t"
                    r"|^[ \t]*(?:[-*+]|[0-9]{1,9}[.)])[ \t]*\n[ \t]*\n[ \t]*\n|`[^`]*\n[ \t][^`]*`"
-                   r"|^[ \t]*\|[ \t]*$", re.MULTILINE)
+                   r"|^[ \t]*\|[ \t]*$|^[^\S\n]*[^\S\x00-\x7f][^\S\n]*$", re.MULTILINE)
 TABLE = re.compile(r"^[ \t]*\|[ \t:|-]*-", re.MULTILINE)
 INDENTED_AFTER_TEXT = re.compile(r"\S.*\n(?: {4}|\t| {1,3}\t)")
 
@@ -338,10 +339,14 @@ def test_known_difference_a_delimiter_row_without_a_bar() -> None:
 
 def test_known_difference_a_line_of_only_a_bar_in_a_table() -> None:
     """`|` alone after a table's rows is one more (empty) row in markdown-it-py; pulldown-cmark
-    ends the table there. Accepted: an empty row holds no command."""
+    ends the table there. A line of only Unicode spaces, the other way round. Accepted: neither
+    holds a command."""
     text = "| a |\n|---|\n|\n===\n"
     assert types(pyromark_tree(text, [])) == ["table", "heading"]
     assert types(python_tree(text, [])) == ["table"]
+    # and a line of only Unicode spaces: the end of the table to markdown-it-py, a row to pulldown-cmark
+    assert types(pyromark_tree("| a |\n|---|\n\xa0\nb", [])) == ["table"]
+    assert types(python_tree("| a |\n|---|\n\xa0\nb", [])) == ["table", "paragraph"]
 
 
 def test_known_difference_lines_right_after_a_reference_definition(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -367,15 +372,20 @@ def test_known_difference_an_invalid_destination_in_a_reference_definition() -> 
     assert types(python_tree(text, [])) == ["paragraph", "paragraph"]
 
 
-def test_known_difference_markup_inside_a_refused_link() -> None:
+def test_a_refused_link_is_text_as_in_markdown_it_py_but_markup_in_its_destination() -> None:
     """A link to `javascript:` (or `vbscript:`, `file:`, non-image `data:`) is no link to
-    markdown-it-py: its source is text. The reader makes it text too, written as it is, so
-    markup inside its text stays as written instead of being read. Accepted: such links are
-    not in runbooks; without markup the text is the same, and the link is not followed."""
-    assert_same_tree("see [j](javascript:x) and <javascript:y>\n")
-    ours, reference = pyromark_tree("[*j*](javascript:x)", []), python_tree("[*j*](javascript:x)", [])
-    assert types(ours[0].children[0].children) == ["text"]
-    assert types(reference[0].children[0].children) == ["text", "em", "text"]
+    markdown-it-py: its brackets and destination are text, its text is read as any other. The
+    reader does the same, except that it keeps the destination as written where markdown-it-py
+    reads markup in it too (a known difference). Accepted: such a destination is no runbook's,
+    and the link is followed by neither."""
+    for text in ("see [j](javascript:x) and <javascript:y>\n", "[*j*](vbscript:x) after", "a ![`i`](file:///x) b",
+                 "- [](javascript:x)"):
+        assert_same_tree(text)
+    links: list[Node] = []
+    pyromark_tree("[a](javascript:*x*) [b](./b.md)", links)
+    assert [node.attrs["href"] for node in links] == ["./b.md"]
+    assert types(pyromark_tree("[a](javascript:*x*)", [])[0].children[0].children) == ["text"]
+    assert types(python_tree("[a](javascript:*x*)", [])[0].children[0].children) == ["text", "em", "text"]
 
 
 def test_known_difference_a_reference_label_of_unicode_spaces() -> None:

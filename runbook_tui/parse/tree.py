@@ -265,9 +265,7 @@ class _Reader:
                 if siblings and siblings[-1].type == "text":
                     siblings[-1].content += value  # markdown-it-py's `text_join`: escapes and entities are text
                     continue
-                node = Node("text")
-                node.content = value
-                siblings.append(node)
+                siblings.append(_text(value))
             elif kind == "Start":
                 if value.__class__ is str:
                     name, payload = value, None
@@ -279,15 +277,18 @@ class _Reader:
                         tight = True
                     node = Node(_INLINES[name])
                     siblings.append(node)
-                    if payload is not None and not self._link(node, name, payload, where):
-                        skip = 1
+                    refused = payload is not None and not self._link(node, name, payload, where)
+                    if refused:  # `node` is text now
                         if len(siblings) > 1 and siblings[-2].type == "text":
                             siblings[-2].content += siblings.pop().content
-                        continue
+                        if node.map is None:  # an autolink: its source is all text
+                            skip = 1
+                            continue
                     stack.append((node, siblings))
                     if len(stack) > MAX_NESTING:
                         raise NestingError(self.line(where["start"]) + 1)
-                    siblings = node.children = []
+                    if not refused:
+                        siblings = node.children = []
                     continue
                 if tight:  # a block after a tight item's text
                     siblings = self._end_tight(stack, first_text, last_inline)
@@ -343,7 +344,15 @@ class _Reader:
                     inline, tight, first_text = None, False, -1
                 node, siblings = stack.pop()
                 if name in _INLINES:
-                    if name == "Link":
+                    if node.map is not None:  # a refused link's text ends: the rest of its source is text
+                        (start, opener), node.map = node.map, None
+                        tail = self.data[max(last_inline, start + opener):where["end"]].decode()
+                        if siblings and siblings[-1].type == "text":
+                            siblings[-1].content += tail
+                        else:
+                            siblings.append(_text(tail))
+                    last_inline = where["end"]
+                    if name == "Link" and node.type == "link":
                         self.links.append(node)
                         if node.info == "auto" and node.children:
                             node.children[0].content = normalizeLinkText(node.children[0].content)
@@ -426,19 +435,32 @@ class _Reader:
         """A link's or image's href as markdown-it-py normalises it; False where it makes no link.
 
         markdown-it-py refuses a `javascript:`, `vbscript:`, `file:` or non-image `data:` URL:
-        the link's source is text then (`node` becomes that text).
+        the link's brackets and destination are text then, and its text is read as any other.
+        `node` becomes the text of the opening bracket (its `map`, while open: where the link
+        starts and how long that is), or of the whole source of an autolink.
         """
         url = data["dest_url"]
         if data["link_type"] == "Email":
             url = "mailto:" + url
         href = normalizeLink(url)
         if not validateLink(href):
-            node.type, node.content = "text", self.data[where["start"]:where["end"]].decode()
+            node.type = "text"
+            if data["link_type"] in ("Email", "Autolink"):
+                node.content = self.data[where["start"]:where["end"]].decode()
+            else:  # its text is read as text around it; the source after the text is text (see read)
+                node.content = "[" if kind == "Link" else "!["
+                node.map = [where["start"], len(node.content)]
             return False
         node.attrs = {"href": href} if kind == "Link" else {"src": href}
         if data["link_type"] in ("Email", "Autolink"):
             node.info = "auto"  # as markdown-it-py marks an autolink: its text is shown as normalizeLinkText gives it
         return True
+
+
+def _text(content: str) -> Node:
+    node = Node("text")
+    node.content = content
+    return node
 
 
 def _strip_end(nodes: list[Node], budget: int, at: int) -> None:
