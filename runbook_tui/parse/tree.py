@@ -1,7 +1,8 @@
 """A minimal syntax tree of a Markdown text, for the Markdown parser.
 
-pulldown-cmark (through pyromark: CommonMark with GitHub's tables, in Rust) reads a 10,000-step
-runbook some 10x faster than markdown-it-py makes its token stream (BENCHMARKS.md, issue 12).
+pulldown-cmark (through pyromark: CommonMark with GitHub's tables, in Rust) makes its events for
+a 10,000-step runbook some 15x faster than markdown-it-py makes its token stream, and the tree
+read from them comes 4x faster (BENCHMARKS.md, issue 12).
 Its flat event stream is read here into the shape `parse/markdown.py` was written for,
 markdown-it-py's: the same node types (a paragraph, a heading or a table cell holds one `inline`
 node whose children are the text; a table has `thead`/`tbody`/`tr`/`th`/`td`; an autolink is a
@@ -37,12 +38,13 @@ _NEWLINES = re.compile(r"\r\n?")
 _TRIM = "\t\n\v\f\r \xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
 _TRIM_CHARS = frozenset(_TRIM)
 # pulldown-cmark's container tags -> our (markdown-it-py's) node types; lists, headings and
-# code blocks are told apart by their payload (see _Reader.start)
+# code blocks are told apart by their payload, cells by where they are (see _Reader.read)
 _BLOCKS = {"Paragraph": "paragraph", "Item": "list_item", "BlockQuote": "blockquote", "HtmlBlock": "html_block",
            "Table": "table", "TableHead": "thead", "TableRow": "tr", "TableCell": "td"}
 _INLINES = {"Emphasis": "em", "Strong": "strong", "Link": "link", "Image": "image"}
 # the nodes whose text is one inline run: markdown-it-py puts it in an `inline` child
 _INLINE_PARENTS = frozenset(("paragraph", "heading", "th", "td"))
+# GitHub's tables: the one extension to CommonMark that markdown-it-py's `.enable("table")` adds
 _OPTIONS = pyromark.Options.ENABLE_TABLES
 # an opening code fence: what follows its marker on the line is its info string
 _FENCE = re.compile(rb"(?:`{3,}|~{3,})([^\n]*)")
