@@ -386,7 +386,7 @@ def test_a_refused_link_is_text_as_in_markdown_it_py_but_markup_in_its_destinati
     reads markup in it too (a known difference). Accepted: such a destination is no runbook's,
     and the link is followed by neither."""
     for text in ("see [j](javascript:x) and <javascript:y>\n", "[*j*](vbscript:x) after", "a ![`i`](file:///x) b",
-                 "- [](javascript:x)"):
+                 "- [](javascript:x)", "# T\n- <javascript:y>"):
         assert_same_tree(text)
     links: list[Node] = []
     pyromark_tree("[a](javascript:*x*) [b](./b.md)", links)
@@ -465,3 +465,16 @@ def test_known_difference_markdown_it_py_drops_what_nests_past_20_levels() -> No
     text = "".join("  " * depth + "- a\n" for depth in range(12)) + "  " * 12 + "- `kubectl get pods`\n"
     assert "kubectl get pods" in commands(text)
     assert "kubectl" not in str(view(python_tree(text, [])))
+
+
+def test_a_runbook_without_links_does_not_import_markdown_it_py() -> None:
+    """markdown-it-py's package takes ~30 ms to import: only a link (its URL normalised as
+    markdown-it-py does) or the fallback needs it, not a `check` or `run` of a plain runbook."""
+    code = ("import sys\nfrom runbook_tui.parse import parse_text\n"
+            "book = parse_text('# T\\n\\n## S\\n\\n1. Check\\n   - `kubectl get pods`\\n', 'x.md')\n"
+            "assert [t.command for t in book.commands()] == ['kubectl get pods']\n"
+            "print('markdown_it' in sys.modules)\n"
+            "parse_text('See [b](./b.md).\\n', 'y.md')\n"
+            "print('markdown_it' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.stdout.split() == ["False", "True"], proc.stderr

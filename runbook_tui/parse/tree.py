@@ -23,7 +23,6 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import pyromark
-from markdown_it.common.normalize_url import normalizeLink, normalizeLinkText, validateLink
 
 if TYPE_CHECKING:
     from markdown_it import MarkdownIt
@@ -284,7 +283,7 @@ class _Reader:
                         if len(siblings) > 1 and siblings[-2].type == "text":
                             siblings[-2].content += siblings.pop().content
                         if node.map is None:  # an autolink: its source is all text
-                            skip = 1
+                            skip, last_inline = 1, where["end"]
                             continue
                     stack.append((node, siblings))
                     if len(stack) > MAX_NESTING:
@@ -357,6 +356,8 @@ class _Reader:
                     if name == "Link" and node.type == "link":
                         self.links.append(node)
                         if node.info == "auto" and node.children:
+                            from markdown_it.common.normalize_url import normalizeLinkText
+
                             node.children[0].content = normalizeLinkText(node.children[0].content)
                 elif name == "Item":
                     node.map[1] = self.end_line(where["start"], where["end"])  # the last item's (see _end_items)
@@ -441,6 +442,9 @@ class _Reader:
         `node` becomes the text of the opening bracket (its `map`, while open: where the link
         starts and how long that is), or of the whole source of an autolink.
         """
+        # imported here: markdown-it-py's package takes ~30 ms to import, which a text without links needs not pay
+        from markdown_it.common.normalize_url import normalizeLink, validateLink
+
         url = data["dest_url"]
         if data["link_type"] == "Email":
             url = "mailto:" + url
