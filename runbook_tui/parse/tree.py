@@ -36,6 +36,7 @@ _NEWLINES = re.compile(r"\r\n?")
 # only spaces and tabs there.
 _TRIM = "\t\n\v\f\r \xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
 _TRIM_CHARS = frozenset(_TRIM)
+_TRIM_OR_MARKER = _TRIM + ">"  # and a block quote's marker, on a paragraph's next line
 # pulldown-cmark's container tags -> our (markdown-it-py's) node types; lists, headings and
 # code blocks are told apart by their payload, cells by where they are (see _Reader.read)
 _BLOCKS = {"Paragraph": "paragraph", "Item": "list_item", "BlockQuote": "blockquote", "HtmlBlock": "html_block",
@@ -402,17 +403,20 @@ class _Reader:
     def _strip(self, nodes: list[Node], start: int, end: int) -> None:
         """An inline run without the whitespace markdown-it-py strips from its ends (`_TRIM`).
 
-        It strips the paragraph's source before reading entities (`&nbsp;` stays), and more than
-        the spaces and tabs pulldown-cmark strips: at each end, the text's whitespace (and a line
-        break within it) goes as far as the source, from `start` (the run's first text) to `end`,
-        has whitespace written out there.
+        pulldown-cmark strips spaces and tabs there, markdown-it-py all of `_TRIM`, and before
+        it reads entities: `&nbsp;` at an end stays. So what the text has at an end goes (line
+        breaks within it too) unless the source, from `start` (the run's first text) to `end`,
+        has an entity right past its whitespace (and block quote markers) there: then only as
+        much as that whitespace.
         """
         if nodes and nodes[0].type == "text" and nodes[0].content[:1] in _TRIM_CHARS:
             written = self.data[start:end].decode()
-            _strip_end(nodes, len(written) - len(written.lstrip(_TRIM)), 0)
+            run = len(written) - len(written.lstrip(_TRIM_OR_MARKER))
+            _strip_end(nodes, run if written.startswith("&", run) else len(written), 0)
         if nodes and nodes[-1].type == "text" and nodes[-1].content[-1:] in _TRIM_CHARS:
             written = self.data[max(start, 0):end].decode()
-            _strip_end(nodes, len(written) - len(written.rstrip(_TRIM)), -1)
+            kept = written.rstrip(_TRIM_OR_MARKER)
+            _strip_end(nodes, len(written) - len(kept) if kept.endswith(";") else len(written), -1)
 
     def _tight(self, stack: list[tuple[Node, list[Node]]], siblings: list[Node], start: int) -> list[Node]:
         """Open the paragraph pulldown-cmark leaves out in a tight list item, where its text starts;
