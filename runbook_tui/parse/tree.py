@@ -204,6 +204,7 @@ class _Reader:
         last = self.data[self.starts[-1]:]
         self.open_last = bool(last.strip(b" \t"))  # whether the last line has text and no "\n" after it
         self.lines = len(self.starts) - (0 if self.open_last else 1)
+        self.backslash_breaks: set[int] = set()  # the ids of hard breaks written as a backslash (see _strip_end)
 
     def line(self, offset: int) -> int:
         return bisect_right(self.starts, offset) - 1
@@ -251,6 +252,8 @@ class _Reader:
                     siblings = inline = self._tight(stack, siblings, where["start"])
                     tight = True
                 siblings.append(Node("softbreak" if event == "SoftBreak" else "hardbreak"))
+                if event == "HardBreak" and self.data[where["start"]] == 0x5C:  # `\`
+                    self.backslash_breaks.add(id(siblings[-1]))
                 last_inline = where["end"]
                 continue
             (kind, value), = event.items()
@@ -412,11 +415,12 @@ class _Reader:
         if nodes and nodes[0].type == "text" and nodes[0].content[:1] in _TRIM_CHARS:
             written = self.data[start:end].decode()
             run = len(written) - len(written.lstrip(_TRIM_OR_MARKER))
-            _strip_end(nodes, run if written.startswith("&", run) else len(written), 0)
+            _strip_end(nodes, _text_width(written[:run]) if written.startswith("&", run) else len(written), 0, set())
         if nodes and nodes[-1].type == "text" and nodes[-1].content[-1:] in _TRIM_CHARS:
             written = self.data[max(start, 0):end].decode()
             kept = written.rstrip(_TRIM_OR_MARKER)
-            _strip_end(nodes, len(written) - len(kept) if kept.endswith(";") else len(written), -1)
+            _strip_end(nodes, _text_width(written[len(kept):]) if kept.endswith(";") else len(written), -1,
+                       self.backslash_breaks)
 
     def _tight(self, stack: list[tuple[Node, list[Node]]], siblings: list[Node], start: int) -> list[Node]:
         """Open the paragraph pulldown-cmark leaves out in a tight list item, where its text starts;
@@ -473,14 +477,37 @@ def _text(content: str) -> Node:
     return node
 
 
-def _strip_end(nodes: list[Node], budget: int, at: int) -> None:
-    """Strip up to `budget` whitespace characters from the first (`at` 0) or last (-1) end of an inline run."""
-    while budget > 0 and nodes:
+def _text_width(run: str) -> int:
+    """How many characters of text a run of whitespace in a paragraph's source makes: not the
+    spaces before a line end (pulldown-cmark drops them, or makes them a hard break), nor a
+    next line's block quote markers and indentation."""
+    lines = run.split("\n")
+    width = 0
+    for number, line in enumerate(lines):
+        if number:
+            line = line.lstrip(" \t>")
+        if number < len(lines) - 1:
+            line = line.rstrip(" \t")
+        width += len(line)
+    return width
+
+
+def _strip_end(nodes: list[Node], budget: int, at: int, backslash_breaks: set[int]) -> None:
+    """Strip up to `budget` whitespace characters from the first (`at` 0) or last (-1) end of an
+    inline run, and the line breaks there; a hard break written as a backslash, left at the
+    end, is that backslash (markdown-it-py trims the text before it reads breaks)."""
+    while nodes:
         node = nodes[at]
-        if node.type == "softbreak" or node.type == "hardbreak":  # the whitespace around it is gone already
+        if node.type == "softbreak" or node.type == "hardbreak":  # a line end: whitespace, always stripped
             del nodes[at]
+            if id(node) in backslash_breaks:
+                if nodes and nodes[-1].type == "text":
+                    nodes[-1].content += "\\"
+                else:
+                    nodes.append(_text("\\"))
+                return
             continue
-        if node.type != "text":
+        if node.type != "text" or budget == 0:
             return
         content = node.content
         kept = content.lstrip(_TRIM) if at == 0 else content.rstrip(_TRIM)
