@@ -141,13 +141,13 @@ DOCUMENT = st.tuples(st.lists(block(), max_size=8), st.sampled_from(["\n", "\n\n
 # among the spaces that end a line; an HTML tag line ending in a Unicode space; a line that is not
 # blank right after a reference definition; a delimiter row without `|`; a line indented 4
 # spaces or more right after a table's row (approximated: after any line, in a text with a table);
-# a block quote that starts with an empty line; a tab after a block quote's `>`; an empty list
+# a block quote line with nothing in it before a blank line (approximating: a quote of only such lines); a tab after a block quote's `>`; an empty list
 # item before two blank lines; a code span across a line end and indentation (approximated: any);
 # a line of only `|`; a line of only spaces, one of them a Unicode space, after a table; an item
 # whose text starts 4 spaces after its marker (then a lazy line); a lazy line after a block quote;
 # a backslash before the spaces that end a line.
 KNOWN = re.compile(r"\[\s*\]:|\t[ \t]*$|<.*[^\S\x00-\x7f][ \t]*$|\]:.*\n[ \t]*[^ \t\n]|^.*\|.*\n[ \t]*[-:][ \t:-]*$"
-                   r"|(?:\A|\n[ \t]*\n)[ \t]*>[ \t]*(?:\n|\Z)|> *\t"
+                   r"|^[ \t]*>[ \t]*(?:\n[ \t]*>[ \t]*)*(?:\n[ \t]*)?(?:\n|\Z)|> *\t"
                    r"|^[ \t]*(?:[-*+]|[0-9]{1,9}[.)])[ \t]*\n[ \t]*\n[ \t]*\n|`[^`]*\n[ \t][^`]*`"
                    r"|^[ \t]*\|[ \t]*$|^[^\S\n]*[^\S\x00-\x7f][^\S\n]*$|(?:[-*+]|[0-9]{1,9}[.)]) {4}"
                    r"|^[ \t]*>.*\n[ \t]*[^ \t>\n]|\\[ \t]+$", re.MULTILINE)
@@ -437,11 +437,15 @@ def test_known_difference_an_html_tag_line_ending_in_a_unicode_space() -> None:
 
 
 def test_known_difference_block_quotes_and_tabs() -> None:
-    """A block quote that starts with an empty `>` line ends a line later in markdown-it-py; a
-    tab after `>` is kept as a tab by markdown-it-py, as spaces by pulldown-cmark. Accepted:
-    the first holds nothing, the second changes only indentation inside quoted HTML or code."""
+    """A block quote of only empty `>` lines, before a blank line, ends a line later in
+    markdown-it-py (in a list item too); a tab after `>` is kept as a tab by markdown-it-py, as
+    spaces by pulldown-cmark. Accepted: the first holds nothing, the second changes only
+    indentation inside quoted HTML or code."""
     assert pyromark_tree(">   \n\n", [])[0].map == [0, 1]
     assert python_tree(">   \n\n", [])[0].map == [0, 2]
+    assert pyromark_tree("- x\n  >\n\nk", [])[0].children[0].children[1].map == [1, 2]
+    assert python_tree("- x\n  >\n\nk", [])[0].children[0].children[1].map == [1, 3]
+    assert_same_tree("> a\n>   \n\nb")
     assert pyromark_tree("> \t <span>", [])[0].children[0].content == "   <span>"
     assert python_tree("> \t <span>", [])[0].children[0].content == "\t <span>"
 

@@ -415,7 +415,8 @@ class _Reader:
         if nodes and nodes[0].type == "text" and nodes[0].content[:1] in _TRIM_CHARS:
             written = self.data[start:end].decode()
             run = len(written) - len(written.lstrip(_TRIM_OR_MARKER))
-            _strip_end(nodes, _text_width(written[:run]) if written.startswith("&", run) else len(written), 0, set())
+            _strip_end(nodes, _text_width(written[:run]) if written.startswith("&", run) else len(written), 0,
+                       self.backslash_breaks)
         if nodes and nodes[-1].type == "text" and nodes[-1].content[-1:] in _TRIM_CHARS:
             written = self.data[max(start, 0):end].decode()
             kept = written.rstrip(_TRIM_OR_MARKER)
@@ -494,11 +495,14 @@ def _text_width(run: str) -> int:
 
 def _strip_end(nodes: list[Node], budget: int, at: int, backslash_breaks: set[int]) -> None:
     """Strip up to `budget` whitespace characters from the first (`at` 0) or last (-1) end of an
-    inline run, and the line breaks there; a hard break written as a backslash, left at the
-    end, is that backslash (markdown-it-py trims the text before it reads breaks)."""
+    inline run, and the line breaks there. markdown-it-py trims the text before it reads
+    breaks, so a hard break written as a backslash stays at the start, and is that backslash
+    at the end."""
     while nodes:
         node = nodes[at]
         if node.type == "softbreak" or node.type == "hardbreak":  # a line end: whitespace, always stripped
+            if at == 0 and id(node) in backslash_breaks:  # but not a backslash before it
+                return
             del nodes[at]
             if id(node) in backslash_breaks:
                 if nodes and nodes[-1].type == "text":
