@@ -1148,7 +1148,8 @@ class KeepsQuestions(RandomOperator):
 
 def test_a_missing_value_is_asked_in_the_runbooks_own_words(tmp_path: Path) -> None:
     """The prompt text and the default come from the runbook's declaration of that very variable;
-    an undeclared one is asked by its name; a declared secret masked, naming where it is kept."""
+    an undeclared one is asked by its name; a declared secret masked, naming where it is kept; a
+    placeholder as it is written."""
     operator = KeepsQuestions()
     session, path = make(tmp_path, """
         ---
@@ -1161,7 +1162,7 @@ def test_a_missing_value_is_asked_in_the_runbooks_own_words(tmp_path: Path) -> N
         ---
         # Q
         ## Steps
-        - `echo "$TAG $WHERE $BARE $OTHER $TOKEN" --x`
+        - `echo "$TAG $WHERE $BARE $OTHER $TOKEN" --x <release-name>`
         """, operator)
     session.forget_value("TAG")
     session.forget_value("BARE")
@@ -1173,6 +1174,7 @@ def test_a_missing_value_is_asked_in_the_runbooks_own_words(tmp_path: Path) -> N
         Question("TAG", "$TAG: Release tag", default="v1"),
         Question("TOKEN", "secret TOKEN (env:RUNBOOK_TUI_TEST_NO_SUCH_TOKEN)", secret=True),
         Question("WHERE", "$WHERE: Where it goes"),
+        Question("release-name", "<release-name>"),
     ]
 
 
