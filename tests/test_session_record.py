@@ -1135,7 +1135,7 @@ def test_a_view_failing_on_output_stops_the_command_and_its_end_is_still_recorde
 
 
 class KeepsQuestions(RandomOperator):
-    """Runs every command and answers every value "v", keeping the questions as they were put."""
+    """Runs every command and answers every value with its name, keeping the questions as they were put."""
 
     def __init__(self) -> None:
         super().__init__(["run"] * 10)
@@ -1143,7 +1143,7 @@ class KeepsQuestions(RandomOperator):
 
     def ask_values(self, questions: list[Question]) -> dict[str, str]:
         self.questions += questions
-        return super().ask_values(questions)
+        return {q.name: f"{q.name}-typed" for q in questions}
 
 
 def test_a_missing_value_is_asked_in_the_runbooks_own_words(tmp_path: Path) -> None:
@@ -1176,6 +1176,9 @@ def test_a_missing_value_is_asked_in_the_runbooks_own_words(tmp_path: Path) -> N
         Question("WHERE", "$WHERE: Where it goes"),
         Question("release-name", "<release-name>"),
     ]
+    (given,) = unstamped(path, "values.given")
+    assert given == {"task_id": "1.1.1", "values": {name: f"{name}-typed" for name in ("BARE", "OTHER", "TAG", "WHERE", "release-name")}}, \
+        "the values typed, under the task that asked (the secret only as a secret: not here)"
 
 
 def test_a_command_stopped_at_its_question_stays_stopped_and_the_operator_is_asked_once(tmp_path: Path) -> None:
