@@ -1253,3 +1253,31 @@ def test_a_command_that_only_waits_a_moment_for_input_no_one_can_give_is_left_to
     assert len(operator.shown) == 1, "asked, and no one could answer"
     assert [(e["exit_code"], e["aborted"]) for e in events(path, "command.finished")] == [(0, False)]
     assert "went on" in "".join(e["text"] for e in events(path, "output"))
+
+
+def test_what_the_operator_is_shown_reflects_the_task_the_run_and_the_runbook(tmp_path: Path) -> None:
+    """A value given for this run that makes the environment dangerous raises the risk of a
+    plain command; a container task is shown with its container and the shell it runs there; a
+    step is entered once however many tasks it has; a task marked skip says so."""
+    session, path = make(tmp_path, """
+        # Shown
+        ## Steps
+        1. **Two**
+           - `echo one --x`
+           - `echo skipped --x` <!-- runbook: skip=true -->
+           - `echo two --x`
+        2. **Inside**
+           ```sh {container=web-1}
+           echo inside
+           ```
+        """, Answering([Answer("run")] * 3, [Answer("stop")]), values={"BASH_ENV": "/tmp/evil"})
+    session.run_all()
+    session.transcript.close()
+    asked = unstamped(path, "confirm.asked")
+    assert [(a["task_id"], a["risk"]) for a in asked] == [("1.1.1", "high"), ("1.1.3", "high"), ("1.2.1", "high")]
+    assert any("BASH_ENV (from a value given for this run)" in reason for reason in asked[0]["risk_reasons"])
+    assert (asked[2]["container"], asked[2]["shell"]) == ("web-1", "sh"), "the container's shell, not the operator's"
+    assert (asked[0]["container"], asked[0]["shell"]) == (None, session.shell)
+    assert [e["step_id"] for e in events(path, "step.entered")] == ["1.1", "1.2"], "each step entered once"
+    skipped = [t for t in unstamped(path, "task.finished") if t["task_id"] == "1.1.2"]
+    assert [(t["status"], t["reason"]) for t in skipped] == [("skipped", "marked skip in the runbook")]
