@@ -699,7 +699,7 @@ def test_a_command_that_cannot_start_is_recorded_as_such(tmp_path: Path) -> None
     assert session.run_all() == "failed"
     session.transcript.close()
     message = "cannot start: No such file or directory"
-    assert [(e["task_id"], e["text"]) for e in events(path, "output")] == [("1.1.1", message + "\r\n")]
+    assert unstamped(path, "output") == [{"task_id": "1.1.1", "text": message + "\r\n"}], "no host: a local command"
     assert watching.live == [("1.1.1", message + "\r\n", None)], "the operator sees why, as it happens"
     (finished,) = unstamped(path, "command.finished")
     assert finished == {"task_id": "1.1.1", "exit_code": 127, "signal": None, "duration": 0.0, "timed_out": False,
