@@ -28,7 +28,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from runbook_tui.process import ExitStatus, Process
+from runbook_tui.process import GRACE, ExitStatus, Process
 
 __all__ = [
     "Batch",
@@ -181,7 +181,7 @@ class FanoutCallbacks:
 
 def run_on_hosts(hosts: Sequence[str], start: RemoteStart, *, serial: Sequence[str] | None = None,
                  max_fail: int = 0, parallel: int | None = None, timeout: float | None = None,
-                 grace: float = 2.0, should_abort: Callable[[], bool] | None = None,
+                 grace: float = GRACE, should_abort: Callable[[], bool] | None = None,
                  callbacks: FanoutCallbacks | None = None, done: Collection[str] = ()) -> list[HostResult]:
     """Run a command on ``hosts`` in batches; one :class:`HostResult` per host, in host order.
 

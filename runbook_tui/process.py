@@ -21,6 +21,10 @@ __all__ = ["DEFAULT_TERM", "ExitStatus", "Process", "TerminalProcess", "Terminal
 DEFAULT_TERM = "xterm-256color"
 # How often supervise() looks at the command: polls should_abort, calls tick, raises a failed sink.
 POLL = 0.05
+# Seconds between the signals that stop a command (SIGINT, then SIGTERM, then SIGKILL), unless the
+# run says otherwise: time for a well-behaved program to clean up after Ctrl+C (remove its lock
+# file, roll a transaction back), short enough that a stuck one does not keep the operator waiting.
+GRACE = 2.0
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,7 @@ class Process(Protocol):
 
     def wait(self, timeout: float | None = None) -> ExitStatus | None: ...
 
-    def abort(self, grace: float = 2.0) -> None: ...
+    def abort(self, grace: float = GRACE) -> None: ...
 
 
 @runtime_checkable
@@ -98,7 +102,7 @@ class TerminalProcess(Process, Protocol):
     def terminal_state(self) -> TerminalState: ...
 
 
-def supervise(proc: Process, *, timeout: float | None = None, grace: float = 2.0,
+def supervise(proc: Process, *, timeout: float | None = None, grace: float = GRACE,
               should_abort: Callable[[], bool] | None = None, tick: Callable[[], None] | None = None,
               interval: float = POLL) -> ExitStatus:
     """Wait for ``proc``; on ``timeout`` or once ``should_abort()`` says so, abort it with ``grace``.

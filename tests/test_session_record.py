@@ -104,6 +104,7 @@ def test_run_started_and_run_resumed_say_who_what_and_how(tmp_path: Path) -> Non
                                    "git_user": "Ann <ann@example.org>"}
     assert started["variables"] == {"WHO": "ann"} and started["secrets"] == ["TOKEN"]
     assert started["cwd"] == os.getcwd() and started["concurrent_run"] is None
+    assert started["git"] == {"user": "Ann <ann@example.org>"}
 
     state = RunState(finished={"1.1.2": TaskOutcome("manual"), "1.1.1": TaskOutcome("done", exit_code=0)},
                      hosts_done={"1.1.1": {"web-02": "echo hi", "web-01": "echo hi"}})
@@ -474,7 +475,8 @@ def test_nothing_is_recorded_after_an_abort_or_a_finish(tmp_path: Path) -> None:
         session.aborted("stopped by the operator") if end == "aborted" else session.finish()
         for late in (lambda: session.note("too late"), lambda: session.jumped("1.1.2"),
                      lambda: session.change_mode("auto")):
-            with pytest.raises(RunEnded):
+            with pytest.raises(RunEnded, match="^this run has ended and its transcript is sealed; "
+                                               "start a new run to do more$"):
                 late()
         session.transcript.close()
         assert [e["type"] for e in events(path)][-1] == ("run.aborted" if end == "aborted" else "run.finished")
@@ -1281,3 +1283,17 @@ def test_what_the_operator_is_shown_reflects_the_task_the_run_and_the_runbook(tm
     assert [e["step_id"] for e in events(path, "step.entered")] == ["1.1", "1.2"], "each step entered once"
     skipped = [t for t in unstamped(path, "task.finished") if t["task_id"] == "1.1.2"]
     assert [(t["status"], t["reason"]) for t in skipped] == [("skipped", "marked skip in the runbook")]
+
+
+def test_a_run_starts_with_strict_host_keys_and_names_the_run_it_overlaps(tmp_path: Path) -> None:
+    """Unknown SSH host keys are refused unless the operator said otherwise; a run that started
+    while another of the same runbook held the lock says which one (the lock's word for it)."""
+    book = parse_markdown(textwrap.dedent(TWO).lstrip("\n"), str(tmp_path / "book.md"))
+    session = Session(book, Transcript.create(tmp_path / "t.jsonl"), RandomOperator([]))
+    session.concurrent_run = {"pid": 4242, "user": "bob", "run_id": "r-1"}
+    session.start()
+    session.transcript.close()
+    (started,) = events(tmp_path / "t.jsonl", "run.started")
+    assert started["host_keys"] == "strict" and session.ssh_pool().options.host_keys == "strict"
+    session.close_targets()
+    assert started["concurrent_run"] == {"pid": 4242, "user": "bob", "run_id": "r-1"}

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from runbook_tui.engine.containment import Containment, ContainmentKind, ProcessIdentity, new_containment, read_stat
 from runbook_tui.engine.terminal import FINISHED, ScreenTracker, line_discipline, reading_terminal
-from runbook_tui.process import DEFAULT_TERM, ExitStatus, TerminalState, supervise
+from runbook_tui.process import DEFAULT_TERM, GRACE, ExitStatus, TerminalState, supervise
 
 __all__ = ["PtyProcess", "run_command"]
 
@@ -250,7 +250,7 @@ class PtyProcess:
             raise self._error
         return self._status
 
-    def abort(self, grace: float = 2.0) -> None:
+    def abort(self, grace: float = GRACE) -> None:
         """SIGINT, then SIGTERM, then SIGKILL to the whole group, ``grace`` seconds apart.
 
         A no-op once the leader has exited (the supervisor then kills the rest itself, including
@@ -552,7 +552,7 @@ def run_command(
     timeout: float | None = None,
     rows: int = 40,
     cols: int = 120,
-    grace: float = 2.0,
+    grace: float = GRACE,
     abort_event: threading.Event | None = None,
 ) -> ExitStatus:
     """Spawn ``argv`` and wait; on ``timeout`` or ``abort_event``, abort with ``grace``.

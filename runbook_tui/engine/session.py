@@ -30,7 +30,7 @@ from runbook_tui.engine.local_scripts import command_cwd
 from runbook_tui.engine.policy import (Decision, Risk, confirmation_needed, effective_mode, step_confirmation_needed,
                                        task_risk)
 from runbook_tui.engine.runner import PtyProcess
-from runbook_tui.process import ExitStatus, Process, shell_argv, supervise
+from runbook_tui.process import GRACE, ExitStatus, Process, shell_argv, supervise
 from runbook_tui.model import Mode, Runbook, Secret, Section, Step, Task
 from runbook_tui.parse.hazards import evaluated_placeholders
 from runbook_tui.parse.shellwords import placeholder_label
@@ -190,7 +190,7 @@ class Session:
         secrets: Mapping[str, str] | None = None,
         redactor: Redactor | None = None,
         shell: str | None = None,
-        grace: float = 2.0,
+        grace: float = GRACE,
         git_facts: dict[str, Any] | None = None,
         state: RunState | None = None,
         terminal: Terminal | None = None,
@@ -932,8 +932,8 @@ class OutputStream:
 def operator_facts(git_facts: dict[str, Any] | None) -> dict[str, Any]:
     """Who runs this and where: user, host, terminal, git user."""
     try:
-        tty = os.ttyname(0) if os.isatty(0) else None
-    except OSError:
+        tty: str | None = os.ttyname(0)
+    except OSError:  # not a terminal (ENOTTY), or stdin closed
         tty = None
     return {
         "user": getpass.getuser(),

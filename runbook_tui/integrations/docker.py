@@ -35,7 +35,7 @@ import docker.errors
 from docker.models.containers import Container
 from docker.types import CancellableStream
 
-from runbook_tui.process import DEFAULT_TERM, ExitStatus, shell_argv, supervise
+from runbook_tui.process import DEFAULT_TERM, GRACE, ExitStatus, shell_argv, supervise
 
 __all__ = [
     "COMPOSE_SERVICE_LABEL",
@@ -707,7 +707,7 @@ class ContainerProcess:
             raise self._error
         return self._status
 
-    def abort(self, grace: float = 2.0) -> None:
+    def abort(self, grace: float = GRACE) -> None:
         """SIGINT, then SIGTERM, then SIGKILL to every process of the exec, ``grace`` seconds apart."""
         if threading.current_thread() is self._thread:
             threading.Thread(target=self.abort, args=(grace,), daemon=True).start()
@@ -842,7 +842,7 @@ def exec_in_container(
     abort_event: threading.Event | None = None,
     rows: int = 40,
     cols: int = 120,
-    grace: float = 2.0,
+    grace: float = GRACE,
 ) -> ExitStatus:
     """Run ``script`` in ``target`` and wait, like :func:`runbook_tui.engine.runner.run_command`.
 

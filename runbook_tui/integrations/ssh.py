@@ -59,7 +59,7 @@ from typing import Any, Literal, TypeVar
 import asyncssh
 
 from runbook_tui.model import Host
-from runbook_tui.process import DEFAULT_TERM, ExitStatus, shell_argv
+from runbook_tui.process import DEFAULT_TERM, GRACE, ExitStatus, shell_argv
 
 __all__ = [
     "BOOTSTRAP",
@@ -505,7 +505,7 @@ class RemoteProcess:
             raise self._output_error
         return self._status
 
-    def abort(self, grace: float = 2.0) -> None:
+    def abort(self, grace: float = GRACE) -> None:
         """^C (SIGINT to the foreground group), then SIGTERM, then SIGKILL + hang-up, ``grace`` apart."""
         if self._done.is_set():
             return
