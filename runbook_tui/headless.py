@@ -18,6 +18,7 @@ import click
 from runbook_tui.audit.terminal import TERMINAL_RESET, TerminalFilter, visible
 from runbook_tui.audit.transcript import TranscriptError
 from runbook_tui.engine.checks import Verdict
+from runbook_tui.engine.policy import trust_command
 from runbook_tui.engine.run import Run, RunProblem, RunSettings
 from runbook_tui.engine.session import Answer, Confirmation, MissingValue, Question
 from runbook_tui.engine.trust import TrustStatus
@@ -404,7 +405,7 @@ def _prompter_for(yes: bool, confirm_high_risk: bool, mode: str) -> Callable[[Ru
             return TerminalPrompter()
         if yes and not trust.trusted:
             raise RunProblem(f"{book.path} is not trusted ({trust.reason}), so --yes does not apply and there is "
-                             f"no terminal to confirm on. Review it, then: runbook-tui trust {book.path}")
+                             f"no terminal to confirm on. Review it, then: {trust_command(book.path)}")
         if not yes and mode != "noop":
             raise RunProblem("no terminal to confirm on: pass --yes (and --confirm-high-risk for risk=high commands)")
         return UnattendedPrompter(yes=yes, confirm_high_risk=confirm_high_risk and yes)

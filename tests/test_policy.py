@@ -7,6 +7,7 @@ changing any branch of engine/policy.py breaks one of them.
 from __future__ import annotations
 
 import itertools
+import shlex
 import textwrap
 
 import pytest
@@ -19,6 +20,7 @@ from runbook_tui.engine.policy import (
     effective_mode,
     step_confirmation_needed,
     task_risk,
+    trust_command,
 )
 from runbook_tui.model import MODES, Task, TaskOptions
 from runbook_tui.parse.lint import dangerous_reason
@@ -158,3 +160,12 @@ def test_the_runbooks_own_variable_defaults_count_when_no_values_are_given() -> 
     (only,) = runbook.commands()
     assert task_risk(runbook, only).level == "high"
     assert task_risk(runbook, only, {}).level == "low", "explicit values replace the defaults"
+
+
+@pytest.mark.parametrize("path", ["my runbook.md", "x[red]y.md", "a;rm -rf ~.md", "it's.md", "plain/deploy.md"])
+def test_the_trust_command_shown_is_one_the_shell_runs_as_meant(path: str) -> None:
+    """Copied from the notice and pasted into a shell, it names exactly this file."""
+    _, notice = effective_mode("auto", False, path)
+    command = notice.rsplit("trust this version with: ", 1)[1]  # type: ignore[union-attr]
+    assert command == trust_command(path)
+    assert shlex.split(command) == ["runbook-tui", "trust", path]

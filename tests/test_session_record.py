@@ -1297,3 +1297,12 @@ def test_a_run_starts_with_strict_host_keys_and_names_the_run_it_overlaps(tmp_pa
     assert started["host_keys"] == "strict" and session.ssh_pool().options.host_keys == "strict"
     session.close_targets()
     assert started["concurrent_run"] == {"pid": 4242, "user": "bob", "run_id": "r-1"}
+
+
+def test_an_untrusted_runbook_asked_to_run_in_auto_runs_paranoid_and_says_how_to_trust_it(tmp_path: Path) -> None:
+    book = parse_markdown(textwrap.dedent(TWO).lstrip("\n"), str(tmp_path / "my book.md"))
+    session = Session(book, Transcript.create(tmp_path / "t.jsonl"), RandomOperator([]), mode="auto")
+    assert session.mode == "paranoid"
+    assert session.mode_notice is not None and session.mode_notice.endswith(
+        f"trust this version with: runbook-tui trust '{tmp_path / 'my book.md'}'")
+    session.transcript.close()

@@ -153,6 +153,6 @@ async def test_a_notice_quotes_runbook_text_literally_never_as_markup(tmp_path: 
     async with run_test(app) as pilot:
         await until_event(pilot, transcript, "run.started")
         await until(pilot, lambda: any("trust" in m for m in notifications(app)), what="the trust notice")
-        (notice,) = [n for n in app._notifications if "runbook-tui trust x[red]y.md" in n.message]
+        (notice,) = [n for n in app._notifications if "runbook-tui trust 'x[red]y.md'" in n.message]
         assert notice.markup is False
         await pilot.press("q")

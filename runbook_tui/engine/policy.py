@@ -15,6 +15,7 @@ Relaxations, and who may use them:
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -85,12 +86,18 @@ def task_risk(runbook: Runbook, task: Task, values: Mapping[str, str] | None = N
     return assess_risk(runbook, task, environment_hazards(runbook, values, task))
 
 
+def trust_command(path: str) -> str:
+    """The command that trusts `path`, quoted for the shell: the operator copies it as shown, and
+    a runbook's file name may hold a space, a `;` or a glob."""
+    return f"runbook-tui trust {shlex.quote(path)}"
+
+
 def effective_mode(requested: Mode, trusted: bool, path: str = "PATH") -> tuple[Mode, str | None]:
     """The mode a run may use, and a notice when the request was refused."""
     if requested in RELAXED_MODES and not trusted:
         return "paranoid", (f"{requested} mode needs a trusted runbook, and {path} is not trusted (or changed "
                             "since it was trusted): running in paranoid mode, every command is confirmed. "
-                            f"Review it, then trust this version with: runbook-tui trust {path}")
+                            f"Review it, then trust this version with: {trust_command(path)}")
     return requested, None
 
 
