@@ -51,29 +51,32 @@ def test_container_task_runs_through_docker_exec_and_is_recorded(
 
 
 
-def test_a_container_task_runs_in_its_own_directory_or_the_containers(
+def test_a_container_task_runs_in_its_own_directory_or_the_containers_with_the_runbooks_shell(
     docker_engine: DockerEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`cwd=` is a directory inside the container; without it, the container's own working
-    directory (not the operator's, which the container does not have)."""
+    directory (not the operator's, which the container does not have); the runbook's shell."""
     monkeypatch.setenv("DOCKER_HOST", docker_engine.base_url)
     name = docker_engine.unique("where")
     docker_engine.run("sleep 600", name=name, working_dir="/etc")
     book = parse_markdown(textwrap.dedent(f"""\
+        ---
+        shell: ash
+        ---
         # T
         ## Steps
         ```sh {{container={name} cwd=/tmp}}
         echo "at $(pwd)"
         ```
         ```sh {{container={name}}}
-        echo "at $(pwd)"
+        echo "at $(pwd) in $0"
         ```
         """), str(tmp_path / "book.md"))
     session = Session(book, Transcript.create(tmp_path / "t.jsonl"), Operator(), mode="auto")
     session.start()
     assert session.run_all() == "success"
     output = [e["text"] for e in read_events(tmp_path / "t.jsonl") if e["type"] == "output"]
-    assert "".join(output).split() == ["at", "/tmp", "at", "/etc"]
+    assert "".join(output).split() == ["at", "/tmp", "at", "/etc", "in", "ash"], "the runbook's shell, in there too"
 
 
 def test_missing_container_fails_the_task_with_a_reason(
