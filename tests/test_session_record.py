@@ -711,6 +711,20 @@ def test_a_command_that_cannot_start_is_recorded_as_such(tmp_path: Path) -> None
     assert not events(path, "command.spawned")
 
 
+def ends_in_our_failure(session: Session, path: Path, error: str) -> dict[str, Any]:
+    """Run the first task, which a failure of ours (`error`) interrupts; the command must not
+    outlive it and nothing may still count as running. Returns its command.finished, unstamped."""
+    step = session.runbook.sections[0].steps[0]
+    with pytest.raises(RuntimeError, match=error):
+        session.run_task(step.tasks[0], step)
+    session.transcript.close()
+    assert not session.command_running
+    (spawned,) = events(path, "command.spawned")
+    assert not os.path.exists(f"/proc/{spawned['pid']}"), "the command does not outlive our failure"
+    (finished,) = unstamped(path, "command.finished")
+    return finished
+
+
 class Broken(Typist):
     """A front end that fails while the command waits for an answer."""
 
@@ -727,14 +741,7 @@ def test_a_failure_of_ours_during_a_command_stops_it_and_still_records_its_end(t
         trap '' INT; trap 'exit 7' TERM; read -r -p 'name: ' who
         ```
         """, Broken(["run"], []), grace=0.2)
-    step = session.runbook.sections[0].steps[0]
-    with pytest.raises(RuntimeError, match="the front end broke"):
-        session.run_task(step.tasks[0], step)
-    session.transcript.close()
-    assert not session.command_running
-    (spawned,) = events(path, "command.spawned")
-    assert not os.path.exists(f"/proc/{spawned['pid']}"), "the command does not outlive our failure"
-    (finished,) = events(path, "command.finished")
+    finished = ends_in_our_failure(session, path, "the front end broke")
     assert (finished["aborted"], finished["exit_code"], finished["signal"]) == (True, 7, None), \
         "its own way of ending on SIGTERM (exit 7) is what the record says"
 
@@ -860,14 +867,8 @@ def test_a_failure_before_the_command_is_watched_still_stops_it_with_the_runs_gr
         trap '' INT; touch {ready}; sleep 30
         ```
         """, Answering([Answer("run")]), observer=FailsOnSpawn(ready), grace=0.2)
-    step = session.runbook.sections[0].steps[0]
-    with pytest.raises(RuntimeError, match="the view broke"):
-        session.run_task(step.tasks[0], step)
-    session.transcript.close()
+    finished = ends_in_our_failure(session, path, "the view broke")
     assert ready.exists()
-    (spawned,) = events(path, "command.spawned")
-    assert not os.path.exists(f"/proc/{spawned['pid']}"), "the command does not outlive our failure"
-    (finished,) = events(path, "command.finished")
     assert (finished["aborted"], finished["exit_code"], finished["signal"]) == (True, None, 15)
 
 
@@ -1122,16 +1123,9 @@ def test_a_view_failing_on_output_stops_the_command_and_its_end_is_still_recorde
         ## Steps
         - `echo first; sleep 30; touch {done}` <!-- runbook: retries=2 -->
         """, Answering([Answer("run")]), observer=BrokenPane(), grace=0.2)
-    step = session.runbook.sections[0].steps[0]
-    with pytest.raises(RuntimeError, match="the pane broke"):
-        session.run_task(step.tasks[0], step)
-    session.transcript.close()
-    assert not session.command_running
-    (spawned,) = events(path, "command.spawned")
-    assert not os.path.exists(f"/proc/{spawned['pid']}"), "the command does not outlive the broken view"
-    assert unstamped(path, "command.finished") == [{"task_id": "1.1.1", "exit_code": None, "signal": None,
-                                                    "duration": 0.0, "timed_out": False, "aborted": True,
-                                                    "attempt": 1}]
+    assert ends_in_our_failure(session, path, "the pane broke") == {
+        "task_id": "1.1.1", "exit_code": None, "signal": None, "duration": 0.0, "timed_out": False, "aborted": True,
+        "attempt": 1}
     assert len(events(path, "command.started")) == 1, "no retry after a failure of ours"
     assert not done.exists(), "stopped, not left to finish"
 
