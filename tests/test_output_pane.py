@@ -26,7 +26,7 @@ from runbook_tui.tui.widgets.log_view import LOADING, LogView
 from runbook_tui.tui.widgets.output_pane import MAX_LINES, OutputPane
 from runbook_tui.tui.widgets.task_log import TaskLog
 from runbook_tui.tui.widgets.transcript_lines import TranscriptLines
-from tests.tui_helpers import until
+from tests.tui_helpers import notifications, until
 
 SIZE = (100, 30)
 
@@ -330,3 +330,15 @@ async def test_next_without_a_search_says_how_to_search(key: str) -> None:
         await pilot.press(key)
         await pilot.pause()
         assert any("press /" in n.message for n in pilot.app._notifications)
+
+
+async def test_a_search_that_finds_nothing_says_so_in_the_words_typed(tmp_path: Path) -> None:
+    """What the operator typed is quoted back as typed: `[/x]` made the notification raise as markup."""
+    async with pane_showing("one\r\ntwo\r\n") as (pilot, pane, view):
+        await pilot.press("slash", "[", "slash", "x", "]", "enter")
+        await until(pilot, lambda: any("is not in the output" in m for m in notifications(pilot.app)), 5,
+                    "the not-found notice")
+        await pilot.pause()
+        assert pilot.app.is_running
+        (notice,) = [n for n in pilot.app._notifications if "is not in the output" in n.message]
+        assert notice.message == "'[/x]' is not in the output of task t." and notice.markup is False

@@ -50,7 +50,7 @@ async def test_the_host_list_shows_each_hosts_end_and_the_chosen_hosts_output(
         host_list = app.query_one(HostList)
         await until(pilot, lambda: host_list.has_class("-shown"), what="the host list for a task with hosts")
         table = host_list.table
-        assert [table.get_row(h)[1] for h in (h1, h2, h3, h4)] == ["○ pending"] * 4, "before it runs"
+        assert [str(table.get_row(h)[1]) for h in (h1, h2, h3, h4)] == ["○ pending"] * 4, "before it runs"
         await pilot.press("enter")
         await until_event(pilot, transcript, "task.finished", timeout=60)
 
@@ -104,3 +104,34 @@ async def test_each_batchs_confirmation_names_its_hosts_and_what_comes_after(
         await pilot.press("n")
         await until_event(pilot, transcript, "task.finished", timeout=30)
     assert not events(transcript, "command.started"), "declined: nothing ran on any host"
+
+
+async def test_host_names_and_reasons_are_shown_as_written_never_as_markup(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host's name comes from the runbook and its reason from the network or a transcript:
+    `[bold]` stays those characters, and `[/x]` (a closing tag with no opening) does not crash
+    the screen as Rich markup would."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "fleet.md"
+    path.write_text("---\nhosts:\n  web: ['web-[b]1', web-2]\n---\n# Fleet\n\n## Steps\n\n"
+                    "1. Deploy\n   ```sh {hosts=web}\n   echo hi\n   ```\n")
+    book = load_runbook(path)
+    transcript = tmp_path / "t.jsonl"
+    app = make_app(book, mode="paranoid", variables={}, transcript=str(transcript), theme=None)
+    reason = "[/x] refused by [bold]web-2[/bold]"
+    async with run_test(app, SIZE) as pilot:
+        await until_event(pilot, transcript, "run.started")
+        task_id = next(book.commands()).id
+        await select(pilot, task_id)
+        host_list = app.query_one(HostList)
+        await until(pilot, lambda: host_list.has_class("-shown"), what="the host list")
+        host_list.apply({"type": "host.failed", "task_id": task_id, "host": "web-2", "reason": reason, "attempt": 1})
+        await pilot.pause()
+        table = host_list.table
+        shown = ["".join(segment.text for segment in table.render_line(y)) for y in range(table.size.height)]
+        assert any("web-[b]1" in line for line in shown), shown
+        assert any("[/x] refused by [bold]web-2[/bold]"[:30] in line for line in shown), shown
+        assert app.is_running, "the screen is still drawn"
+        await pilot.press("q")

@@ -16,7 +16,9 @@ from keyring.backends import fail
 from runbook_tui.audit.transcript import read_events
 from runbook_tui.parse import load_runbook
 from runbook_tui.tui.app import make_app
-from runbook_tui.tui.screens.dialogs import Reading, ValuesForm, YesNo
+from runbook_tui.tui.screens.dialogs import Choose, ConfirmCommand, Reading, ValuesForm, YesNo
+from runbook_tui.tui.screens.related import RelatedScreen
+from runbook_tui.tui.widgets.step_tree import StepTree
 from tests.tui_helpers import cursor_id, notifications, run_test, type_text, until, until_event, until_screen
 
 BOOK = """---
@@ -156,3 +158,67 @@ async def test_a_notice_quotes_runbook_text_literally_never_as_markup(tmp_path: 
         (notice,) = [n for n in app._notifications if "runbook-tui trust 'x[red]y.md'" in n.message]
         assert notice.markup is False
         await pilot.press("q")
+
+
+def drawn(widget: object) -> list[str]:
+    """The lines a widget draws, as characters."""
+    return ["".join(segment.text for segment in widget.render_line(y))  # type: ignore[attr-defined]
+            for y in range(widget.size.height)]  # type: ignore[attr-defined]
+
+
+async def test_a_commands_unfinished_line_is_drawn_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The line a command is still writing (a prompt, a progress line) is its own text: `[/x]`
+    in it made the screen raise, `[bold]` would have been taken for a style."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    (tmp_path / "m.md").write_text("# M\n\n## Steps\n\n1. One\n   - `printf '[/x] [bold]q[/bold] '; sleep 3`\n")
+    transcript = tmp_path / "t.jsonl"
+    app = make_app(load_runbook("m.md"), mode="paranoid", variables={}, transcript=str(transcript), theme=None)
+    async with run_test(app) as pilot:
+        await until_event(pilot, transcript, "run.started")
+        await until(pilot, lambda: cursor_id(pilot) == "1.1.1", what="the first task")
+        await pilot.press("enter")
+        await until_screen(pilot, ConfirmCommand)
+        await pilot.press("y")
+        partial = app.screen.query_one("#partial")
+        await until(pilot, lambda: not app.is_running or any("[/x] [bold]q[/bold]" in line for line in drawn(partial)),
+                    what=lambda: f"the unfinished line: {drawn(partial)}")
+        assert app.is_running, "the screen survived the command's text"
+        await until_event(pilot, transcript, "command.finished", timeout=30)
+        await pilot.press("q")
+
+
+async def test_a_related_runbooks_title_and_file_are_drawn_as_written(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runbook's title is a file's text: in the tree (`[/y]` in it made the app fail to open),
+    and a related one's in the picker, on its screen and in the question that switches to it,
+    `[/x]` and `[b]` are characters; a missing file is marked."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    (tmp_path / "other.md").write_text("# [/x] Roll[b]back\n\n## Steps\n\n1. One\n   - `echo hi --x`\n")
+    (tmp_path / "m.md").write_text("# M [/y] [i]i[/i]\n\n## Steps\n\n1. One\n   - `echo hi --x`\n\n## Related runbooks\n\n"
+                                   "- [[/x] Roll[b]back](./other.md)\n- [Gone](./gone.md)\n")
+    transcript = tmp_path / "t.jsonl"
+    app = make_app(load_runbook("m.md"), mode="paranoid", variables={}, transcript=str(transcript), theme=None)
+    async with run_test(app, (120, 40)) as pilot:
+        await until_event(pilot, transcript, "run.started")
+        await pilot.pause()
+        assert str(app.screen.query_one(StepTree).root.label) == "M [/y] [i]i[/i]", "its own title too"
+        await pilot.press("o")
+        choose = await until_screen(pilot, Choose)
+        await pilot.pause()
+        shown = drawn(choose.query_one("#choices"))
+        assert any("[/x] Roll[b]back (./other.md)" in line for line in shown), shown
+        assert any("Gone (./gone.md)  [missing file]" in line for line in shown), shown
+        await pilot.press("enter")
+        related = await until_screen(pilot, RelatedScreen)
+        await pilot.pause()
+        assert any("[/x] Roll[b]back — related runbook" in line for line in drawn(related.query_one("#related-title")))
+        await pilot.press("r")
+        question = await until_screen(pilot, YesNo)
+        await pilot.pause()
+        assert any("and run [/x] Roll[b]back?" in line for line in drawn(question.query_one("#dialog-title")))
+        assert app.is_running
+        await pilot.press("escape")

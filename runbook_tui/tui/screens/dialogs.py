@@ -98,7 +98,7 @@ class ConfirmCommand(ModalScreen[Answer]):
         if typed == self.request.typed_word:
             self.dismiss(Answer("run", typed=typed, command=self.edited))
         else:
-            self.notify(f"That is not {self.request.typed_word!r}; nothing was run.", severity="warning")
+            self.notify(f"That is not {self.request.typed_word!r}; nothing was run.", severity="warning", markup=False)
             event.input.value = ""
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -177,7 +177,7 @@ class YesNo(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog-box"):
-            yield Label(self.question, id="dialog-title")
+            yield Label(Text(self.question), id="dialog-title")  # it may quote a runbook: never markup
             with Horizontal(id="dialog-buttons"):
                 yield Button("Yes (y)", id="yes", variant="error")
                 yield Button("No (n)", id="no", variant="primary")
@@ -206,7 +206,7 @@ class TextPrompt(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog-box"):
-            yield Label(self.question, id="dialog-title")
+            yield Label(Text(self.question), id="dialog-title")  # it may quote a runbook: never markup
             yield Input(value=self.value, placeholder=self.placeholder, password=self.password, id="answer")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -288,8 +288,8 @@ class Choose(ModalScreen[int | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog-box"):
-            yield Label(self.question, id="dialog-title")
-            yield OptionList(*self.items, id="choices")
+            yield Label(Text(self.question), id="dialog-title")  # it may quote a runbook: never markup
+            yield OptionList(*(Text(item) for item in self.items), id="choices")
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(event.option_index)

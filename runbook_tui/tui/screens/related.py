@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from runbook_tui.audit.terminal import visible
 from runbook_tui.model import Runbook
 from runbook_tui.tui.widgets.step_tree import StepTree
 from runbook_tui.tui.widgets.step_view import StepView
@@ -35,8 +37,8 @@ class RelatedScreen(Screen[None]):
         self.run = run
 
     def compose(self) -> ComposeResult:
-        yield Static(f"{self.runbook.title} — related runbook, read-only (escape: back to the run; "
-                     "r: end the run and run this one)", id="related-title")
+        yield Static(Text(f"{visible(self.runbook.title)} — related runbook, read-only (escape: back to the run; "
+                          "r: end the run and run this one)"), id="related-title")
         with Horizontal(id="main"):
             yield StepTree(self.runbook, id="related-tree")
             yield StepView(id="related-view")

@@ -24,6 +24,7 @@ from textual.widgets import Footer, TabbedContent, TabPane, Tree
 from textual.worker import Worker, WorkerState
 
 from runbook_tui.audit.redact import Redactor
+from runbook_tui.audit.terminal import visible
 from runbook_tui.audit.transcript import follow
 from runbook_tui.engine.policy import task_risk
 from runbook_tui.model import MODES, Mode, Runbook, Task
@@ -208,7 +209,7 @@ class RunScreen(Screen[None]):
         try:
             self.run.run_task(task.id, edited=edited)
         except MissingValue as exc:
-            self.app.call_from_thread(self.notify, f"Not run: {exc}", severity="warning")
+            self.app.call_from_thread(self.notify, f"Not run: {exc}", severity="warning", markup=False)
         finally:
             self.running = None
             if self.run.session.disconnected.is_set():
@@ -224,7 +225,7 @@ class RunScreen(Screen[None]):
         try:
             getattr(self.run, method)(*args)
         except RunEnded as exc:
-            self.app.call_from_thread(self.notify, f"Not recorded: {exc}.", severity="warning")
+            self.app.call_from_thread(self.notify, f"Not recorded: {exc}.", severity="warning", markup=False)
 
     @work(thread=True, group="follow", exit_on_error=False)
     def _follow(self) -> None:
@@ -234,7 +235,7 @@ class RunScreen(Screen[None]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:
-            self.notify(f"Something went wrong: {event.worker.error}", severity="error", timeout=20)
+            self.notify(f"Something went wrong: {event.worker.error}", severity="error", timeout=20, markup=False)
 
     # ---- what the run reports ------------------------------------------------------------------
     def event(self, event: dict[str, Any]) -> None:  # type: ignore[override]
@@ -292,11 +293,11 @@ class RunScreen(Screen[None]):
             else:
                 reason = f": {event['reason']}" if event.get("reason") else ""
                 self.notify(f"Task {task.id} {event['status'].replace('_', ' ')}{reason}", severity="error",
-                            timeout=10)
+                            timeout=10, markup=False)  # a reason may quote the command or its output
         elif kind == "mode.changed":
             self.query_one(RunHeader).mode = event["mode"]
             if event.get("refused"):
-                self.notify(event["refused"], severity="warning", timeout=15)
+                self.notify(event["refused"], severity="warning", timeout=15, markup=False)
             else:
                 self.notify(f"Mode is now {event['mode']}.")
         elif kind == "run.finished":
@@ -304,7 +305,7 @@ class RunScreen(Screen[None]):
                         "Press x to export it, q to leave.",
                         severity="information" if event["result"] == "success" else "error", timeout=30)
         elif kind == "run.aborted":
-            self.notify(f"Run aborted: {event['reason']}", severity="error")
+            self.notify(f"Run aborted: {event['reason']}", severity="error", markup=False)
 
     def _guide_after(self, task: Task) -> None:
         """The guided sequence: after a task settles, select the next one not yet settled."""
@@ -453,7 +454,7 @@ class RunScreen(Screen[None]):
     def _export(self) -> None:
         assert self.run is not None
         target = self.run.export("md")
-        self.app.call_from_thread(self.notify, f"Exported to {target.resolve()}", timeout=15)
+        self.app.call_from_thread(self.notify, f"Exported to {target.resolve()}", timeout=15, markup=False)
 
     def action_related(self) -> None:
         related = self.runbook.related
@@ -464,7 +465,7 @@ class RunScreen(Screen[None]):
             self.open_related(0)
             return
         base = Path(self.runbook.path).parent
-        labels = [f"{r.title} ({r.target})" + ("" if (base / r.target).exists() else "  [missing file]")
+        labels = [f"{visible(r.title)} ({visible(r.target)})" + ("" if (base / r.target).exists() else "  [missing file]")
                   for r in related]
         self.app.push_screen(Choose("Open which runbook?", labels),
                              lambda index: self.open_related(index) if index is not None else None)
@@ -478,7 +479,7 @@ class RunScreen(Screen[None]):
         try:
             related = load_runbook(target)
         except RunbookError as exc:
-            self.notify(str(exc), severity="error", timeout=15)
+            self.notify(str(exc), severity="error", timeout=15, markup=False)  # it quotes the file
             return
         self.app.push_screen(RelatedScreen(related, self.run))
 
@@ -532,7 +533,7 @@ class RunScreen(Screen[None]):
             return
         run = self.run
         pending = len(run.pending())
-        self.app.push_screen(YesNo(f"End this run ({pending} task(s) not done) and run {runbook.title}?"),
+        self.app.push_screen(YesNo(f"End this run ({pending} task(s) not done) and run {visible(runbook.title)}?"),
                              lambda yes: self._switch(runbook) if yes else None)
 
     @work(thread=True, group="quit", exit_on_error=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
@@ -88,7 +89,7 @@ class HostList(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="host-batches")
-        table: DataTable[str] = DataTable(id="host-table", cursor_type="row", zebra_stripes=True)
+        table: DataTable[Text] = DataTable(id="host-table", cursor_type="row", zebra_stripes=True)
         table.add_column("Host", key="host")
         table.add_column("State", key="state")
         table.add_column("Exit", key="exit")
@@ -97,7 +98,7 @@ class HostList(Vertical):
         yield table
 
     @property
-    def table(self) -> DataTable[str]:
+    def table(self) -> DataTable[Text]:
         return self.query_one("#host-table", DataTable)
 
     def hosts_of(self, task_id: str) -> TaskHosts | None:
@@ -130,12 +131,14 @@ class HostList(Vertical):
             table = self.table
             table.clear()
             for host, row in hosts.rows.items():
-                table.add_row(host, *self._cells(row), key=host)
+                table.add_row(Text(host), *self._cells(row), key=host)
         self._summarize()
 
-    def _cells(self, row: HostRow) -> tuple[str, str, str, str]:
-        return (f"{MARKS.get(row.state, '?')} {row.state}", "" if row.exit_code is None else str(row.exit_code),
-                "" if row.duration is None else f"{row.duration:.1f}s", row.reason or "")
+    def _cells(self, row: HostRow) -> tuple[Text, Text, Text, Text]:
+        """As `Text`: a str cell is Rich markup to DataTable, and a reason comes from the network
+        or a transcript (`[/x]` in one made the screen raise)."""
+        return (Text(f"{MARKS.get(row.state, '?')} {row.state}"), Text("" if row.exit_code is None else str(row.exit_code)),
+                Text("" if row.duration is None else f"{row.duration:.1f}s"), Text(row.reason or ""))
 
     def _summarize(self) -> None:
         hosts = self.tasks.get(self.shown or "")
@@ -176,7 +179,7 @@ class HostList(Vertical):
             if only is not None and host != only:
                 continue
             if host not in table.rows:
-                table.add_row(host, *self._cells(row), key=host)
+                table.add_row(Text(host), *self._cells(row), key=host)
                 continue
             for column, value in zip(("state", "exit", "duration", "reason"), self._cells(row), strict=True):
                 table.update_cell(host, column, value, update_width=True)

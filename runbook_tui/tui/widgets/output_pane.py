@@ -21,10 +21,12 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.content import Content
 from textual.message import Message
 from textual.widgets import Input, Static
 
@@ -206,7 +208,8 @@ class OutputPane(Vertical):
         state += [name for name, on_ in (("wrap", view.wrap), ("times", view.timestamps)) if on_]
         if view.pattern is not None:
             state.append(f"search: {self._query}")
-        self.border_title = title + (f" — {', '.join(state)}" if state else "")
+        # a host's name and the search typed are text, not markup (`[/x]` in a search made it raise)
+        self.border_title = Content(title + (f" — {', '.join(state)}" if state else ""))
 
     def on_log_view_changed(self, message: LogView.Changed) -> None:
         message.stop()
@@ -214,7 +217,8 @@ class OutputPane(Vertical):
 
     def _show_partial(self) -> None:
         log = self._logs.get(self.shown or "")
-        self.query_one("#partial", Static).update(without_styles(log.partial[-500:]) if log else "")
+        # the command's own text, as written: `[/x]` in a prompt is not markup (it made the screen raise)
+        self.query_one("#partial", Static).update(Text(without_styles(log.partial[-500:]) if log else ""))
 
     def lines_of(self, task_id: str) -> list[str]:
         """The lines of a task still in memory, as plain text."""
@@ -282,7 +286,7 @@ class OutputPane(Vertical):
         if message.task_id != self.shown or message.query != self._query:
             return
         if message.line is None:
-            self.notify(f"{message.query!r} is not in the output of task {message.task_id}.")
+            self.notify(f"{message.query!r} is not in the output of task {message.task_id}.", markup=False)
             return
         view = self.view
         view.current_match = message.line

@@ -63,7 +63,7 @@ class StepTree(Tree[Item]):
                  id: str | None = None) -> None:
         """`risk_of` gives a task's risk as the run will ask it (default: the policy's, with the
         runbook's own values), so the tree never shows another risk than the prompt."""
-        super().__init__(runbook.title, id=id)
+        super().__init__(Text(visible(runbook.title)), id=id)  # the runbook's text: never markup
         self.runbook = runbook
         self._risk_of = risk_of or (lambda task: task_risk(runbook, task).level)
         self.status: dict[str, str] = {}
