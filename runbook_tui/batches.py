@@ -21,6 +21,7 @@ batches through ``before_batch``.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -254,31 +255,38 @@ def _run_batch(batch: Batch, start: RemoteStart, parallel: int, timeout: float |
         if cb.finished is not None:
             cb.finished(results[host])
 
-    while pending or running:
-        if not aborted and should_abort is not None and should_abort():
-            aborted = True
-            _abort_all(running, grace)
-            for host in pending:
-                results[host] = _skip(host, batch, "the run was aborted", cb)
-            pending = []
-        while pending and len(running) < parallel:
-            host = pending.pop(0)
-            running.append(_start(host, start, timeout, cb))
-        if running and all(item.process.wait(0) is None for item in running):
-            time.sleep(POLL)
-        if cb.tick is not None:
-            cb.tick()
-        now = time.monotonic()
-        for item in list(running):
-            status = item.process.wait(0)
-            if status is None and item.deadline is not None and now >= item.deadline:
-                item.process.abort(grace)
-                status = item.process.wait()
-                assert status is not None
-                status = ExitStatus(status.exit_code, status.signal, status.duration, timed_out=True)
-            if status is not None:
-                running.remove(item)
-                finish(item.host, status, getattr(item.process, "error", None))
+    try:
+        while pending or running:
+            if not aborted and should_abort is not None and should_abort():
+                aborted = True
+                _abort_all(running, grace)
+                for host in pending:
+                    results[host] = _skip(host, batch, "the run was aborted", cb)
+                pending = []
+            while pending and len(running) < parallel:
+                host = pending.pop(0)
+                running.append(_start(host, start, timeout, cb))
+            if running and all(item.process.wait(0) is None for item in running):
+                time.sleep(POLL)
+            if cb.tick is not None:
+                cb.tick()
+            now = time.monotonic()
+            for item in list(running):
+                status = item.process.wait(0)
+                if status is None and item.deadline is not None and now >= item.deadline:
+                    item.process.abort(grace)
+                    status = item.process.wait()
+                    assert status is not None
+                    status = ExitStatus(status.exit_code, status.signal, status.duration, timed_out=True)
+                if status is not None:
+                    running.remove(item)
+                    finish(item.host, status, getattr(item.process, "error", None))
+    except BaseException as exc:  # a failure of ours (a host's output sink, a callback): no host runs on unseen
+        _abort_all(running, grace)
+        for item in running:  # and each one's end is on the record, as far as the record still takes it
+            with contextlib.suppress(Exception):
+                _report(HostResult(item.host, batch.number, "failed", reason=f"stopped: {exc}"), cb)
+        raise
     return [results[host] for host in batch.hosts], aborted
 
 

@@ -86,7 +86,11 @@ def shell_argv(script: str, shell: str = "bash") -> list[str]:
 class Process(Protocol):
     """What `supervise` needs of a running command: a local PtyProcess or a docker exec."""
 
-    def wait(self, timeout: float | None = None) -> ExitStatus | None: ...
+    def wait(self, timeout: float | None = None) -> ExitStatus | None:
+        """The exit status; None while it runs and ``timeout`` passes. A failure of the output
+        sink is raised: with a ``timeout`` as soon as it happens (the command may still run, its
+        output no longer passed on: the caller stops it), without one once the command ended."""
+        ...
 
     def abort(self, grace: float = GRACE) -> None: ...
 

@@ -1300,3 +1300,21 @@ def test_an_untrusted_runbook_asked_to_run_in_auto_runs_paranoid_and_says_how_to
     assert session.mode_notice is not None and session.mode_notice.endswith(
         f"trust this version with: runbook-tui trust '{tmp_path / 'my book.md'}'")
     session.transcript.close()
+
+
+def test_a_fan_out_whose_view_fails_on_output_stops_every_host_at_once(fleet_home: Any, tmp_path: Path) -> None:
+    """As for a local command (bug 10, RELIABILITY.md): output that can no longer be shown or
+    recorded stops the commands that make it, on every host of the batch, not at their own end."""
+    hosts = fleet_home.names(2)
+    done = tmp_path / "done"  # the fleet's sshd run on this machine: a host's `touch` lands here
+    session, path = make(tmp_path, fleet_runbook(hosts, "", f"echo started; sleep 30; touch {done}-$(hostname)"),
+                         Answering([Answer("run")]), observer=BrokenPane(), grace=0.2)
+    step = session.runbook.sections[0].steps[0]
+    with pytest.raises(RuntimeError, match="the pane broke"):
+        session.run_task(step.tasks[0], step)
+    session.close_targets()
+    session.transcript.close()
+    assert not session.command_running
+    assert not list(tmp_path.glob("done-*")), "no host's command ran on to its end"
+    ends = {e["host"]: (e["state"], e["reason"]) for e in events(path, "command.finished")}
+    assert ends == {host: ("failed", "stopped: the pane broke") for host in hosts}, "each host's end is recorded"

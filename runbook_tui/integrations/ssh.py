@@ -495,11 +495,14 @@ class RemoteProcess:
     def wait(self, timeout: float | None = None) -> ExitStatus | None:
         """Block until the command ended and its output was delivered; None if ``timeout`` ran out.
 
-        Re-raises an exception raised by ``on_output``; a host failure is not raised (see ``error``).
+        Re-raises an exception raised by ``on_output`` (with a ``timeout`` as soon as it is known,
+        as `Process.wait` says); a host failure is not raised (see ``error``).
         """
         if threading.current_thread() is self._pool._thread:
             raise RuntimeError("wait() must not be called from on_output")
         if not self._done.wait(timeout):
+            if self._output_error is not None:
+                raise self._output_error
             return None
         if self._output_error is not None:
             raise self._output_error
