@@ -516,3 +516,28 @@ def test_known_difference_a_lazy_line_after_a_block_quote_indented_like_a_marker
     assert pyromark_tree(text, [])[0].children[0].children[1].children[0].children[0].children[-1].content == "> r"
     assert python_tree(text, [])[0].children[0].children[1].children[0].children[0].children[-1].content == "r"
     assert_same_tree("- k\n   > q\n   > r")
+
+
+def test_parses_on_several_threads_leave_standard_error_where_it_was() -> None:
+    """fd 2 is pointed at /dev/null while pulldown-cmark parses: parses on two threads must not
+    save and restore each other's /dev/null, or standard error stays lost for good."""
+    import sys
+    import threading
+
+    before = os.fstat(2)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        def parse_many() -> None:
+            for _ in range(200):
+                parse_tree("# T\n\n1. **a**\n   - `echo b`\n", [])
+
+        threads = [threading.Thread(target=parse_many) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)

@@ -18,6 +18,7 @@ import contextlib
 import functools
 import os
 import re
+import threading
 from bisect import bisect_right
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
@@ -140,15 +141,20 @@ def _stderr_unprinted() -> Iterator[None]:
 
     Rust's panic hook writes "thread panicked at ..." straight to fd 2 before the panic reaches
     Python, where it is handled (parse_tree); on the terminal the TUI draws on, that would
-    garble the screen. Nothing else writes meanwhile: the events are made holding the GIL.
+    garble the screen. Nothing else writes meanwhile: the events are made holding the GIL. One
+    parse at a time: two interleaved would save and restore each other's /dev/null for good.
     """
-    saved = os.dup(2)
-    try:
-        os.dup2(_devnull(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    with _STDERR_SWAP:
+        saved = os.dup(2)
+        try:
+            os.dup2(_devnull(), 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+_STDERR_SWAP = threading.Lock()  # see _stderr_unprinted
 
 
 @functools.cache
