@@ -7,7 +7,7 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
-from textual.markup import escape
+from textual.content import Content
 from textual.reactive import reactive
 from textual.widgets import Static
 
@@ -38,19 +38,24 @@ class RunHeader(Horizontal):
         yield Static(self._facts(), id="facts")
         yield Static("", id="progress")
 
-    def _facts(self) -> str:
+    def _facts(self) -> Content:
+        """The runbook's own text goes in as template values, never as markup: Textual's `escape`
+        leaves `[/ ` alone, and `[/ [red]` in a title then made the header raise."""
         book = self.runbook
-        parts = [f"[b]{escape(visible(book.title))}[/b]"]
+        parts = ["[b]$title[/b]"]
+        values = {"title": visible(book.title), "mode": self.mode}
         if book.severity:
             high = book.severity.lower().startswith(("high", "critical"))
-            color = "$error" if high else "$warning"
-            parts.append(f"[$background on {color}] {escape(book.severity.split('(')[0].strip().upper())} [/]")
+            parts.append(f"[$background on {'$error' if high else '$warning'}] $severity [/]")
+            values["severity"] = visible(book.severity.split("(")[0].strip().upper())
         if book.owner:
-            parts.append(f"owner: {escape(book.owner)}")
-        parts.append(f"mode: [b]{escape(self.mode)}[/b]")
+            parts.append("owner: $owner")
+            values["owner"] = visible(book.owner)
+        parts.append("mode: [b]$mode[/b]")
         git_text, warn = git_summary(self.git)
-        parts.append(f"[b $warning]{escape(git_text)}[/]" if warn else escape(git_text))
-        return "  ".join(parts)
+        parts.append("[b $warning]$git[/]" if warn else "$git")
+        values["git"] = visible(git_text)
+        return Content.from_markup("  ".join(parts), **values)
 
     def on_mount(self) -> None:
         self.set_interval(1.0, self._tick)
